@@ -1,0 +1,193 @@
+"""The telemetry record: its 15 headers, its payload and the rules they obey.
+
+Pure code, shared by the client library, the daemon and the collector. It sits
+on the probe path, so it imports nothing beyond the interpreter's start-up set:
+no `re`, no `dataclasses`, no `enum` (each would cost milliseconds per probe).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from telemd.errors import ErrorCode, RecordError
+
+RECORD_FORMAT_VERSION = 4
+
+# The header block's lines, in the exact order libtelemetry writes them.
+HEADER_NAMES: tuple[str, ...] = (
+    "record_format_version",
+    "classification",
+    "severity",
+    "machine_id",
+    "creation_timestamp",
+    "arch",
+    "host_type",
+    "build",
+    "kernel_version",
+    "payload_format_version",
+    "system_name",
+    "board_name",
+    "cpu_model",
+    "bios_version",
+    "event_id",
+)
+
+# Headers the daemon owns: whatever a client sends for these is replaced.
+HOST_HEADERS: tuple[str, ...] = (
+    "arch",
+    "host_type",
+    "build",
+    "kernel_version",
+    "system_name",
+    "board_name",
+    "cpu_model",
+    "bios_version",
+)
+
+MAX_CLASSIFICATION_BYTES = 122
+MAX_CLASSIFICATION_LEVEL_BYTES = 40
+DEFAULT_MAX_PAYLOAD_SIZE = 8192
+EVENT_ID_LENGTH = 32
+MIN_SEVERITY = 1
+MAX_SEVERITY = 4
+
+# Letters, digits and the punctuation real classifications use
+# ("org.clearlinux/crash/clr", "com.example+lab/hw-probe/mce_v2").
+_CLASSIFICATION_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+:@"
+_HEX_LOWER = "0123456789abcdef"
+
+
+def validate_classification(classification: str) -> str:
+    """Return `classification` if it is DOMAIN/PROBE/REST, else raise RecordError."""
+    if len(classification.encode()) > MAX_CLASSIFICATION_BYTES:
+        raise RecordError(
+            f"classification is longer than {MAX_CLASSIFICATION_BYTES} bytes: {classification!r}"
+        )
+    levels = classification.split("/")
+    if len(levels) != 3:
+        raise RecordError(
+            f"classification must have exactly 3 levels (domain/probe/rest), got {classification!r}"
+        )
+    for level in levels:
+        if not level:
+            raise RecordError(f"classification has an empty level: {classification!r}")
+        if len(level) > MAX_CLASSIFICATION_LEVEL_BYTES:
+            raise RecordError(
+                f"classification level {level!r} is longer than "
+                f"{MAX_CLASSIFICATION_LEVEL_BYTES} bytes"
+            )
+        # strip() removes allowed characters from both ends; anything left over
+        # is a character outside the set.
+        if level.strip(_CLASSIFICATION_CHARS):
+            raise RecordError(
+                f"classification {classification!r} has characters outside "
+                "letters, digits and . _ - + : @"
+            )
+    return classification
+
+
+def clamp_severity(severity: int) -> int:
+    """Clamp to 1..4, as libtelemetry does."""
+    return min(MAX_SEVERITY, max(MIN_SEVERITY, severity))
+
+
+def is_event_id(value: str) -> bool:
+    return len(value) == EVENT_ID_LENGTH and not value.strip(_HEX_LOWER)
+
+
+def validate_event_id(event_id: str) -> str:
+    if not is_event_id(event_id):
+        raise RecordError(f"event id must be 32 lowercase hex characters, got {event_id!r}")
+    return event_id
+
+
+def new_event_id() -> str:
+    return os.urandom(16).hex()
+
+
+def validate_payload_bytes(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD_SIZE) -> str:
+    """Decode a payload from the wire: UTF-8 text without NUL, at most max_size bytes."""
+    if len(payload) > max_size:
+        raise RecordError(
+            f"payload is {len(payload)} bytes, more than the limit of {max_size}",
+            ErrorCode.TOO_LARGE,
+        )
+    if b"\0" in payload:
+        raise RecordError("payload contains a NUL byte")
+    try:
+        return payload.decode()
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"payload is not valid UTF-8 (byte {exc.start})") from None
+
+
+def validate_payload(payload: str, max_size: int = DEFAULT_MAX_PAYLOAD_SIZE) -> str:
+    try:
+        encoded = payload.encode()
+    except UnicodeEncodeError as exc:
+        raise RecordError(f"payload is not encodable as UTF-8 (character {exc.start})") from None
+    validate_payload_bytes(encoded, max_size)
+    return payload
+
+
+class Record:
+    """What a client knows about an event; host metadata is the daemon's to add.
+
+    A plain slotted class rather than a dataclass: `dataclasses` imports
+    `inspect`, which alone would double a probe's start-up time.
+    """
+
+    __slots__ = (
+        "classification",
+        "creation_timestamp",
+        "event_id",
+        "payload",
+        "payload_format_version",
+        "severity",
+    )
+
+    classification: str
+    severity: int
+    payload: str
+    payload_format_version: int
+    event_id: str
+    creation_timestamp: int
+
+    def __init__(
+        self,
+        classification: str,
+        severity: int,
+        payload: str,
+        *,
+        payload_format_version: int = 1,
+        event_id: str | None = None,
+        creation_timestamp: int | None = None,
+        max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
+    ) -> None:
+            if payload_format_version < 0 or payload_format_version > 0xFFFFFFFF:
+            raise RecordError(
+                f"payload format version must be a 32-bit unsigned integer, "
+                f"got {payload_format_version}"
+            )
+        self.classification = validate_classification(classification)
+        self.severity = clamp_severity(severity)
+        self.payload = validate_payload(payload, max_payload_size)
+        self.payload_format_version = payload_format_version
+        self.event_id = new_event_id() if event_id is None else validate_event_id(event_id)
+        self.creation_timestamp = (
+            int(time.time()) if creation_timestamp is None else creation_timestamp
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, name) for name in self.__slots__))
+
+    def __repr__(self) -> str:
+        return (
+            f"Record({self.classification!r}, severity={self.severity}, "
+            f"event_id={self.event_id!r}, payload={len(self.payload)} chars)"
+        )
