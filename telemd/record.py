@@ -164,7 +164,7 @@ class Record:
         creation_timestamp: int | None = None,
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
     ) -> None:
-            if payload_format_version < 0 or payload_format_version > 0xFFFFFFFF:
+        if payload_format_version < 0 or payload_format_version > 0xFFFFFFFF:
             raise RecordError(
                 f"payload format version must be a 32-bit unsigned integer, "
                 f"got {payload_format_version}"
@@ -177,6 +177,27 @@ class Record:
         self.creation_timestamp = (
             int(time.time()) if creation_timestamp is None else creation_timestamp
         )
+
+    @classmethod
+    def trusted(
+        cls,
+        *,
+        classification: str,
+        severity: int,
+        payload: str,
+        payload_format_version: int,
+        event_id: str,
+        creation_timestamp: int,
+    ) -> Record:
+        """Build a record from fields its caller has already validated."""
+        record = object.__new__(cls)
+        record.classification = classification
+        record.severity = severity
+        record.payload = payload
+        record.payload_format_version = payload_format_version
+        record.event_id = event_id
+        record.creation_timestamp = creation_timestamp
+        return record
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Record):

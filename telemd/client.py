@@ -1,0 +1,170 @@
+"""Send records to telemd: the library every probe uses.
+
+    from telemd.client import send
+    from telemd.record import Record
+
+    record_id = send(Record("com.example/backup/failed", 3, "disk /dev/sdb gone\\n"))
+
+`send()` returns once the daemon has the record durably on disk, and raises a
+`TelemetryError` subclass whose `code` says why otherwise. `Client` keeps
+one connection for many records.
+
+Start-up cost matters here: a probe imports this module, so it uses the C
+`_socket` module rather than `socket` (which drags in `enum`), and reads the
+configuration with `telemd.config` only when a file actually sets one of the
+keys a client needs.
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+
+from telemd.errors import DaemonUnavailable, ErrorCode, RejectedError, TelemetryError
+from telemd.frame import decode_reply, encode_frame
+from telemd.paths import config_chain
+from telemd.record import DEFAULT_MAX_PAYLOAD_SIZE, Record
+
+DEFAULT_SOCKET_PATH = "/run/telem-0"
+DEFAULT_OPT_IN_FILE = "/etc/telemetrics/opt-in"
+DEFAULT_TIMEOUT = 10.0
+_CLIENT_KEYS = (b"socket_path", b"opt_in_file", b"max_payload_size")
+_MAX_REPLY = 4096
+
+
+class ClientSettings:
+    __slots__ = ("max_payload_size", "opt_in_file", "socket_path")
+
+    def __init__(self, socket_path: str, opt_in_file: str, max_payload_size: int) -> None:
+        self.socket_path = socket_path
+        self.opt_in_file = opt_in_file
+        self.max_payload_size = max_payload_size
+
+
+def _sets_client_key(path: str) -> bool:
+    """Does `path` assign a key a client needs? Unreadable files say yes,
+    so that the full loader reports them."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return True
+    for line in data.splitlines():
+        line = line.lstrip().lstrip(b"\"'")
+        if line.startswith(_CLIENT_KEYS):
+            return True
+    return False
+
+
+def client_settings(config_file: str | None = None) -> ClientSettings:
+    """The socket path, opt-in file and payload limit from the configuration."""
+    if any(_sets_client_key(path) for path in config_chain(config_file)):
+        from telemd.config import load_settings
+
+        settings = load_settings(config_file)
+        return ClientSettings(settings.socket_path, settings.opt_in_file, settings.max_payload_size)
+    return ClientSettings(DEFAULT_SOCKET_PATH, DEFAULT_OPT_IN_FILE, DEFAULT_MAX_PAYLOAD_SIZE)
+
+
+def is_opted_in(config_file: str | None = None) -> bool:
+    return os.path.exists(client_settings(config_file).opt_in_file)
+
+
+class Client:
+    """One connection to the daemon; records are acknowledged one by one, in order."""
+
+    def __init__(
+        self,
+        config_file: str | None = None,
+        *,
+        socket_path: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.socket_path = socket_path or client_settings(config_file).socket_path
+        self._sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        self._pending = b""
+        try:
+            self._sock.connect(self.socket_path)
+        except OSError as exc:
+            self._sock.close()
+            raise DaemonUnavailable(
+                f"telemd is not running: cannot connect to {self.socket_path}: {exc.strerror}"
+            ) from None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def send(self, record: Record) -> str:
+        """Send one record and return its record id once it is on disk."""
+        self.write_frames([encode_frame(record)])
+        return self.read_reply()
+
+    def write_frames(self, frames: list[bytes]) -> None:
+        """Write frames without waiting; read one reply per frame with `read_reply`."""
+        try:
+            self._sock.sendall(b"".join(frames))
+        except OSError as exc:
+            raise DaemonUnavailable(
+                f"lost the connection to telemd at {self.socket_path}: {exc.strerror}"
+            ) from None
+
+    def read_reply(self) -> str:
+        """Read the next reply: the record id, or raise RejectedError with its code."""
+        line = self._read_line()
+        status, detail = decode_reply(line)
+        if status == "OK":
+            return detail
+        raise RejectedError(detail, status)
+
+    def _read_line(self) -> bytes:
+        buffer = self._pending
+        while b"\n" not in buffer:
+            try:
+                chunk = self._sock.recv(_MAX_REPLY)
+            except TimeoutError:
+                raise DaemonUnavailable(
+                    f"telemd at {self.socket_path} did not answer in time"
+                ) from None
+            except OSError as exc:
+                raise DaemonUnavailable(
+                    f"lost the connection to telemd at {self.socket_path}: {exc.strerror}"
+                ) from None
+            if not chunk:
+                raise DaemonUnavailable(
+                    f"telemd at {self.socket_path} closed the connection before acknowledging"
+                )
+            buffer += chunk
+        line, _, self._pending = buffer.partition(b"\n")
+        return line
+
+
+def send(
+    record: Record,
+    *,
+    config_file: str | None = None,
+    socket_path: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> str:
+    """Send `record` to telemd; return its record id once it is durably spooled."""
+    with Client(config_file, socket_path=socket_path, timeout=timeout) as client:
+        return client.send(record)
+
+
+__all__ = [
+    "Client",
+    "DaemonUnavailable",
+    "ErrorCode",
+    "Record",
+    "RejectedError",
+    "TelemetryError",
+    "client_settings",
+    "is_opted_in",
+    "send",
+]

@@ -1,0 +1,1 @@
+"""The telemd daemon: intake, spool and their supervision."""

@@ -1,0 +1,356 @@
+"""The probe socket: take frames from local clients, spool them, acknowledge.
+
+Per frame: opt-in check, decode and validate, per-uid budget, spool quota,
+then the entry goes to the spool writer and the client hears `OK <record_id>`
+once it is on disk, or `ERR <code> <message>`. Replies on a connection keep
+the order of its frames. Nothing a client sends may raise out of here: bad
+frames get an error reply, and the daemon goes on serving everyone else.
+
+Limits that keep one client from hurting the others: a frame size bound, a
+deadline to finish each frame (`client_timeout`), at most `max_clients`
+connections (when full, the least recently active connection of the uid
+holding the most is closed), and the per-uid budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import stat
+import struct
+import time
+from collections import deque
+from collections.abc import Callable
+
+from telemd.daemon.budget import UidBudget
+from telemd.daemon.spool import Entry, HostKey, Spool
+from telemd.errors import ErrorCode, FrameError, TelemetryError
+from telemd.frame import decode_frame, encode_error, encode_ok, frame_size, max_frame_size
+
+log = logging.getLogger("telemd.intake")
+
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+LISTEN_BACKLOG = 1024
+
+
+class IntakeOptions:
+    """The settings intake reads on every frame; replaced whole on reload."""
+
+    __slots__ = ("client_timeout", "frame_limit", "max_clients", "max_payload_size", "opt_in_file")
+
+    def __init__(
+        self, *, opt_in_file: str, max_payload_size: int, max_clients: int, client_timeout: float
+    ) -> None:
+        self.opt_in_file = opt_in_file
+        self.max_payload_size = max_payload_size
+        self.frame_limit = max_frame_size(max_payload_size)
+        self.max_clients = max_clients
+        self.client_timeout = client_timeout
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: splits the byte stream into frames, orders replies."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+        self.transport: asyncio.Transport | None = None
+        self.uid = -1
+        self.pid = -1
+        self.active_at = 0.0
+        self._buffer = bytearray()
+        self._replies: deque[list[bytes | None]] = deque()
+        self._closing = False  # no more frames are read: EOF, fatal error or shutdown
+        self._lost = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):
+            self.pid, self.uid, _ = _PEERCRED.unpack(
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+            )
+        self.active_at = self.intake.monotonic()
+        self.intake.register(self)
+        self._deadline = self.intake.loop.call_later(
+            self.intake.options.client_timeout, self._check_deadline
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        buffer = self._buffer
+        buffer += data
+        limit = self.intake.options.frame_limit
+        offset = 0
+        try:
+            while len(buffer) - offset >= 4:
+                size = frame_size(buffer[offset : offset + 4], limit)
+                if len(buffer) - offset < size:
+                    break
+                frame = bytes(buffer[offset : offset + size])
+                offset += size
+                self.active_at = self.intake.monotonic()
+                self.intake.handle_frame(self, frame)
+                if self._closing:
+                    break
+        except FrameError as exc:
+            self.fail(exc)
+            return
+        finally:
+            del buffer[:offset]
+
+    def eof_received(self) -> bool:
+        if self._buffer and not self._closing:
+            self.fail(FrameError(f"connection closed {len(self._buffer)} bytes into a frame"))
+        self._closing = True
+        # Keep the transport open to write the replies still owed.
+        return bool(self._replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._closing = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.intake.unregister(self)
+
+    # Replies, in frame order -------------------------------------------
+
+    def reserve_reply(self) -> list[bytes | None]:
+        slot: list[bytes | None] = [None]
+        self._replies.append(slot)
+        return slot
+
+    def fill(self, slot: list[bytes | None], reply: bytes) -> None:
+        slot[0] = reply
+        if self._replies[0] is slot:
+            self._flush()
+
+    def _flush(self) -> None:
+        replies = self._replies
+        ready = []
+        while replies and replies[0][0] is not None:
+            ready.append(replies.popleft()[0])
+        transport = self.transport
+        if self._lost or transport is None:
+            return
+        if ready and not transport.is_closing():
+            # A legacy client may be gone already; asyncio absorbs the EPIPE.
+            transport.write(b"".join(ready))  # type: ignore[arg-type]
+        if not replies and self._closing:
+            transport.close()
+
+    def fail(self, exc: FrameError) -> None:
+        """Reply to a frame that cannot be decoded, then close the connection."""
+        log.info("client pid %d uid %d: %s", self.pid, self.uid, exc.message)
+        self.intake.count_error(exc.code)
+        self._closing = True
+        self._buffer.clear()
+        self.fill(self.reserve_reply(), encode_error(exc.code, exc.message))
+
+    def close(self) -> None:
+        """Stop reading; close once every reply owed has been written."""
+        self._closing = True
+        if self.transport is not None and not self._replies:
+            self.transport.close()
+
+    def _check_deadline(self) -> None:
+        if self._lost:
+            return
+        intake = self.intake
+        timeout = intake.options.client_timeout
+        idle = intake.monotonic() - self.active_at
+        if idle >= timeout and not self._replies:
+            if self._buffer:
+                self.fail(FrameError(f"frame not completed within {timeout:g} s"))
+            else:
+                self.close()
+            return
+        # Replies still waiting on the spool are not the client's fault.
+        self._deadline = intake.loop.call_later(max(timeout - idle, 0.05), self._check_deadline)
+
+
+class Intake:
+    """Owns the listening socket and every connection on it."""
+
+    def __init__(
+        self,
+        options: IntakeOptions,
+        spool: Spool,
+        host_key: Callable[[], HostKey],
+        budget: UidBudget,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.options = options
+        self.spool = spool
+        self.budget = budget
+        self.loop = asyncio.get_running_loop()
+        self.monotonic = self.loop.time
+        self._host_key = host_key
+        self._wall_clock = wall_clock
+        self._server: asyncio.AbstractServer | None = None
+        self._by_uid: dict[int, dict[Connection, None]] = {}
+        self.connections = 0
+        self.stopping = False
+        self.accepted = 0
+        self.errors: dict[str, int] = {}
+
+    async def start(self, listener: socket.socket) -> None:
+        self._server = await self.loop.create_unix_server(
+            lambda: Connection(self), sock=listener, backlog=LISTEN_BACKLOG
+        )
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let frames already received reach the disk, close."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        try:
+            await asyncio.wait_for(self.spool.wait_idle(), grace)
+        except asyncio.TimeoutError:
+            log.warning("spool still busy after %g s; closing connections", grace)
+        for conns in list(self._by_uid.values()):
+            for conn in list(conns):
+                conn.close()
+
+    # Connection bookkeeping --------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        if self.connections >= self.options.max_clients:
+            self._evict()
+        self._by_uid.setdefault(conn.uid, {})[conn] = None
+        self.connections += 1
+
+    def unregister(self, conn: Connection) -> None:
+        conns = self._by_uid.get(conn.uid)
+        if conns is None or conn not in conns:
+            return  # evicted earlier
+        del conns[conn]
+        self.connections -= 1
+        if not conns:
+            del self._by_uid[conn.uid]
+
+    def _evict(self) -> None:
+        heaviest = max(self._by_uid.values(), key=len)
+        victim = min(heaviest, key=lambda conn: conn.active_at)
+        log.warning(
+            "%d connections open (max_clients): closing the least active one of uid %d",
+            self.connections,
+            victim.uid,
+        )
+        self.unregister(victim)
+        if victim.transport is not None:
+            victim.transport.abort()
+
+    def count_error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
+
+    # One frame -----------------------------------------------------------
+
+    def handle_frame(self, conn: Connection, frame: bytes) -> None:
+        slot = conn.reserve_reply()
+        try:
+            entry = self._admit(conn, frame)
+        except TelemetryError as exc:
+            self.count_error(exc.code)
+            conn.fill(slot, encode_error(exc.code, exc.message))
+            return
+        except Exception:  # a defect must cost one frame, never the daemon
+            log.exception("unexpected error handling a frame from pid %d", conn.pid)
+            self.count_error(ErrorCode.INTERNAL)
+            conn.fill(slot, encode_error(ErrorCode.INTERNAL, "internal error; see the daemon log"))
+            return
+        record_id = entry[0]
+        ok = encode_ok(record_id)
+
+        def done(error: str | None) -> None:
+            if error is None:
+                self.accepted += 1
+                conn.fill(slot, ok)
+            else:
+                self.count_error(error)
+                conn.fill(slot, encode_error(error, _STORE_ERRORS.get(error, "cannot store")))
+
+        self.spool.submit(entry, done)
+
+    def _admit(self, conn: Connection, frame: bytes) -> Entry:
+        options = self.options
+        if self.stopping:
+            raise TelemetryError("the daemon is shutting down", ErrorCode.SHUTTING_DOWN)
+        if not os.path.exists(options.opt_in_file):
+            raise TelemetryError(
+                "telemetry is opted out; opt in with 'telemctl opt-in'", ErrorCode.OPTED_OUT
+            )
+        decoded = decode_frame(frame, options.max_payload_size)
+        if decoded.config_path is not None:
+            log.debug("ignoring CFG: %s from pid %d", decoded.config_path, conn.pid)
+        if not self.budget.allow(conn.uid):
+            raise TelemetryError(
+                f"uid {conn.uid} is over its budget of {self.budget.per_minute} records a minute",
+                ErrorCode.THROTTLED,
+            )
+        size = len(frame)
+        if not self.spool.reserve(size):
+            raise TelemetryError(
+                f"the spool is at its limit of {self.spool.max_bytes} bytes",
+                ErrorCode.SPOOL_FULL,
+            )
+        record = decoded.record
+        return (
+            os.urandom(16).hex(),
+            self._wall_clock(),
+            record.creation_timestamp,
+            record.classification,
+            record.severity,
+            record.payload_format_version,
+            record.event_id,
+            record.payload,
+            size,
+            self._host_key(),
+            conn.uid,
+            conn.pid,
+        )
+
+
+_STORE_ERRORS = {
+    ErrorCode.SPOOL_FULL: "the spool's file system is full",
+    ErrorCode.INTERNAL: "the spool cannot be written; see the daemon log",
+}
+
+
+def bind_unix_socket(path: str, mode: int) -> socket.socket:
+    """Bind the probe socket: make its directory, replace a stale socket, set its mode."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
+    try:
+        existing = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(existing.st_mode):
+            raise TelemetryError(f"{path} exists and is not a socket; refusing to replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listens: a leftover of a daemon that died
+        else:
+            raise TelemetryError(f"another daemon is already listening on {path}")
+        finally:
+            probe.close()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        os.chmod(path, mode)
+        listener.listen(LISTEN_BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    listener.setblocking(False)
+    return listener

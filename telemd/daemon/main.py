@@ -1,0 +1,174 @@
+"""`telemd`: the daemon. `Daemon.run()` reads as the life of the process.
+
+Start: directories, spool, host metadata, socket. Serve until SIGTERM or
+SIGINT (SIGHUP reloads the configuration). Stop: refuse new frames, let what
+was received reach the disk and be acknowledged, close. A second SIGTERM or
+SIGINT exits at once; acknowledged records are safe on disk either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import signal
+import stat
+import sys
+
+from telemd import __version__
+from telemd.config import Settings, load_settings
+from telemd.daemon.budget import UidBudget
+from telemd.daemon.intake import Intake, IntakeOptions, bind_unix_socket
+from telemd.daemon.logs import setup_logging
+from telemd.daemon.spool import HostKey, Spool
+from telemd.errors import ConfigError, TelemetryError
+from telemd.hostinfo import HostInfo, read_host_info
+from telemd.machineid import MachineId
+
+log = logging.getLogger("telemd")
+
+EX_CONFIG = 78
+# How long SIGTERM waits for received frames to reach the disk.
+SHUTDOWN_GRACE = 10.0
+
+
+def intake_options(settings: Settings) -> IntakeOptions:
+    return IntakeOptions(
+        opt_in_file=settings.opt_in_file,
+        max_payload_size=settings.max_payload_size,
+        max_clients=settings.max_clients,
+        client_timeout=settings.client_timeout,
+    )
+
+
+def spool_quota(settings: Settings) -> int | None:
+    return None if settings.spool_max_size < 0 else settings.spool_max_size * 1024
+
+
+def per_minute(settings: Settings) -> int | None:
+    return None if settings.uid_records_per_minute < 0 else settings.uid_records_per_minute
+
+
+def ensure_private_directory(path: str, mode: int) -> None:
+    """Create `path` with `mode`; refuse one that other users may write to."""
+    os.makedirs(path, mode=mode, exist_ok=True)
+    info = os.stat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise TelemetryError(f"{path} is not a directory")
+    if info.st_mode & stat.S_IWOTH:
+        raise TelemetryError(f"{path} is writable by other users; fix with 'chmod o-w {path}'")
+
+
+class Daemon:
+    def __init__(self, settings: Settings, config_file: str | None) -> None:
+        self.settings = settings
+        self.config_file = config_file
+        self.spool = Spool(settings.spool_dir, max_bytes=spool_quota(settings))
+        self.machine_id = MachineId(settings.state_dir, settings.static_machine_id_file)
+        self.host: HostInfo = read_host_info()
+        self._stop = asyncio.Event()
+        self._signals = 0
+
+    def host_key(self) -> HostKey:
+        return (self.machine_id.current(), self.host)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        ensure_private_directory(settings.spool_dir, 0o700)
+        ensure_private_directory(settings.state_dir, 0o750)
+        self.spool.open(loop)
+        budget = UidBudget(per_minute(settings), loop.time)
+        self.intake = Intake(intake_options(settings), self.spool, self.host_key, budget)
+        listener = bind_unix_socket(settings.socket_path, settings.socket_mode)
+        await self.intake.start(listener)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_stop_signal, signum)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        log.info(
+            "telemd %s ready: socket %s, spool %s (%d records waiting)",
+            __version__,
+            settings.socket_path,
+            self.spool.path,
+            self.spool.depth,
+        )
+
+        await self._stop.wait()
+
+        log.info("stopping: finishing what is in flight")
+        await self.intake.stop(SHUTDOWN_GRACE)
+        self.spool.close()
+        _unlink_quietly(settings.socket_path)
+        log.info("stopped; %d records spooled", self.spool.depth)
+        return 0
+
+    def _on_stop_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration, host metadata and machine id override."""
+        try:
+            settings = load_settings(self.config_file)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc.message)
+            return
+        for key in ("socket_path", "spool_dir", "state_dir"):
+            if getattr(settings, key) != getattr(self.settings, key):
+                log.warning("%s changed; it takes effect at the next restart", key)
+        self.settings = settings
+        self.intake.options = intake_options(settings)
+        self.intake.budget.per_minute = per_minute(settings)
+        self.spool.max_bytes = spool_quota(settings)
+        self.host = read_host_info()
+        self.machine_id.reload()
+        logging.getLogger().setLevel(settings.log_level.upper())
+        log.info("configuration reloaded")
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _raise_fd_limit() -> None:
+    # Every client connection is a file descriptor; max_clients may exceed 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="telemd", description="Collect telemetry records from local probes and spool them."
+    )
+    parser.add_argument(
+        "-f", "--config-file", metavar="FILE", help="configuration file (default: $TELEMD_CONFIG)"
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"telemd {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args.config_file)
+    except ConfigError as exc:
+        print(f"telemd: {exc.message}", file=sys.stderr)
+        return EX_CONFIG
+    setup_logging(settings.log_level)
+    _raise_fd_limit()
+    try:
+        return asyncio.run(Daemon(settings, args.config_file).run())
+    except TelemetryError as exc:
+        log.error("%s", exc.message)
+        return 1
+    except OSError as exc:
+        log.error("%s: %s", exc.filename or "telemd", exc.strerror)
+        return 1
