@@ -1,0 +1,378 @@
+"""The daemon's settings: read once at start, checked against one table, frozen.
+
+Built-in defaults are overridden by each file of `telemd.paths.config_chain`,
+lowest precedence first. Files are flat TOML, or Clear Linux's legacy INI
+(`[settings]`, `key=value`) when the name ends in `.conf`. Every error names
+the file, the key, the value and what was expected. This module only reads
+files; it never writes one, and it never acts on the settings it reads.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import logging
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from telemd import paths
+from telemd.errors import ConfigError
+
+log = logging.getLogger("telemd.config")
+
+Kind = Literal["url", "header", "path", "optional_path", "int", "float", "bool", "choice", "mode"]
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One configuration key: how it is written, checked and documented.
+
+    `default` is written as in a file (minutes stay minutes). Integer keys
+    whose unit is "minutes" or "seconds" are durations: they reach `Settings`
+    as float seconds.
+    """
+
+    name: str
+    kind: Kind
+    default: object
+    doc: str
+    unit: str = ""
+    low: int | None = None
+    high: int | None = None
+    low_exclusive: bool = False
+    off: bool = False  # -1 switches the limit off
+    choices: tuple[str, ...] = ()
+
+
+_LEVELS = ("debug", "info", "warning", "error")
+_TID = "X-Telemetry-TID: 6907c830-eed9-4ce9-81ae-76daf8d88f0f"
+_ETC = "/etc/telemetrics/"
+
+# Clear Linux's keys, with Clear's meaning; the only keys legacy INI files may set.
+CLEAR_KEYS: tuple[Key, ...] = (
+    Key("server", "url", "", "Collector URL; empty keeps every record in the spool."),
+    Key("socket_path", "path", "/run/telem-0", "Socket that probes send records to."),
+    Key("spool_dir", "path", "/var/spool/telemetry", "Directory of records not yet delivered."),
+    Key("cainfo", "optional_path", "", "CA bundle for the collector; empty uses the system CAs."),
+    Key("tidheader", "header", _TID, "HTTP header sent with every record."),
+    Key("record_expiry", "int", 1200, "Spooled records older than this are deleted.", "minutes", 1),
+    Key("spool_max_size", "int", 5120, "Most space the spool may use.", "KiB", 1, off=True),
+    Key("spool_process_time", "int", 120, "How often the spool is retried.", "seconds", 1, 3600),
+    Key("rate_limit_enabled", "bool", True, "Master switch of the two rate limits below."),
+    Key("record_burst_limit", "int", 1000, "Records accepted per record window.", "", 1, off=True),
+    Key("record_window_length", "int", 15, "Length of the record window.", "minutes", 1, 59),
+    Key("byte_burst_limit", "int", -1, "Payload bytes per byte window.", "bytes", 1, off=True),
+    Key("byte_window_length", "int", 20, "Length of the byte window.", "minutes", 1, 59),
+    Key(
+        "rate_limit_strategy",
+        "choice",
+        "spool",
+        "What to do with records over a limit: spool them for later, or drop them.",
+        choices=("spool", "drop"),
+    ),
+    Key("record_retention_enabled", "bool", False, "Keep a local copy of the last 100 payloads."),
+    Key("record_server_delivery_enabled", "bool", True, "Send records; false keeps them local."),
+    Key("daemon_recycling_enabled", "bool", True, "Exit when idle; the socket starts it again."),
+)
+# telemd's own keys.
+OWN_KEYS: tuple[Key, ...] = (
+    Key("opt_in_file", "path", _ETC + "opt-in", "Records are accepted only while this exists."),
+    Key(
+        "static_machine_id_file",
+        "path",
+        _ETC + "opt-in-static-machine-id",
+        "If this file exists, it holds a fixed machine id used instead of a rotating one.",
+    ),
+    Key(
+        "no_privacy_filters_file",
+        "path",
+        _ETC + "opt-in-no-privacy-filters",
+        "If this file exists, payloads are sent without the privacy filters.",
+    ),
+    Key("state_dir", "path", "/var/lib/telemetry", "Machine id, journal and retained copies."),
+    Key("socket_mode", "mode", 0o666, "Permissions of the probe socket."),
+    Key("max_clients", "int", 512, "Probe connections served at once.", "", 1, 65536),
+    Key(
+        "client_timeout",
+        "float",
+        5.0,
+        "Time a probe has to finish sending a frame.",
+        "seconds",
+        0,
+        3600,
+        low_exclusive=True,
+    ),
+    Key("max_payload_size", "int", 8192, "Largest payload accepted.", "bytes", 1, 1048576),
+    Key(
+        "uid_records_per_minute",
+        "int",
+        1000,
+        "Records each user may send per minute.",
+        "",
+        1,
+        off=True,
+    ),
+    Key("log_level", "choice", "info", "Least severe messages logged.", choices=_LEVELS),
+)
+KEYS = CLEAR_KEYS + OWN_KEYS
+_BY_NAME = {key.name: key for key in KEYS}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Checked settings, ready to use.
+
+    Durations are float seconds, whatever unit the file uses: `record_expiry`,
+    `record_window_length` and `byte_window_length` are written in minutes
+    (as in Clear Linux) and converted; `spool_process_time` and
+    `client_timeout` are written in seconds. `spool_max_size` is KiB,
+    `byte_burst_limit` and `max_payload_size` are bytes; -1 means "no limit"
+    where the key allows it. `sources` maps each key to the file it came from,
+    or "default".
+    """
+
+    server: str
+    socket_path: str
+    spool_dir: str
+    cainfo: str
+    tidheader: str
+    record_expiry: float
+    spool_max_size: int
+    spool_process_time: float
+    rate_limit_enabled: bool
+    record_burst_limit: int
+    record_window_length: float
+    byte_burst_limit: int
+    byte_window_length: float
+    rate_limit_strategy: Literal["spool", "drop"]
+    record_retention_enabled: bool
+    record_server_delivery_enabled: bool
+    daemon_recycling_enabled: bool
+    opt_in_file: str
+    static_machine_id_file: str
+    no_privacy_filters_file: str
+    state_dir: str
+    socket_mode: int
+    max_clients: int
+    client_timeout: float
+    max_payload_size: int
+    uid_records_per_minute: int
+    log_level: Literal["debug", "info", "warning", "error"]
+    sources: Mapping[str, str] = field(compare=False, repr=False)
+
+
+def setting_names() -> tuple[str, ...]:
+    """Every key, in the order of the documentation."""
+    return tuple(key.name for key in KEYS)
+
+
+def load_settings(
+    config_file: str | None = None, environ: Mapping[str, str] = os.environ
+) -> Settings:
+    """Merge the defaults and every file of the chain; raise ConfigError on the first error."""
+    values: dict[str, Any] = {key.name: _check(key, key.default) for key in KEYS}
+    sources = dict.fromkeys(values, "default")
+    for path in paths.config_chain(config_file, environ):
+        found, errors = _read_and_check(path)
+        if errors:
+            raise ConfigError(errors[0])
+        values.update(found)
+        sources.update(dict.fromkeys(found, path))
+    return Settings(**values, sources=MappingProxyType(sources))
+
+
+def validate_file(path: str) -> list[str]:
+    """Every error in one file, as one-line messages; empty if the file is valid."""
+    return _read_and_check(path)[1]
+
+
+def render_default_file() -> str:
+    """The shipped telemetrics.toml: every key commented out with its default."""
+    lines = [
+        "# telemd configuration. Each setting below is commented out and shows its",
+        "# built-in default; uncomment a line and change the value to override it.",
+        f"# This file ({paths.SYSTEM_CONFIG}) overrides",
+        f"# {paths.DEFAULTS_CONFIG}; `telemd -f FILE` or",
+        f"# ${paths.CONFIG_ENV} override this file. Clear Linux's telemetrics.conf is",
+        "# read only when this file does not exist.",
+    ]
+    for key in KEYS:
+        lines += ["", f"# {key.doc}", f"# Must be {_expected(key)}.", f"#{key.name} = {_toml(key)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _read_and_check(path: str) -> tuple[dict[str, Any], list[str]]:
+    """The valid values of one file, and one message per error in it."""
+    legacy = paths.is_legacy_config(path)
+    try:
+        raw = _read_ini(path) if legacy else _read_toml(path)
+    except ConfigError as exc:
+        return {}, [exc.message]
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    ignored: list[str] = []
+    for name, value in raw.items():
+        key = _BY_NAME.get(name)
+        if isinstance(value, dict):
+            errors.append(f"{path}: key {name!r} is a table; only key = value lines are allowed")
+        elif key is None or (legacy and key not in CLEAR_KEYS):
+            if legacy:
+                ignored.append(name)
+            else:
+                close = difflib.get_close_matches(name, _BY_NAME, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                errors.append(f"{path}: unknown key {name!r}{hint}")
+        else:
+            try:
+                values[name] = _check(key, _from_ini(key, value) if legacy else value)
+            except ValueError:
+                errors.append(f"{path}: {name} must be {_expected(key)}, got {_show(value)}")
+    if legacy:
+        unused = f"; ignored keys it does not know: {', '.join(ignored)}" if ignored else ""
+        log.warning(
+            "read Clear Linux's legacy configuration %s%s; move these settings to a TOML "
+            "file such as %s",
+            path,
+            unused,
+            paths.SYSTEM_CONFIG,
+        )
+    return values, errors
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+    text = _read_text(path)
+    try:
+        values: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return values
+
+
+def _read_ini(path: str) -> dict[str, Any]:
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+    try:
+        parser.read_string(_read_text(path), source=path)
+    except configparser.Error as exc:
+        raise ConfigError(f"{path}: invalid INI file: {' '.join(str(exc).split())}") from exc
+    return dict(parser["settings"]) if parser.has_section("settings") else {}
+
+
+_INI_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _from_ini(key: Key, text: str) -> object:
+    """Type an INI string the way its key expects; text that does not fit stays text."""
+    if key.kind == "bool":
+        return _INI_BOOLS.get(text.lower(), text)
+    if key.kind == "int" and re.fullmatch(r"[+-]?[0-9]+", text):
+        return int(text)
+    return text
+
+
+_URL = re.compile(r"https?://[^\x00-\x20\x7f/]+[^\x00-\x20\x7f]*")
+# An RFC 9110 field name, a colon, and a value without control characters.
+_HEADER = re.compile(
+    r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*[^\x00-\x20\x7f][^\x00-\x08\x0a-\x1f\x7f]*"
+)
+_SECONDS_PER = {"minutes": 60.0, "seconds": 1.0}
+
+
+def _check(key: Key, value: object) -> object:
+    """Return `value` ready for Settings, or raise ValueError."""
+    if isinstance(value, bool):
+        if key.kind == "bool":
+            return value
+    elif (key.kind == "int" and isinstance(value, int)) or (
+        key.kind == "float" and isinstance(value, (int, float))
+    ):
+        if (key.off and value == -1) or _in_range(key, value):
+            scale = _SECONDS_PER.get(key.unit)
+            return value * scale if scale else value
+    elif isinstance(value, int) and key.kind == "mode":
+        if 0 <= value <= 0o777:
+            return value
+    elif isinstance(value, str):
+        if key.kind == "mode" and re.fullmatch("[0-7]{1,4}", value) and int(value, 8) <= 0o777:
+            return int(value, 8)
+        if key.kind == "choice" and value in key.choices:
+            return value
+        if key.kind == "url" and (value == "" or _URL.fullmatch(value)):
+            return value
+        if key.kind == "header" and _HEADER.fullmatch(value):
+            return value
+        if key.kind == "optional_path" and value == "":
+            return value
+        if key.kind in ("path", "optional_path") and os.path.isabs(value) and "\0" not in value:
+            return value
+    raise ValueError(value)
+
+
+def _in_range(key: Key, value: float) -> bool:
+    # Written so that NaN is out of every range.
+    above = key.low is None or (value > key.low if key.low_exclusive else value >= key.low)
+    return above and (key.high is None or value <= key.high)
+
+
+def _expected(key: Key) -> str:
+    """What `key` takes, worded to follow "must be"."""
+    if key.kind in ("int", "float"):
+        text = "an integer" if key.kind == "int" else "a number"
+        if key.unit:
+            text += (" number" if key.kind == "int" else "") + f" of {key.unit}"
+        if key.high is None:
+            text += f" >= {key.low}"
+        elif key.low_exclusive:
+            text += f" > {key.low} and <= {key.high}"
+        else:
+            text += f" from {key.low} to {key.high}"
+        return text + (", or -1 for no limit" if key.off else "")
+    return {
+        "bool": "true or false",
+        "choice": "one of " + ", ".join(repr(choice) for choice in key.choices),
+        "mode": "a file mode from 0o000 to 0o777, written 0o640 or '0640'",
+        "url": "empty or an http:// or https:// URL",
+        "header": "an HTTP header 'Name: value'",
+        "path": "an absolute path",
+        "optional_path": "empty or an absolute path",
+    }[key.kind]
+
+
+def _toml(key: Key) -> str:
+    """The default of `key` as a TOML value."""
+    value = key.default
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and key.kind == "mode":
+        return f"0o{value:03o}"
+    if isinstance(value, str):
+        return f'"{value}"'  # no default needs escaping; the shipped-file test checks it
+    return repr(value)
+
+
+def _show(value: object) -> str:
+    """A value as the message quotes it: TOML booleans, Python reprs otherwise."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
