@@ -1,0 +1,323 @@
+"""The collector's HTTP routes (Starlette): ingest, query, health and metrics.
+
+Thin: formats and rules live in `ingest`, filters in `query`, SQL in `store`.
+Parsing a batch and every read run in worker threads and every write goes to
+the writer thread, so the event loop never waits on JSON or the database.
+Hostile input gets a 4xx with {"message": ...}; a database failure a 503;
+nothing a client sends may produce a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from telemd.collector import ingest
+from telemd.collector.config import MAX_BODY_SIZE, CollectorConfig
+from telemd.collector.ingest import FieldError, Row, Rules
+from telemd.collector.metrics import Metrics
+from telemd.collector.query import parse_query, parse_since, record_json
+from telemd.collector.store import Retention, StorageError, Store
+from telemd.collector.writer import Writer
+
+log = logging.getLogger("telemd.collector")
+# A 4 MiB body of tiny lines would be a million rejections to report.
+MAX_BATCH_RECORDS = 10_000
+BATCH_TYPES = ("application/x-ndjson", "application/json")
+
+
+class Refused(Exception):
+    """Answer the request with `status` and {"message": ..., "field": ...}."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    @classmethod
+    def from_field(cls, exc: FieldError) -> Refused:
+        return cls(413 if exc.code == "too-large" else 400, exc.message, exc.field)
+
+
+class Collector:
+    """The state behind the routes: config, store, writer, metrics, clock."""
+
+    def __init__(
+        self, config: CollectorConfig, store: Store, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.rules = Rules(config.tids, config.max_payload_size)
+        self.retention = Retention(config.retention_days, dict(config.retention))
+        self.metrics = Metrics()
+        self.writer = Writer(store, clock)
+        self.readers = anyio.CapacityLimiter(4)
+
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a store read in a worker thread."""
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self.readers)
+        except StorageError as exc:
+            self.metrics.count_storage_error()
+            raise Refused(503, f"storage unavailable: {exc.message}") from None
+
+    async def write(self, rows: Sequence[Row]) -> tuple[dict[str, int], float]:
+        try:
+            return await self.writer.insert(rows)
+        except StorageError as exc:
+            self.metrics.count_storage_error()
+            raise Refused(503, f"storage unavailable: {exc.message}") from None
+
+    async def purge_forever(self) -> None:
+        """The retention schedule: purge now, then every purge_interval seconds."""
+        while True:
+            try:
+                deleted = await self.writer.call(
+                    lambda: self.store.purge(self.retention, self.clock())
+                )
+                if deleted:
+                    log.info("retention purge deleted %d records", deleted)
+            except StorageError as exc:
+                self.metrics.count_storage_error()
+                log.warning("retention purge failed: %s", exc.message)
+            await asyncio.sleep(self.config.purge_interval)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_SIZE) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        raise Refused(413 if length.isdigit() else 400, f"body is larger than {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def collector_of(request: Request) -> Collector:
+    collector: Collector = request.app.state.collector
+    return collector
+
+
+async def ingest_single(request: Request) -> Response:
+    """POST / and /v2/collector: one record, "headers" or "json" format."""
+    c = collector_of(request)
+    fmt = "json" if media_type(request) == "application/json" else "headers"
+    try:
+        tid = ingest.check_tid(request.headers.get(ingest.TID_HEADER), c.rules)
+        header_id = request.headers.get(ingest.RECORD_ID_HEADER)
+        if header_id is not None:
+            header_id = ingest.check_record_id(header_id, ingest.new_record_id)
+        body = await read_body(request)
+        if fmt == "json":
+            row = ingest.parse_json_format(body, tid=tid, record_id=header_id, rules=c.rules)
+        else:
+            record_id = header_id or ingest.new_record_id()
+            row = ingest.parse_headers_format(
+                request.headers, body, tid=tid, record_id=record_id, rules=c.rules
+            )
+    except FieldError as exc:
+        c.metrics.count_records(fmt, "rejected")
+        raise Refused.from_field(exc) from None
+    except Refused:
+        c.metrics.count_records(fmt, "rejected")
+        raise
+    stored, received_at = await c.write([row])
+    record_id = str(row[0])
+    if record_id in stored:
+        c.metrics.count_records(fmt, "stored")
+        return JSONResponse(record_json((stored[record_id], received_at, *row)), status_code=201)
+    c.metrics.count_records(fmt, "duplicate")
+    earlier = await c.read(c.store.record, record_id)
+    if earlier is None:  # purged between the insert and now
+        return JSONResponse(record_json((None, received_at, *row)), status_code=200)
+    return JSONResponse(record_json(earlier), status_code=200)
+
+
+async def ingest_batch(request: Request) -> Response:
+    """POST /api/v1/records: NDJSON or a JSON array, each record judged on its own."""
+    c = collector_of(request)
+    content_type = media_type(request)
+    if content_type not in BATCH_TYPES:
+        raise Refused(415, f"Content-Type must be one of {', '.join(BATCH_TYPES)}", "content-type")
+    fmt = "ndjson" if content_type == BATCH_TYPES[0] else "json-array"
+    try:
+        tid = ingest.check_tid(request.headers.get(ingest.TID_HEADER), c.rules)
+    except FieldError as exc:
+        raise Refused.from_field(exc) from None
+    body = await read_body(request)
+    try:
+        lines = await anyio.to_thread.run_sync(
+            _parse_batch, body, content_type, tid, c.rules, int(c.clock())
+        )
+    except FieldError as exc:
+        raise Refused.from_field(exc) from None
+
+    seen: set[str] = set()
+    rows = []
+    for line in lines:
+        if line.row is not None and line.record_id not in seen:
+            seen.add(str(line.record_id))
+            rows.append(line.row)
+    stored, _ = await c.write(rows) if rows else ({}, 0.0)
+
+    results: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    accepted = duplicates = 0
+    for line in lines:
+        if line.row is None:
+            status = "rejected"
+            rejected.append({"line": line.line, "message": line.message})
+        elif line.record_id in stored:
+            status = "stored"
+            accepted += 1
+            del stored[str(line.record_id)]  # a later copy in this batch is a duplicate
+        else:
+            status = "duplicate"
+            duplicates += 1
+        results.append(
+            {
+                "line": line.line,
+                "record_id": line.record_id,
+                "status": status,
+                "message": line.message,
+            }
+        )
+    c.metrics.count_records(fmt, "stored", accepted)
+    c.metrics.count_records(fmt, "duplicate", duplicates)
+    c.metrics.count_records(fmt, "rejected", len(rejected))
+    return JSONResponse(
+        {"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "results": results}
+    )
+
+
+def _parse_batch(
+    body: bytes, content_type: str, tid: str, rules: Rules, now: int
+) -> list[ingest.BatchLine]:
+    lines: list[ingest.BatchLine] = []
+    for number, item in ingest.split_batch(body, content_type):
+        if len(lines) == MAX_BATCH_RECORDS:
+            raise FieldError(
+                "body", f"a batch holds at most {MAX_BATCH_RECORDS} records", "too-large"
+            )
+        lines.append(ingest.parse_batch_line(number, item, tid=tid, rules=rules, now=now))
+    return lines
+
+
+async def list_records(request: Request) -> Response:
+    c = collector_of(request)
+    try:
+        query = parse_query(request.query_params, c.clock())
+    except FieldError as exc:
+        raise Refused.from_field(exc) from None
+    rows = await c.read(c.store.records, query)
+    records = [record_json(row) for row in rows]
+    more = len(records) == query.limit
+    return JSONResponse({"records": records, "next": records[-1]["id"] if more else None})
+
+
+async def summary(request: Request) -> Response:
+    c = collector_of(request)
+    unknown = set(request.query_params) - {"since"}
+    if unknown:
+        raise Refused(400, f"{sorted(unknown)[0]}: is not a parameter; use since", "query")
+    since = request.query_params.get("since")
+    try:
+        moment = parse_since(since) if since else None
+    except FieldError as exc:
+        raise Refused.from_field(exc) from None
+    return JSONResponse(await c.read(c.store.summary, moment))
+
+
+async def healthz(request: Request) -> Response:
+    c = collector_of(request)
+    try:
+        await c.read(c.store.ping)
+    except Refused as exc:
+        return JSONResponse({"status": "unavailable", "message": exc.message}, status_code=503)
+    return JSONResponse({"status": "ok", "engine": c.store.engine.name})
+
+
+async def metrics(request: Request) -> Response:
+    text = collector_of(request).metrics.render()
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    body: dict[str, str] = {"message": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    return JSONResponse(body, status_code=exc.status)
+
+
+ROUTES = [
+    Route("/", ingest_single, methods=["POST"]),
+    Route("/v2/collector", ingest_single, methods=["POST"]),
+    Route("/api/v1/records", ingest_batch, methods=["POST"]),
+    Route("/api/records", list_records, methods=["GET"]),
+    Route("/api/v1/summary", summary, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
+ROUTE_PATHS = frozenset(route.path for route in ROUTES)
+
+
+class Timing:
+    """ASGI middleware: request latency per route into the metrics."""
+
+    def __init__(self, app: ASGIApp, collector: Collector) -> None:
+        self.app = app
+        self.metrics = collector.metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope["path"] if scope["path"] in ROUTE_PATHS else "other"
+            self.metrics.observe_request(scope["method"], route, time.perf_counter() - start)
+
+
+def create_app(collector: Collector) -> ASGIApp:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        collector.writer.start()
+        purge = None
+        if collector.retention.days or collector.retention.overrides:
+            purge = asyncio.create_task(collector.purge_forever())
+        try:
+            yield
+        finally:
+            if purge is not None:
+                purge.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purge
+            await anyio.to_thread.run_sync(collector.writer.stop)
+
+    app = Starlette(routes=ROUTES, exception_handlers={Refused: refused}, lifespan=lifespan)
+    app.state.collector = collector
+    return Timing(app, collector)

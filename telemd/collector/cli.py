@@ -1,0 +1,218 @@
+"""`telemd-collector`: serve (the default), query, summary and migrate.
+
+Exit status: 0 success, 1 failure (database unreachable, port taken), 2 usage,
+78 bad configuration; failures print one line naming what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from telemd import __version__
+from telemd.collector import config as collector_config
+from telemd.collector.config import CollectorConfig, Raw
+from telemd.collector.ingest import FieldError
+from telemd.collector.query import FILTER_NAMES, parse_query, parse_since, record_json
+from telemd.collector.store import StorageError, Store, open_engine
+from telemd.errors import ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
+COMMANDS = ("serve", "query", "summary", "migrate")
+# Flags that map one-to-one onto configuration keys.
+SERVE_FLAGS = (
+    "host",
+    "port",
+    "certfile",
+    "keyfile",
+    "max_payload_size",
+    "retention_days",
+    "purge_interval",
+    "log_level",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="telemd-collector",
+        description="Receive telemd records over HTTP(S) and store them in SQLite or PostgreSQL.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", metavar="FILE", help="TOML configuration file")
+        sub.add_argument("--db", help="sqlite:///PATH or postgresql://USER@HOST/DB")
+        return sub
+
+    serve = command("serve", "Run the collector (the default command).")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", help="TCP port (default 8080)")
+    serve.add_argument(
+        "--tid", action="append", metavar="UUID", help="accepted telemetry id (repeatable)"
+    )
+    serve.add_argument("--certfile", help="TLS certificate (PEM); with --keyfile, serve HTTPS")
+    serve.add_argument("--keyfile", help="TLS private key (PEM)")
+    serve.add_argument("--max-payload-size", help="largest payload in bytes (default 32768)")
+    serve.add_argument("--retention-days", help="delete records older than this; 0 = keep")
+    serve.add_argument(
+        "--retention",
+        action="append",
+        metavar="CLASS=DAYS",
+        help="retention for one classification (repeatable)",
+    )
+    serve.add_argument("--purge-interval", help="seconds between retention purges")
+    serve.add_argument("--log-level", help="critical, error, warning, info or debug")
+
+    query = command("query", "Print stored records, newest first.")
+    for name in FILTER_NAMES:
+        query.add_argument("--" + name.replace("_", "-"), metavar=name.upper())
+    query.add_argument("--format", choices=("table", "json"), default="table")
+
+    summary = command("summary", "Print counts per classification and machine.")
+    summary.add_argument("--since", help="unix seconds or ISO-8601 time")
+    summary.add_argument("--format", choices=("table", "json"), default="table")
+
+    command("migrate", "Apply the database schema migrations, then exit.")
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> CollectorConfig:
+    flags: dict[str, Raw] = {}
+    for name in ("db", *SERVE_FLAGS):
+        value = getattr(args, name, None)
+        if value is not None:
+            flags[name] = (value, f"option --{name.replace('_', '-')}")
+    if getattr(args, "tid", None):
+        flags["tid"] = (args.tid, "option --tid")
+    if getattr(args, "retention", None):
+        table: dict[str, object] = {}
+        for item in args.retention:
+            classification, sep, days = item.partition("=")
+            if not sep:
+                raise ConfigError(f"option --retention must be CLASS=DAYS, got {item!r}")
+            table[classification] = days
+        flags["retention"] = (table, "option --retention")
+    return collector_config.load(flags, args.config)
+
+
+def open_store(config: CollectorConfig) -> Store:
+    store = Store(open_engine(config.db))
+    store.migrate()
+    return store
+
+
+def serve(config: CollectorConfig) -> int:
+    import uvicorn
+
+    from telemd.collector.app import Collector, create_app
+
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    store = open_store(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Collector(config, store)),
+            host=config.host,
+            port=config.port,
+            ssl_certfile=config.certfile,
+            ssl_keyfile=config.keyfile,
+            log_level=config.log_level,
+            access_log=False,
+            server_header=False,
+            lifespan="on",
+        )
+    )
+    try:
+        server.run()
+    finally:
+        store.close()
+    return EXIT_OK if server.started else EXIT_FAILURE
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    cells = [[str(v) for v in row] for row in (header, *rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def print_query(store: Store, args: argparse.Namespace) -> None:
+    params = {n: getattr(args, n) for n in FILTER_NAMES if getattr(args, n) is not None}
+    query = parse_query(params, time.time())
+    records = [record_json(row) for row in store.records(query)]
+    more = records[-1]["id"] if len(records) == query.limit else None
+    if args.format == "json":
+        print(json.dumps({"records": records, "next": more}, indent=1))
+        return
+    header = ("ID", "RECEIVED", "SEV", "CLASSIFICATION", "MACHINE", "BUILD", "RECORD_ID")
+    rows = [
+        (r["id"], r["received_at"], r["severity"], r["classification"], r["machine_id"],
+         r["build"], r["record_id"])
+        for r in records
+    ]  # fmt: skip
+    print(table(rows, header))
+    if more is not None:
+        print(f"(more: --before {more})")
+
+
+def print_summary(store: Store, args: argparse.Namespace) -> None:
+    report: dict[str, Any] = store.summary(parse_since(args.since) if args.since else None)
+    if args.format == "json":
+        print(json.dumps(report, indent=1))
+        return
+    header = ("CLASSIFICATION", "TOTAL", "LAST_SEEN", "SEV1", "SEV2", "SEV3", "SEV4")
+    rows = [
+        (c["classification"], c["total"], c["last_seen"],
+         *(c["by_severity"].get(str(s), 0) for s in range(1, 5)))
+        for c in report["classifications"]
+    ]  # fmt: skip
+    print(table(rows, header))
+    print()
+    print(table([(m["machine_id"], m["count"]) for m in report["machines"]], ("MACHINE", "TOTAL")))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (
+        args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")
+    ):
+        args_list.insert(0, "serve")
+    try:
+        args = build_parser().parse_args(args_list)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        config = load_config(args)
+        if args.command == "serve":
+            return serve(config)
+        store = open_store(config)
+        try:
+            if args.command == "query":
+                print_query(store, args)
+            elif args.command == "summary":
+                print_summary(store, args)
+            else:
+                print(f"schema is at version {store.migrate()}")
+        finally:
+            store.close()
+    except ConfigError as exc:
+        print(f"telemd-collector: {exc.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except FieldError as exc:
+        print(f"telemd-collector: --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except StorageError as exc:
+        print(f"telemd-collector: database error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError:  # `telemd-collector query | head`
+        return EXIT_OK
+    return EXIT_OK

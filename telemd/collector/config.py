@@ -1,0 +1,196 @@
+"""The collector's settings: built once from a TOML file, the environment and flags.
+
+Precedence, lowest first: built-in defaults < the TOML file (`--config`, else
+$TELEMD_COLLECTOR_CONFIG, else /etc/telemetrics/collector.toml if present) <
+TELEMD_COLLECTOR_<KEY> environment variables < command-line flags. Every value
+is checked here, and a bad one raises ConfigError naming where it came from
+(file and key, variable or flag), the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from telemd.collector.ingest import CLEAR_LINUX_TID
+from telemd.errors import ConfigError, RecordError
+from telemd.record import validate_classification
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SYSTEM_CONFIG = "/etc/telemetrics/collector.toml"
+CONFIG_ENV = "TELEMD_COLLECTOR_CONFIG"
+ENV_PREFIX = "TELEMD_COLLECTOR_"
+DEFAULT_DB = "sqlite:////var/lib/telemd/collector.db"
+# Four times telemd's own payload cap, so a daemon configured with a larger
+# cap is still served; the batch body limit (4 MiB) bounds everything anyway.
+DEFAULT_MAX_PAYLOAD_SIZE = 32768
+MAX_BODY_SIZE = 4 * 1024 * 1024
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    db: str = DEFAULT_DB
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tids: frozenset[str] = frozenset({CLEAR_LINUX_TID})
+    certfile: str | None = None
+    keyfile: str | None = None
+    max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE
+    retention_days: int = 0
+    retention: Mapping[str, int] = field(default_factory=dict)
+    purge_interval: float = 3600.0
+    log_level: str = "info"
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+
+# A raw value and a phrase saying where it came from, for error messages.
+Raw = tuple[object, str]
+
+
+def _fail(where: str, expected: str, value: object) -> ConfigError:
+    return ConfigError(f"{where} must be {expected}, got {value!r}")
+
+
+def _int(low: int, high: int) -> Callable[[object, str], int]:
+    def convert(value: object, where: str) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise _fail(where, f"an integer in {low}..{high}", value)
+        return value
+
+    return convert
+
+
+def _seconds(value: object, where: str) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(value, bool) or not 1 <= seconds <= 7 * 86400:
+        raise _fail(where, "a number of seconds in 1..604800", value)
+    return seconds
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(where, "a non-empty string", value)
+    return value.strip()
+
+
+def _db(value: object, where: str) -> str:
+    url = _text(value, where)
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise _fail(where, "a URL sqlite:///PATH or postgresql://...", url.split("@")[-1])
+    return url
+
+
+def _path(value: object, where: str) -> str:
+    path = _text(value, where)
+    if not os.access(path, os.R_OK):
+        raise _fail(where, "a readable file", path)
+    return path
+
+
+def _tids(value: object, where: str) -> frozenset[str]:
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise _fail(where, "one or more telemetry ids (UUIDs)", value)
+    tids = set()
+    for item in items:
+        try:
+            tids.add(str(uuid.UUID(str(item))))
+        except ValueError:
+            raise _fail(where, "a telemetry id, a UUID like " + CLEAR_LINUX_TID, item) from None
+    return frozenset(tids)
+
+
+def _level(value: object, where: str) -> str:
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        raise _fail(where, "one of " + ", ".join(LOG_LEVELS), value)
+    return value.lower()
+
+
+def _retention(value: object, where: str) -> dict[str, int]:
+    if isinstance(value, str):  # the environment's "CLASS=DAYS,CLASS=DAYS"
+        value = dict(item.partition("=")[::2] for item in value.split(",") if item)
+    if not isinstance(value, dict):
+        raise _fail(where, "a table of classification = days", value)
+    table = {}
+    for classification, days in value.items():
+        try:
+            validate_classification(classification)
+        except RecordError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
+        table[classification] = _int(0, 100_000)(days, f"{where} {classification!r}")
+    return table
+
+
+CONVERTERS: dict[str, Callable[[object, str], Any]] = {
+    "db": _db,
+    "host": _text,
+    "port": _int(1, 65535),
+    "tid": _tids,
+    "certfile": _path,
+    "keyfile": _path,
+    "max_payload_size": _int(1, MAX_BODY_SIZE),
+    "retention_days": _int(0, 100_000),
+    "retention": _retention,
+    "purge_interval": _seconds,
+    "log_level": _level,
+}
+
+
+def read_file(path: str) -> dict[str, Raw]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for key in data:
+        if key not in CONVERTERS:
+            raise ConfigError(f"unknown key {key!r} in {path}; known: {', '.join(CONVERTERS)}")
+    return {key: (value, f"{key} in {path}") for key, value in data.items()}
+
+
+def read_environ(environ: Mapping[str, str]) -> dict[str, Raw]:
+    raw: dict[str, Raw] = {}
+    for key in CONVERTERS:
+        name = ENV_PREFIX + key.upper()
+        if environ.get(name):
+            raw[key] = (environ[name], f"environment variable {name}")
+    return raw
+
+
+def load(
+    flags: Mapping[str, Raw],
+    config_file: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> CollectorConfig:
+    """Merge file < environment < flags into a checked CollectorConfig."""
+    path = config_file or environ.get(CONFIG_ENV)
+    if not path and os.path.isfile(SYSTEM_CONFIG):
+        path = SYSTEM_CONFIG
+    raw = read_file(path) if path else {}
+    raw.update(read_environ(environ))
+    raw.update(flags)
+    values = {key: CONVERTERS[key](value, where) for key, (value, where) in raw.items()}
+    if ("certfile" in values) != ("keyfile" in values):
+        raise ConfigError("certfile and keyfile must be given together, for HTTPS")
+    if "tid" in values:
+        values["tids"] = values.pop("tid")
+    return CollectorConfig(**values)

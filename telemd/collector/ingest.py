@@ -1,0 +1,323 @@
+"""Request bodies in, validated rows out: the collector's three ingest formats.
+
+Pure code: no sockets, no database, no clock of its own (the caller passes
+`now`). The rules are telemetrics-backend's (PROTOCOL.md section 3) plus
+telemd's own record rules, which are reused from `telemd.record`.
+
+Formats:
+- "headers": the 15 record headers as HTTP headers, the body is the payload.
+- "json": one JSON object, the 15 header names plus "payload"; values are
+  strings (numeric fields may also be JSON integers).
+- "ndjson" / JSON array: batches of such objects, each also carrying
+  "record_id"; a missing creation_timestamp is filled with `now`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from telemd.errors import ErrorCode, RecordError
+from telemd.record import (
+    HEADER_NAMES,
+    is_event_id,
+    validate_classification,
+    validate_payload,
+    validate_payload_bytes,
+)
+
+# The values of one stored record, in this order (the store adds `id` and
+# `received_at`). `RECORD_COLUMNS` is the single source of that order.
+RECORD_COLUMNS: tuple[str, ...] = ("record_id", "tid", *HEADER_NAMES, "payload")
+Row = tuple[object, ...]
+
+# HTTP header names of the "headers" format: record_format_version ->
+# Record-Format-Version, and so on.
+HTTP_HEADER_NAMES: dict[str, str] = {
+    name: "-".join(part.capitalize() for part in name.split("_")) for name in HEADER_NAMES
+}
+TID_HEADER = "x-telemetry-tid"
+RECORD_ID_HEADER = "x-telemetry-record-id"
+
+# Clear Linux's telemetry id (PROTOCOL.md section 3), the default accepted one.
+CLEAR_LINUX_TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
+
+# `uname -m` values of the architectures Linux distributions ship.
+ARCHES = frozenset(
+    {
+        "x86_64",
+        "aarch64",
+        "aarch64_be",
+        "i386",
+        "i486",
+        "i586",
+        "i686",
+        "armv6l",
+        "armv7l",
+        "armv8l",
+        "riscv64",
+        "ppc64",
+        "ppc64le",
+        "s390x",
+        "mips",
+        "mips64",
+        "loongarch64",
+        "sparc64",
+    }
+)
+
+INT_FIELDS = ("record_format_version", "severity", "creation_timestamp", "payload_format_version")
+# Upper bounds of the numeric fields (all also have a lower bound of 0 or 1).
+_INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "record_format_version": (1, 2**31 - 1),
+    "severity": (1, 4),
+    "creation_timestamp": (0, 2**63 - 1),
+    "payload_format_version": (0, 2**32 - 1),
+}
+MAX_MACHINE_ID = 32
+MAX_SYSTEM_NAME = 80
+# host_type, build, board_name, cpu_model, bios_version: DMI and os-release
+# strings that are short in practice; the bound keeps rows small.
+MAX_TEXT_FIELD = 256
+_TEXT_BOUNDS: dict[str, int] = {
+    "host_type": MAX_TEXT_FIELD,
+    "build": MAX_TEXT_FIELD,
+    "system_name": MAX_SYSTEM_NAME,
+    "board_name": MAX_TEXT_FIELD,
+    "cpu_model": MAX_TEXT_FIELD,
+    "bios_version": MAX_TEXT_FIELD,
+}
+
+
+class FieldError(RecordError):
+    """A record field breaks a rule; `field` names it for the 400 answer."""
+
+    def __init__(self, field: str, message: str, code: str = ErrorCode.INVALID) -> None:
+        super().__init__(f"{field}: {message}", code)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What the collector accepts: telemetry ids and the payload size bound."""
+
+    tids: frozenset[str]
+    max_payload_size: int
+
+
+def check_tid(tid: str | None, rules: Rules) -> str:
+    if not tid:
+        raise FieldError("tid", "the X-Telemetry-TID header is missing")
+    tid = tid.strip().lower()
+    if tid not in rules.tids:
+        raise FieldError("tid", f"telemetry id {tid!r} is not accepted by this collector")
+    return tid
+
+
+def check_record_id(record_id: object, make_id: Callable[[], str]) -> str:
+    """A 32-lowercase-hex id, or a fresh one when the client sent none."""
+    if record_id is None or record_id == "":
+        return make_id()
+    if not isinstance(record_id, str) or not is_event_id(record_id):
+        raise FieldError("record_id", f"must be 32 lowercase hex characters, got {record_id!r}")
+    return record_id
+
+
+def new_record_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _int_field(name: str, value: object) -> int:
+    if isinstance(value, str):
+        # int() alone would also take " 1", "+1", "1_0" and non-ASCII digits.
+        if not value.isascii() or not value.isdigit():
+            raise FieldError(name, f"must be a decimal integer, got {value!r}")
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise FieldError(name, f"must be an integer or a string of digits, got {value!r}")
+    low, high = _INT_BOUNDS[name]
+    if not low <= number <= high:
+        raise FieldError(name, f"must be in {low}..{high}, got {number}")
+    return number
+
+
+def _text_field(name: str, value: object, max_len: int) -> str:
+    if not isinstance(value, str):
+        raise FieldError(name, f"must be a string, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise FieldError(name, f"is longer than {max_len} characters")
+    if not value.isprintable():
+        raise FieldError(name, f"contains control characters: {value!r}")
+    return value
+
+
+def validate_record(
+    fields: Mapping[str, object],
+    payload: str | bytes,
+    *,
+    tid: str,
+    record_id: str,
+    rules: Rules,
+    now: int | None = None,
+) -> Row:
+    """Check one record's headers and payload; return its row.
+
+    `now` fills a missing creation_timestamp (batches); when it is None the
+    field is required (single-record formats, as telemetrics-backend does).
+    """
+    get = fields.get
+    for name in HEADER_NAMES:
+        if get(name) is None and not (name == "creation_timestamp" and now is not None):
+            raise FieldError(name, "is missing")
+
+    classification = get("classification")
+    if not isinstance(classification, str):
+        raise FieldError("classification", "must be a string")
+    try:
+        validate_classification(classification)
+    except RecordError as exc:
+        raise FieldError("classification", exc.message) from None
+
+    machine_id = _text_field("machine_id", get("machine_id"), MAX_MACHINE_ID)
+    if not machine_id:
+        raise FieldError("machine_id", "is empty")
+    arch = get("arch")
+    if arch not in ARCHES:
+        raise FieldError("arch", f"{arch!r} is not a known architecture")
+    kernel = _text_field("kernel_version", get("kernel_version"), MAX_TEXT_FIELD)
+    if not _has_major_minor(kernel):
+        raise FieldError("kernel_version", f"must start with N.N., got {kernel!r}")
+    event_id = get("event_id")
+    if not isinstance(event_id, str) or not is_event_id(event_id):
+        raise FieldError("event_id", f"must be 32 lowercase hex characters, got {event_id!r}")
+
+    try:
+        if isinstance(payload, bytes):
+            text = validate_payload_bytes(payload, rules.max_payload_size)
+        else:
+            text = validate_payload(payload, rules.max_payload_size)
+    except RecordError as exc:
+        raise FieldError("payload", exc.message, exc.code) from None
+
+    timestamp = get("creation_timestamp")
+    return (
+        record_id,
+        tid,
+        _int_field("record_format_version", get("record_format_version")),
+        classification,
+        _int_field("severity", get("severity")),
+        machine_id,
+        now if timestamp is None else _int_field("creation_timestamp", timestamp),
+        arch,
+        _text_field("host_type", get("host_type"), _TEXT_BOUNDS["host_type"]),
+        _text_field("build", get("build"), _TEXT_BOUNDS["build"]),
+        kernel,
+        _int_field("payload_format_version", get("payload_format_version")),
+        _text_field("system_name", get("system_name"), _TEXT_BOUNDS["system_name"]),
+        _text_field("board_name", get("board_name"), _TEXT_BOUNDS["board_name"]),
+        _text_field("cpu_model", get("cpu_model"), _TEXT_BOUNDS["cpu_model"]),
+        _text_field("bios_version", get("bios_version"), _TEXT_BOUNDS["bios_version"]),
+        event_id,
+        text,
+    )
+
+
+def _has_major_minor(kernel: str) -> bool:
+    """True when `kernel` starts with "N.N." (digits, dot, digits, dot)."""
+    parts = kernel.split(".", 2)
+    return len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts[:2])
+
+
+def parse_headers_format(
+    headers: Mapping[str, str], body: bytes, *, tid: str, record_id: str, rules: Rules
+) -> Row:
+    """The "headers" format; `headers` is case-insensitive (Starlette's Headers)."""
+    fields: dict[str, object] = {}
+    for name, http_name in HTTP_HEADER_NAMES.items():
+        value = headers.get(http_name)
+        if value is not None:
+            # HTTP headers arrive as latin-1; the daemon sends UTF-8 bytes.
+            try:
+                fields[name] = value.encode("latin-1").decode()
+            except UnicodeError:
+                raise FieldError(name, f"header {http_name} is not valid UTF-8") from None
+    return validate_record(fields, body, tid=tid, record_id=record_id, rules=rules)
+
+
+def parse_json_format(body: bytes, *, tid: str, record_id: str | None, rules: Rules) -> Row:
+    """The "json" format: one object; a "record_id" key counts like the header."""
+    obj = _load_object(body)
+    rid = check_record_id(record_id or obj.get("record_id"), new_record_id)
+    return validate_record(obj, _payload_of(obj), tid=tid, record_id=rid, rules=rules)
+
+
+def _load_object(text: bytes | str) -> dict[str, object]:
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise FieldError("body", f"is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise FieldError("body", f"must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _payload_of(obj: Mapping[str, object]) -> str:
+    payload = obj.get("payload")
+    if payload is None:
+        raise FieldError("payload", "is missing")
+    if not isinstance(payload, str):
+        raise FieldError("payload", f"must be a string, got {type(payload).__name__}")
+    return payload
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLine:
+    """One line of a batch: its row, or why it was rejected."""
+
+    line: int
+    record_id: str | None
+    row: Row | None
+    message: str | None
+
+
+def split_batch(body: bytes, content_type: str) -> Iterator[tuple[int, object]]:
+    """Yield (line number from 1, decoded JSON value or FieldError) per record."""
+    if content_type == "application/json":
+        try:
+            items = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise FieldError("body", f"is not valid JSON: {exc}") from None
+        if not isinstance(items, list):
+            raise FieldError("body", "must be a JSON array of records")
+        yield from enumerate(items, 1)
+        return
+    for number, line in enumerate(body.split(b"\n"), 1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                yield number, FieldError("line", f"is not valid JSON: {exc}")
+
+
+def parse_batch_line(number: int, item: object, *, tid: str, rules: Rules, now: int) -> BatchLine:
+    if isinstance(item, FieldError):
+        return BatchLine(number, None, None, item.message)
+    if not isinstance(item, dict):
+        return BatchLine(number, None, None, f"must be a JSON object, got {type(item).__name__}")
+    sent_id = item.get("record_id")
+    try:
+        record_id = check_record_id(sent_id, new_record_id)
+    except FieldError as exc:
+        return BatchLine(number, None, None, exc.message)
+    try:
+        row = validate_record(
+            item, _payload_of(item), tid=tid, record_id=record_id, rules=rules, now=now
+        )
+    except FieldError as exc:
+        # Report the client's own id, never one made up for a rejected line.
+        return BatchLine(number, record_id if sent_id else None, None, exc.message)
+    return BatchLine(number, record_id, row, None)

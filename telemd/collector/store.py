@@ -1,0 +1,302 @@
+"""The collector's storage: one schema on SQLite or PostgreSQL, one interface.
+
+`Store` holds the SQL that both engines share (schema, migrations, queries,
+retention); an engine module (`store_sqlite`, `store_postgres`) supplies a
+`Session` per connection, which knows its driver's placeholders, transactions
+and fastest bulk insert. All methods are blocking: the ASGI app calls them
+from worker threads, and every write goes through one writer thread
+(`telemd.collector.writer`), so ids grow in commit order, which keyset
+pagination relies on.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from telemd.collector.ingest import RECORD_COLUMNS, Row
+from telemd.collector.query import SELECT_COLUMNS, RecordQuery, summary_json
+from telemd.errors import ConfigError, TelemetryError
+
+SCHEMA_TABLE = "telemd_collector_schema"
+
+# Versioned migrations, applied in order at start; never edit a released one,
+# append a new one. `{id_column}` is the only per-engine word.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE records (
+            id {id_column},
+            received_at DOUBLE PRECISION NOT NULL,
+            record_id TEXT NOT NULL UNIQUE,
+            tid TEXT NOT NULL,
+            record_format_version INTEGER NOT NULL,
+            classification TEXT NOT NULL,
+            severity INTEGER NOT NULL,
+            machine_id TEXT NOT NULL,
+            creation_timestamp BIGINT NOT NULL,
+            arch TEXT NOT NULL,
+            host_type TEXT NOT NULL,
+            build TEXT NOT NULL,
+            kernel_version TEXT NOT NULL,
+            payload_format_version BIGINT NOT NULL,
+            system_name TEXT NOT NULL,
+            board_name TEXT NOT NULL,
+            cpu_model TEXT NOT NULL,
+            bios_version TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            payload TEXT NOT NULL
+        )""",
+        # One index per query filter, each ending in id for newest-first pages.
+        "CREATE INDEX records_classification ON records (classification, id)",
+        "CREATE INDEX records_severity ON records (severity, id)",
+        "CREATE INDEX records_machine ON records (machine_id, id)",
+        "CREATE INDEX records_build ON records (build, id)",
+        "CREATE INDEX records_received ON records (received_at)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+RECENT_SEVERE = 5
+MAX_MACHINES = 1000
+
+
+class StorageError(TelemetryError):
+    """The database failed or cannot be reached."""
+
+
+class Session(Protocol):
+    """One connection, used by one thread at a time. SQL uses `?` placeholders."""
+
+    def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+
+    def begin(self) -> None:
+        """Open a write transaction (taking the database's write lock where it has one).
+
+        Outside begin/commit a session is in autocommit mode.
+        """
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def lock_schema(self) -> None:
+        """Inside a transaction: keep other processes from migrating at the same time."""
+
+    def insert(self, rows: Sequence[Row], received_at: float) -> dict[str, int]:
+        """Insert the rows whose record_id is new; map each one stored to its id."""
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    name: str
+    id_column: str
+    # The driver's exception classes, turned into StorageError by the Store.
+    errors: tuple[type[Exception], ...]
+
+    def connect(self) -> Session: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """Days to keep records (0 = forever), with per-classification overrides."""
+
+    days: int = 0
+    overrides: Mapping[str, int] = field(default_factory=dict)
+
+
+def open_engine(url: str) -> Engine:
+    """Pick the engine from the URL scheme; driver modules load only when used."""
+    if url.startswith("sqlite:///"):
+        from telemd.collector.store_sqlite import SqliteEngine
+
+        return SqliteEngine(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from telemd.collector.store_postgres import PostgresEngine
+
+        return PostgresEngine(url)
+    raise ConfigError(
+        f"db must be sqlite:///PATH or postgresql://..., got {url.split('://')[0]!r}:// URL"
+    )
+
+
+class Store:
+    def __init__(self, engine: Engine, readers: int = 4) -> None:
+        self.engine = engine
+        self._pool: queue.LifoQueue[Session] = queue.LifoQueue()
+        self._free_slots = threading.BoundedSemaphore(readers)
+        self._writer: Session | None = None
+
+    @contextmanager
+    def _reader(self) -> Iterator[Session]:
+        with self._free_slots:
+            try:
+                session = self._pool.get_nowait()
+            except queue.Empty:
+                session = self.engine.connect()
+            try:
+                with self._translated():
+                    yield session
+            except BaseException:
+                session.close()
+                raise
+            self._pool.put(session)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Driver errors become StorageError, which the app answers with 503."""
+        try:
+            yield
+        except self.engine.errors as exc:
+            raise StorageError(f"{self.engine.name}: {exc}".strip()) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A write transaction on the writer's session; a broken session is dropped."""
+        session = self._write_session()
+        try:
+            with self._translated():
+                session.begin()
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        except StorageError:
+            session.close()
+            self._writer = None
+            raise
+
+    def _write_session(self) -> Session:
+        if self._writer is None:
+            self._writer = self.engine.connect()
+        return self._writer
+
+    def close(self) -> None:
+        while not self._pool.empty():
+            self._pool.get_nowait().close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -- schema --------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply the migrations this database lacks; return the schema version."""
+        with self._transaction() as session:
+            session.lock_schema()
+            session.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER NOT NULL)")
+            rows = session.fetch(f"SELECT max(version) FROM {SCHEMA_TABLE}")
+            current = rows[0][0] or 0
+            if current > SCHEMA_VERSION:
+                raise StorageError(
+                    f"database schema version {current} is newer than this collector's "
+                    f"{SCHEMA_VERSION}; upgrade telemd"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    session.execute(statement.format(id_column=self.engine.id_column))
+                session.execute(f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (?)", (version,))
+        return SCHEMA_VERSION
+
+    # -- writes (the writer thread only) -------------------------------------
+
+    def write(self, batches: Sequence[Sequence[Row]], received_at: float) -> list[dict[str, int]]:
+        """Store several batches in one transaction; per batch, {record_id: id} of the new."""
+        with self._transaction() as session:
+            return [session.insert(rows, received_at) if rows else {} for rows in batches]
+
+    def purge(self, retention: Retention, now: float) -> int:
+        """Delete records past their retention; return how many went."""
+        with self._transaction() as session:
+            deleted = 0
+            for classification, days in retention.overrides.items():
+                if days > 0:
+                    deleted += session.execute(
+                        "DELETE FROM records WHERE classification = ? AND received_at < ?",
+                        (classification, now - days * 86400),
+                    )
+            if retention.days > 0:
+                exempt = list(retention.overrides)
+                marks = ", ".join("?" * len(exempt))
+                deleted += session.execute(
+                    "DELETE FROM records WHERE received_at < ?"
+                    + (f" AND classification NOT IN ({marks})" if exempt else ""),
+                    (now - retention.days * 86400, *exempt),
+                )
+        return deleted
+
+    # -- reads (any thread) --------------------------------------------------
+
+    def ping(self) -> None:
+        with self._reader() as session:
+            session.fetch(f"SELECT max(version) FROM {SCHEMA_TABLE}")
+
+    def record(self, record_id: str) -> tuple[Any, ...] | None:
+        """The SELECT_COLUMNS row of one record, by record_id."""
+        with self._reader() as session:
+            rows = session.fetch(
+                f"SELECT {', '.join(SELECT_COLUMNS)} FROM records WHERE record_id = ?", (record_id,)
+            )
+        return rows[0] if rows else None
+
+    def records(self, query: RecordQuery) -> list[tuple[Any, ...]]:
+        """SELECT_COLUMNS rows matching `query`, newest first."""
+        where: list[str] = []
+        params: list[object] = []
+        for name in ("severity", "classification", "build", "machine_id"):
+            value = getattr(query, name)
+            if value is not None:
+                where.append(f"{name} = ?")
+                params.append(value)
+        if query.since is not None:
+            where.append("received_at >= ?")
+            params.append(query.since)
+        if query.before is not None:
+            where.append("id < ?")
+            params.append(query.before)
+        sql = f"SELECT {', '.join(SELECT_COLUMNS)} FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self._reader() as session:
+            return session.fetch(sql, (*params, query.limit))
+
+    def summary(self, since: float | None = None) -> dict[str, Any]:
+        cond, params = ("received_at >= ?", (since,)) if since is not None else ("1 = 1", ())
+        with self._reader() as session:
+            counts = session.fetch(
+                "SELECT classification, severity, count(*), max(received_at) FROM records "
+                f"WHERE {cond} GROUP BY classification, severity",
+                params,
+            )
+            recent = session.fetch(
+                f"SELECT {', '.join(SELECT_COLUMNS)} FROM ("
+                f"SELECT {', '.join(SELECT_COLUMNS)}, row_number() OVER "
+                "(PARTITION BY classification ORDER BY id DESC) AS rank "
+                f"FROM records WHERE severity >= 3 AND {cond}) AS severe "
+                "WHERE rank <= ? ORDER BY id DESC",
+                (*params, RECENT_SEVERE),
+            )
+            machines = session.fetch(
+                f"SELECT machine_id, count(*) AS n FROM records WHERE {cond} "
+                "GROUP BY machine_id ORDER BY n DESC, machine_id LIMIT ?",
+                (*params, MAX_MACHINES),
+            )
+        return summary_json(counts, recent, machines, since)
+
+
+def insert_sql(placeholder: str) -> str:
+    """The plain INSERT of one row, columns in store order (received_at first)."""
+    columns = ("received_at", *RECORD_COLUMNS)
+    return (
+        f"INSERT INTO records ({', '.join(columns)}) "
+        f"VALUES ({', '.join([placeholder] * len(columns))})"
+    )

@@ -1,0 +1,83 @@
+"""SQLite behind the store's Session interface: the embedded default engine.
+
+WAL mode, so that readers never wait for the writer; synchronous=FULL, so
+that a 201 means the record survives a power cut (group commit in the writer
+keeps that affordable: one fsync per group of batches, not per record).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from telemd.collector.ingest import Row
+from telemd.collector.store import insert_sql
+from telemd.errors import ConfigError
+
+_INSERT = insert_sql("?").replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+BUSY_TIMEOUT_MS = 10_000
+
+
+class SqliteEngine:
+    name = "sqlite"
+    id_column = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+    def __init__(self, path: str) -> None:
+        if not path or path == ":memory:" or path.startswith("file:"):
+            raise ConfigError(f"db must name a database file, as sqlite:///PATH, got {path!r}")
+        self.path = path
+
+    def connect(self) -> SqliteSession:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise sqlite3.OperationalError(f"directory {directory} does not exist")
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,  # autocommit; transactions are explicit
+            check_same_thread=False,  # the reader pool hands sessions between threads
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return SqliteSession(conn)
+
+
+class SqliteSession:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount
+
+    def begin(self) -> None:
+        # IMMEDIATE takes the write lock now rather than at the first write,
+        # so a busy database is waited for here, not failed in the middle.
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def lock_schema(self) -> None:
+        """BEGIN IMMEDIATE already holds the only write lock SQLite has."""
+
+    def insert(self, rows: Sequence[Row], received_at: float) -> dict[str, int]:
+        (last_id,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
+        self.conn.executemany(_INSERT, [(received_at, *row) for row in rows])
+        # Within this transaction (one writer), the rows above last_id are
+        # exactly the ones this statement added; the others were duplicates.
+        added = self.conn.execute("SELECT record_id, id FROM records WHERE id > ?", (last_id,))
+        return dict(added.fetchall())
+
+    def close(self) -> None:
+        self.conn.close()
