@@ -35,6 +35,7 @@ log = logging.getLogger("telemd.collector")
 # A 4 MiB body of tiny lines would be a million rejections to report.
 MAX_BATCH_RECORDS = 10_000
 BATCH_TYPES = ("application/x-ndjson", "application/json")
+DRAIN_LIMIT = 2 * MAX_BODY_SIZE
 
 
 class Refused(Exception):
@@ -97,16 +98,28 @@ class Collector:
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_SIZE) -> bytes:
+    """The body, at most `limit` bytes; beyond, 413.
+
+    An oversized body is still read (up to DRAIN_LIMIT) and thrown away, so
+    that the client, which sends its whole body before it reads, gets the
+    413 rather than a reset connection.
+    """
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        raise Refused(413 if length.isdigit() else 400, f"body is larger than {limit} bytes")
+    if length is not None and not length.isdigit():
+        raise Refused(400, f"Content-Length is not a number: {length[:40]!r}", "content-length")
+    too_large = Refused(413, f"body is larger than {limit} bytes", "body")
+    if length is not None and int(length) > DRAIN_LIMIT:
+        raise too_large
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise Refused(413, f"body is larger than {limit} bytes")
-        chunks.append(chunk)
+        if size > DRAIN_LIMIT:
+            break
+        if size <= limit:
+            chunks.append(chunk)
+    if size > limit:
+        raise too_large
     return b"".join(chunks)
 
 

@@ -1,0 +1,110 @@
+"""A throwaway PostgreSQL server in a temporary directory (initdb + pg_ctl).
+
+Used by the collector tests and by bench/collector.py. As root, the server
+runs as the `postgres` system user (postgres refuses to run as root), through
+`runuser`. Every missing piece is reported by name, so callers can skip.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+SERVER_USER = "postgres"
+
+
+def find_tool(name: str) -> str | None:
+    """`name` on PATH, else in Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
+    return candidates[-1] if candidates else None
+
+
+def missing_reason() -> str | None:
+    """Why a server cannot be started here, or None when it can."""
+    for tool in ("initdb", "pg_ctl"):
+        if find_tool(tool) is None:
+            return f"{tool} not found (apt-get install postgresql)"
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            return "running as root and runuser not found"
+        try:
+            pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            return f"running as root and there is no {SERVER_USER!r} user to run postgres"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class PostgresServer:
+    datadir: str
+    port: int
+    user: str = "telemd"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        _run(["pg_ctl", "-D", self.datadir, "-m", "immediate", "-w", "stop"], check=False)
+        shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
+
+
+def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    tool = find_tool(argv[0])
+    assert tool is not None, argv[0]
+    command = [tool, *argv[1:]]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", SERVER_USER, "--", *command]
+    # cwd "/": the server user may not be allowed into the caller's directory.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd="/")
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:2])} failed: {result.stderr.strip()[-2000:]}")
+    return result
+
+
+def start(*, durable: bool = False) -> PostgresServer:
+    """initdb and start a server on a free loopback port; `durable=False` turns fsync off."""
+    top = tempfile.mkdtemp(prefix="telemd-pg-")
+    os.chmod(top, 0o755)
+    datadir = os.path.join(top, "data")
+    if os.geteuid() == 0:
+        record = pwd.getpwnam(SERVER_USER)
+        os.chown(top, record.pw_uid, record.pw_gid)
+    _run(["initdb", "-D", datadir, "-A", "trust", "-U", "telemd", "-E", "UTF8", "--no-sync"])
+    port = free_port()
+    options = f"-p {port} -k {top} -c listen_addresses=127.0.0.1"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    log = os.path.join(top, "server.log")
+    try:
+        _run(["pg_ctl", "-D", datadir, "-o", options, "-l", log, "-w", "-t", "60", "start"])
+    except RuntimeError as exc:
+        with open(log, errors="replace") as f:
+            raise RuntimeError(f"{exc}\n{f.read()[-2000:]}") from None
+    return PostgresServer(datadir, port)
