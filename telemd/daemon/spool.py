@@ -85,6 +85,10 @@ HostKey = tuple[str, HostInfo]
 Done = Callable[[str | None], None]
 
 _STOP = object()
+# Backpressure: intake stops reading from clients while this many entries
+# wait for the writer, and resumes below LOW_WATER. Bounds memory under floods.
+HIGH_WATER = 2048
+LOW_WATER = 512
 
 
 def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -134,6 +138,8 @@ class Spool:
         self._host_ids: dict[HostKey, int] = {}
         self._idle = asyncio.Event()
         self._in_flight = 0
+        # Called on the loop whenever a commit brings in_flight below LOW_WATER.
+        self.on_drained: Callable[[], None] | None = None
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
         """Create or recover the database, then start the writer thread."""
@@ -160,6 +166,10 @@ class Spool:
 
     def release(self, size: int) -> None:
         self.bytes -= size
+
+    @property
+    def congested(self) -> bool:
+        return self._in_flight >= HIGH_WATER
 
     def submit(self, entry: Entry, done: Done) -> None:
         """Queue `entry` for the next commit; `done` runs on the loop afterwards."""
@@ -265,3 +275,5 @@ class Spool:
         self._in_flight -= len(batch)
         if self._in_flight == 0:
             self._idle.set()
+        if self._in_flight < LOW_WATER and self.on_drained is not None:
+            self.on_drained()

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""bench/intake: how fast telemd takes records durably, against baselines of the same run.
+
+Prints, for telemd and for a bare asyncio server (bench/bare_server.py) that
+answers each frame without storing it:
+  - legacy: 8 C processes, one connection per record, write and close (libtelemetry's way)
+  - connect: 1 and 8 clients, a connection per record, each waiting for its OK
+  - wait: 1 and 8 clients, one connection each, every frame waits for its OK
+  - pipelined: 1 and 8 clients writing windows of 256 frames before reading replies
+plus the disk's raw write+fsync rate, telem-record-gen's wall time against
+`python -I -c pass`, and the daemon's peak RSS. Every telemd figure counts
+records committed to the spool (fsync'd) before they were acknowledged.
+
+usage: python bench/intake.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+QUICK = "--quick" in sys.argv
+SCALE = 0.25 if QUICK else 1.0
+LEGACY_PER_SENDER = int(5000 * SCALE)
+CONNECT_TOTAL = int(8000 * SCALE)
+WAIT_TOTAL = int(16000 * SCALE)
+PIPELINE_TOTAL = int(80000 * SCALE)
+
+
+def fsync_rate(directory: str, seconds: float = 1.5) -> float:
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        os.write(fd, b"x" * 512)
+        os.fsync(fd)
+        count += 1
+    os.close(fd)
+    os.unlink(path)
+    return count / (time.perf_counter() - start)
+
+
+def compile_sender(directory: str) -> str:
+    binary = os.path.join(directory, "legacy_client")
+    subprocess.run(
+        ["cc", "-O2", "-o", binary, str(ROOT / "tests" / "c" / "legacy_client.c")], check=True
+    )
+    return binary
+
+
+def wait_for_socket(path: str, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"server did not start listening on {path}")
+        time.sleep(0.01)
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.02):
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+
+
+class Telemd:
+    def __init__(self, directory: str) -> None:
+        self.dir = directory
+        self.socket = os.path.join(directory, "telem-0")
+        self.spool = os.path.join(directory, "spool", "spool.sqlite")
+        opt_in = os.path.join(directory, "opt-in")
+        Path(opt_in).touch()
+        config = os.path.join(directory, "telemd.toml")
+        Path(config).write_text(
+            f'socket_path = "{self.socket}"\n'
+            f'spool_dir = "{directory}/spool"\n'
+            f'state_dir = "{directory}/state"\n'
+            f'opt_in_file = "{opt_in}"\n'
+            f'static_machine_id_file = "{directory}/static-id"\n'
+            "spool_max_size = -1\n"
+            "uid_records_per_minute = -1\n"
+            'log_level = "warning"\n'
+        )
+        self.config = config
+        self.proc = subprocess.Popen([PYTHON, "-m", "telemd.daemon", "-f", config])
+        wait_for_socket(self.socket, self.proc)
+        self.rss = RssSampler(self.proc.pid)
+        self.rss.start()
+
+    def stored(self) -> int:
+        conn = sqlite3.connect(f"file:{self.spool}?mode=ro", uri=True)
+        try:
+            (count,) = conn.execute("SELECT count(*) FROM records").fetchone()
+        finally:
+            conn.close()
+        return int(count)
+
+    def stop(self) -> None:
+        self.rss.stopped.set()
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+class Bare:
+    def __init__(self, directory: str) -> None:
+        self.socket = os.path.join(directory, "bare-0")
+        self.proc = subprocess.Popen(
+            [PYTHON, str(ROOT / "bench" / "bare_server.py"), self.socket],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.proc.stdout.readline()
+
+    def expect(self, count: int) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{count}\n")
+        self.proc.stdin.flush()
+
+    def wait_done(self) -> None:
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def legacy_run(sender: str, socket_path: str, done: callable) -> float:  # type: ignore[valid-type]
+    start = time.perf_counter()
+    senders = [
+        subprocess.Popen(
+            [
+                sender,
+                socket_path,
+                "org.example/bench/legacy",
+                "2",
+                "x" * 200,
+                str(LEGACY_PER_SENDER),
+            ]
+        )
+        for _ in range(8)
+    ]
+    for proc in senders:
+        if proc.wait() != 0:
+            raise SystemExit("a legacy sender failed")
+    done()
+    return 8 * LEGACY_PER_SENDER / (time.perf_counter() - start)
+
+
+def client_run(socket_path: str, mode: str, clients: int, total: int) -> float:
+    per_client = total // clients
+    workers = [
+        subprocess.Popen(
+            [PYTHON, str(ROOT / "bench" / "client_worker.py"), socket_path, mode, str(per_client)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(clients)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None
+        worker.stdout.readline()
+    start = time.perf_counter()
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    for worker in workers:
+        assert worker.stdout is not None
+        worker.stdout.readline()
+        worker.wait()
+    return per_client * clients / (time.perf_counter() - start)
+
+
+def median_wall(command: list[str], runs: int = 30, env: dict[str, str] | None = None) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    directory = tempfile.mkdtemp(prefix="telemd-bench-")
+    try:
+        run(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run(directory: str) -> None:
+    sender = compile_sender(directory)
+    rows: list[tuple[str, float, float | None]] = []
+
+    disk = fsync_rate(directory)
+
+    bare = Bare(directory)
+    bare_results = {}
+    bare.expect(8 * LEGACY_PER_SENDER)
+    bare_results["legacy"] = legacy_run(sender, bare.socket, bare.wait_done)
+    for clients in (1, 8):
+        bare_results[f"connect{clients}"] = client_run(
+            bare.socket, "connect", clients, CONNECT_TOTAL
+        )
+        bare_results[f"wait{clients}"] = client_run(bare.socket, "wait", clients, WAIT_TOTAL)
+        bare_results[f"pipe{clients}"] = client_run(
+            bare.socket, "pipeline", clients, PIPELINE_TOTAL
+        )
+    bare.stop()
+
+    daemon = Telemd(directory)
+    expected = 8 * LEGACY_PER_SENDER
+
+    def all_stored() -> None:
+        deadline = time.monotonic() + 120
+        while daemon.stored() < expected and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    legacy = legacy_run(sender, daemon.socket, all_stored)
+    rows.append(("legacy, 8 C senders, connect-write-close", legacy, bare_results["legacy"]))
+    for clients in (1, 8):
+        rate = client_run(daemon.socket, "connect", clients, CONNECT_TOTAL)
+        rows.append(
+            (
+                f"connect, send, wait for OK, {clients} client(s)",
+                rate,
+                bare_results[f"connect{clients}"],
+            )
+        )
+    for clients in (1, 8):
+        rate = client_run(daemon.socket, "wait", clients, WAIT_TOTAL)
+        rows.append(
+            (f"wait for each OK, {clients} client(s)", rate, bare_results[f"wait{clients}"])
+        )
+    for clients in (1, 8):
+        rate = client_run(daemon.socket, "pipeline", clients, PIPELINE_TOTAL)
+        rows.append((f"pipelined, {clients} client(s)", rate, bare_results[f"pipe{clients}"]))
+
+    env = dict(os.environ, TELEMD_CONFIG=daemon.config)
+    record_gen = shutil.which("telem-record-gen", path=os.path.dirname(PYTHON))
+    assert record_gen is not None, "telem-record-gen is not installed beside this python"
+    gen = median_wall([record_gen, "-c", "org.example/bench/gen", "-p", "hi"], env=env)
+    bare_python = median_wall([PYTHON, "-I", "-c", "pass"])
+    daemon.stop()
+    peak_rss = daemon.rss.peak
+
+    print(f"disk write+fsync: {disk:,.0f}/s (one fsync per commit bounds 'wait, 1 client')")
+    print()
+    print("| intake (records/s, durable) | telemd | bare asyncio server | ratio |")
+    print("|---|---:|---:|---:|")
+    for name, rate, baseline in rows:
+        ratio = f"{rate / baseline:.2f}x" if baseline else "-"
+        print(f"| {name} | {rate:,.0f} | {baseline or 0:,.0f} | {ratio} |")
+    print()
+    print(
+        f"telem-record-gen wall time (median of 30): {gen * 1000:.1f} ms; "
+        f"python -I -c pass: {bare_python * 1000:.1f} ms; ratio {gen / bare_python:.2f}x"
+    )
+    print(f"telemd peak RSS under load: {peak_rss / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
