@@ -23,7 +23,7 @@ from telemd.record import validate_classification
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 SYSTEM_CONFIG = "/etc/telemetrics/collector.toml"
 CONFIG_ENV = "TELEMD_COLLECTOR_CONFIG"

@@ -1,0 +1,229 @@
+"""Benchmark telemd-collector: records/s stored, per format and per engine.
+
+    python bench/collector.py [--engines sqlite,postgresql] [--records 40000]
+                              [--batch 500] [--senders 8] [--check]
+
+For each engine, a real collector (subprocess, plain HTTP on 127.0.0.1) is
+fed by SENDERS concurrent clients in every format: NDJSON and JSON-array
+batches of BATCH records, and the single-record "headers" and "json" formats.
+In the same run, on the same database and schema, the baseline: raw
+INSERTs of prepared rows, BATCH per transaction, with the collector's
+durability settings. Prints records/s and the ratio to the baseline;
+--check exits 1 when a target is missed (NDJSON into SQLite >= 20,000/s and
+>= 0.5x baseline; NDJSON into PostgreSQL >= 10,000/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "collector"))
+
+import collector_pg  # noqa: E402
+from collector_proc import BATCH_HEADERS, CollectorProcess, headers_request, json_request  # noqa: E402
+
+from telemd.collector.ingest import RECORD_COLUMNS  # noqa: E402
+from telemd.collector.store import Store, insert_sql, open_engine  # noqa: E402
+
+TARGETS = {"sqlite": (20_000.0, 0.5), "postgresql": (10_000.0, None)}
+SINGLE_SHARE = 20  # single-record formats send records/SINGLE_SHARE records
+
+
+def make_records(n: int) -> list[dict[str, Any]]:
+    now = int(time.time())
+    return [
+        {
+            "record_format_version": "4",
+            "classification": f"org.clearlinux/bench/c{i % 16}",
+            "severity": str(1 + i % 4),
+            "machine_id": f"machine{i % 500:025d}",
+            "creation_timestamp": str(now),
+            "arch": "x86_64",
+            "host_type": "QEMU|Standard PC (Q35 + ICH9, 2009)|pc-q35-8.2",
+            "build": '"12"',
+            "kernel_version": "6.1.0-13-amd64",
+            "payload_format_version": "1",
+            "system_name": "debian",
+            "board_name": "no_bn_file|no_bv_file",
+            "cpu_model": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz",
+            "bios_version": "1.16.3-debian-1.16.3-2",
+            "event_id": uuid.uuid4().hex,
+            "payload": f"Process: /usr/bin/prog{i}\nPID: {i}\nSignal: 11\n\n#0 main() - [x]\n",
+            "record_id": uuid.uuid4().hex,
+        }
+        for i in range(n)
+    ]
+
+
+def batch_requests(records: list[dict[str, Any]], batch: int, fmt: str) -> list[tuple[Any, ...]]:
+    requests = []
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        if fmt == "ndjson":
+            body = b"".join(json.dumps(r).encode() + b"\n" for r in chunk)
+            headers = BATCH_HEADERS
+        else:
+            body = json.dumps(chunk).encode()
+            headers = {**BATCH_HEADERS, "Content-Type": "application/json"}
+        requests.append(("/api/v1/records", headers, body, len(chunk)))
+    return requests
+
+
+def single_requests(records: list[dict[str, Any]], fmt: str) -> list[tuple[Any, ...]]:
+    make = headers_request if fmt == "headers" else json_request
+    return [("/", *make(r), 1) for r in records]
+
+
+async def send_all(base_url: str, requests: list[tuple[Any, ...]], senders: int) -> float:
+    """Send `requests` from `senders` concurrent clients; return the seconds taken."""
+    queue = list(reversed(requests))
+    limits = httpx.Limits(max_connections=senders)
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+
+        async def sender() -> None:
+            while queue:
+                path, headers, body, n = queue.pop()
+                response = await client.post(path, headers=headers, content=body)
+                if response.status_code not in (200, 201):
+                    raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
+                if n > 1 and response.json()["accepted"] != n:
+                    raise RuntimeError(f"batch not fully stored: {response.text[:300]}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(senders)))
+        return time.perf_counter() - start
+
+
+def raw_baseline(db_url: str, records: list[dict[str, Any]], batch: int) -> float:
+    """Rows/s of plain INSERTs of prepared rows, one transaction per batch."""
+    Store(open_engine(db_url)).migrate()
+    engine = open_engine(db_url)
+    session: Any = engine.connect()
+    placeholder = "?" if engine.name == "sqlite" else "%s"
+    sql = insert_sql(placeholder)
+    ints = {"record_format_version", "severity", "creation_timestamp", "payload_format_version"}
+    rows = [
+        (time.time(), *(int(r[c]) if c in ints else r[c] for c in RECORD_COLUMNS[2:]))
+        for r in records
+    ]
+    rows = [
+        (row[0], uuid.uuid4().hex, "6907c830-eed9-4ce9-81ae-76daf8d88f0f", *row[1:]) for row in rows
+    ]
+    start = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        session.begin()
+        if engine.name == "sqlite":
+            session.conn.executemany(sql, rows[i : i + batch])
+        else:
+            with session.conn.cursor() as cursor:
+                cursor.executemany(sql, rows[i : i + batch])
+        session.commit()
+    elapsed = time.perf_counter() - start
+    session.close()
+    return len(rows) / elapsed
+
+
+def stored_count(db_url: str) -> int:
+    store = Store(open_engine(db_url))
+    with store._reader() as session:
+        (n,) = session.fetch("SELECT count(*) FROM records")[0]
+    store.close()
+    return int(n)
+
+
+def run_engine(
+    engine: str, db_url: str, args: argparse.Namespace, workdir: str
+) -> list[tuple[str, str, int, float]]:
+    # The baseline goes first, into the empty database: the conditions most
+    # favourable to it, so the ratio errs against the collector.
+    baseline = raw_baseline(db_url, make_records(args.records), args.batch)
+    results = [(engine, "raw-insert", args.records, baseline)]
+    print(f"  {engine:<10} {'raw-insert':<10} {args.records:>7} records  {baseline:>9,.0f} rows/s")
+    proc = CollectorProcess(db_url, workdir).wait_ready()
+    try:
+        for fmt in ("ndjson", "json-array", "headers", "json"):
+            n = args.records if fmt in ("ndjson", "json-array") else args.records // SINGLE_SHARE
+            records = make_records(n)
+            if fmt in ("ndjson", "json-array"):
+                requests = batch_requests(records, args.batch, fmt)
+            else:
+                requests = single_requests(records, fmt)
+            before = stored_count(db_url)
+            seconds = asyncio.run(send_all(proc.base_url, requests, args.senders))
+            stored = stored_count(db_url) - before
+            if stored != n:
+                raise SystemExit(f"{engine}/{fmt}: sent {n}, stored {stored}")
+            results.append((engine, fmt, n, n / seconds))
+            print(f"  {engine:<10} {fmt:<10} {n:>7} records  {n / seconds:>9,.0f} records/s")
+    finally:
+        proc.stop()
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--records", type=int, default=40_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    print(
+        f"telemd-collector bench: {args.senders} senders, batches of {args.batch}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    workdir = tempfile.mkdtemp(prefix="telemd-bench-")
+    results: list[tuple[str, str, int, float]] = []
+    for engine in args.engines.split(","):
+        if engine == "sqlite":
+            results += run_engine(engine, f"sqlite:///{workdir}/bench.db", args, workdir)
+        elif engine == "postgresql":
+            reason = collector_pg.missing_reason()
+            if reason:
+                print(f"  postgresql skipped: {reason}")
+                continue
+            server = collector_pg.start(durable=True)
+            try:
+                results += run_engine(engine, server.create_database("bench"), args, workdir)
+            finally:
+                server.stop()
+    return report(results, args.check)
+
+
+def report(results: list[tuple[str, str, int, float]], check: bool) -> int:
+    def rate(engine: str, fmt: str) -> float | None:
+        return next((r for e, f, _, r in results if (e, f) == (engine, fmt)), None)
+
+    print("\nengine      format       records/s   x raw-insert")
+    for engine, fmt, _, value in results:
+        base = rate(engine, "raw-insert")
+        ratio = f"{value / base:.2f}" if base and fmt != "raw-insert" else "-"
+        print(f"{engine:<11} {fmt:<11} {value:>10,.0f}   {ratio}")
+    failed = False
+    for engine, (floor, ratio_floor) in TARGETS.items():
+        got = rate(engine, "ndjson")
+        if got is None:
+            continue
+        base = rate(engine, "raw-insert") or 0.0
+        ok = got >= floor and (ratio_floor is None or got >= ratio_floor * base)
+        failed |= not ok
+        wanted = f">= {floor:,.0f}/s" + (f" and >= {ratio_floor}x raw" if ratio_floor else "")
+        print(f"target {engine} ndjson {wanted}: {'met' if ok else 'MISSED'}")
+    return 1 if failed and check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
