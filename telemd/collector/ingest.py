@@ -14,11 +14,12 @@ Formats:
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
+
+import orjson
 
 from telemd.errors import ErrorCode, RecordError
 from telemd.record import (
@@ -274,8 +275,8 @@ def parse_json_format(body: bytes, *, tid: str, record_id: str | None, rules: Ru
 
 def _load_object(text: bytes | str) -> dict[str, object]:
     try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
         raise FieldError("body", f"is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise FieldError("body", f"must be a JSON object, got {type(obj).__name__}")
@@ -308,24 +309,18 @@ def split_batch(body: bytes, content_type: str) -> Iterator[tuple[int, object]]:
     """Yield (line number from 1, decoded JSON value or FieldError) per record."""
     if content_type == "application/json":
         try:
-            items = json.loads(body)
-        except (ValueError, RecursionError) as exc:
+            items = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             raise FieldError("body", f"is not valid JSON: {exc}") from None
         if not isinstance(items, list):
             raise FieldError("body", "must be a JSON array of records")
         yield from enumerate(items, 1)
         return
-    # Decoding once, not per line, saves json.loads its per-call detection;
-    # a body with bad UTF-8 somewhere is split as bytes to blame only that line.
-    try:
-        lines: Sequence[str | bytes] = body.decode().split("\n")
-    except UnicodeDecodeError:
-        lines = body.split(b"\n")
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(body.split(b"\n"), 1):
         if line.strip():
             try:
-                yield number, json.loads(line)
-            except (ValueError, RecursionError) as exc:
+                yield number, orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
                 yield number, FieldError("line", f"is not valid JSON: {exc}")
 
 

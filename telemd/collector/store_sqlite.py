@@ -84,15 +84,20 @@ class SqliteSession:
 
     def insert(self, rows: Sequence[Row], received_at: float) -> dict[str, int]:
         (last_id,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
+        changes = self.conn.total_changes
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             chunk = rows[start : start + ROWS_PER_STATEMENT]
             params: list[object] = []
             for row in chunk:
                 params.append(received_at)
                 params.extend(row)
-            self.conn.execute(_insert_many(len(chunk)), params)
-        # Within this transaction (one writer), the rows above last_id are
-        # exactly the ones this statement added; the others were duplicates.
+            cursor = self.conn.execute(_insert_many(len(chunk)), params)
+        if self.conn.total_changes - changes == len(rows) and cursor.lastrowid is not None:
+            # All new: AUTOINCREMENT gave them consecutive ids, in order, and
+            # nothing else writes inside this transaction.
+            first = cursor.lastrowid - len(rows) + 1
+            return {str(row[0]): first + i for i, row in enumerate(rows)}
+        # Some were already there: the rows above last_id are the new ones.
         added = self.conn.execute("SELECT record_id, id FROM records WHERE id > ?", (last_id,))
         return dict(added.fetchall())
 
