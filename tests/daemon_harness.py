@@ -76,11 +76,12 @@ class DaemonHarness:
 
     # The process -------------------------------------------------------
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0, wrapper: tuple[str, ...] = ()) -> None:
+        """Start the daemon (under `wrapper`, such as strace) and await its ready line."""
         self._terminated = False
         mark = len(self.log)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "telemd.daemon", "-f", str(self.config)],
+            [*wrapper, sys.executable, "-m", "telemd.daemon", "-f", str(self.config)],
             stderr=subprocess.PIPE,
             text=True,
         )

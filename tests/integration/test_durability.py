@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import shutil
 import signal
 import threading
 import time
 
+import psutil
+import pytest
 from daemon_harness import DaemonHarness
 
 from telemd.client import Client
@@ -97,3 +100,51 @@ def test_sigterm_acknowledges_what_it_took_and_loses_nothing(harness: DaemonHarn
     assert set(refused) <= {ErrorCode.SHUTTING_DOWN}
     assert set(ok) <= daemon.record_ids()
     assert len(ok) + len(refused) <= len(frames)
+
+
+def test_no_acknowledgement_leaves_before_the_wal_is_synced(harness: DaemonHarness) -> None:
+    """What power loss would test: the OK is written only after an fsync.
+
+    kill -9 leaves the page cache intact, so it cannot catch a missing fsync;
+    the system-call trace can. A client that waits for each OK forces one
+    commit per record, so a WAL sync must stand between any two OK replies.
+    """
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("needs strace to watch the daemon's system calls")
+    trace = harness.root / "trace.txt"
+    harness.start(
+        timeout=60,
+        wrapper=(
+            strace,
+            "-f",
+            "-qq",
+            "-y",
+            "-s",
+            "64",
+            "-o",
+            str(trace),
+            "-e",
+            "trace=fsync,fdatasync,write,sendto,sendmsg",
+        ),
+    )
+    with Client(socket_path=harness.socket, timeout=30) as client:
+        ids = [client.send(Record("a/b/c", 1, f"n{i}")) for i in range(5)]
+    assert harness.proc is not None
+    [daemon] = psutil.Process(harness.proc.pid).children()
+    daemon.terminate()  # strace itself does not pass SIGTERM on
+    assert harness.proc.wait(30) == 0
+    events = []
+    for line in trace.read_text().splitlines():
+        if ("fsync(" in line or "fdatasync(" in line) and "spool.sqlite-wal" in line:
+            events.append("sync")
+        elif '"OK ' in line:
+            events.append("ok")
+    assert events.count("ok") == len(ids)
+    replies = [index for index, event in enumerate(events) if event == "ok"]
+    previous = -1
+    for index in replies:
+        assert "sync" in events[previous + 1 : index], (
+            f"an OK was written before a WAL sync: {events}"
+        )
+        previous = index
