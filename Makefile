@@ -1,0 +1,49 @@
+# Developer entry points. `make test` and `make demo` work on a fresh Debian
+# machine: they install what they need first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Tools the tests drive for real: a C compiler for legacy probes, strace for
+# the fsync-ordering test, setpriv for a second uid, PostgreSQL for the
+# collector, systemd's and D-Bus's own tools.
+APT_PACKAGES := gcc libc6-dev strace util-linux postgresql
+
+.PHONY: deps system-deps venv test lint demo bench clean
+
+deps: system-deps venv
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "missing Debian packages: $$missing (install them as root; tests that need them skip)"; \
+		exit 0; \
+	fi; \
+	echo "installing $$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,collector]'
+	touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: deps lint
+	$(BIN)/python -m pytest
+
+demo: venv
+	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+
+bench: venv
+	$(BIN)/python bench/intake.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
