@@ -132,9 +132,17 @@ def serve(config: CollectorConfig) -> int:
     )
     try:
         server.run()
+    except SystemExit:  # uvicorn's way to say it could not start (port taken, bad TLS files)
+        pass
     finally:
         store.close()
-    return EXIT_OK if server.started else EXIT_FAILURE
+    if not server.started:
+        print(
+            f"telemd-collector: could not serve on {config.host}:{config.port} (see above)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:

@@ -139,7 +139,8 @@ class Store:
             try:
                 session = self._pool.get_nowait()
             except queue.Empty:
-                session = self.engine.connect()
+                with self._translated():
+                    session = self.engine.connect()
             try:
                 with self._translated():
                     yield session
@@ -176,7 +177,8 @@ class Store:
 
     def _write_session(self) -> Session:
         if self._writer is None:
-            self._writer = self.engine.connect()
+            with self._translated():
+                self._writer = self.engine.connect()
         return self._writer
 
     def close(self) -> None:

@@ -1,0 +1,157 @@
+"""`telemd-collector query | summary | migrate | serve`: output and exit statuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from collector_pg import free_port
+from collector_proc import CLEAR_TID, new_id, record
+
+from telemd.collector import ingest
+from telemd.collector.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+from telemd.collector.store import Store, open_engine
+
+RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)
+
+
+@pytest.fixture
+def filled(db_url: str) -> tuple[str, str]:
+    """A database with 3 records of one machine; returns (url, machine id)."""
+    machine = new_id()
+    store = Store(open_engine(db_url))
+    store.migrate()
+    rows = []
+    for severity in ("1", "3", "4"):
+        rec = record(machine_id=machine, severity=severity)
+        rows.append(
+            ingest.validate_record(
+                rec, rec["payload"], tid=CLEAR_TID, record_id=rec["record_id"], rules=RULES
+            )
+        )
+    store.write([rows], time.time())
+    store.close()
+    return db_url, machine
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(argv)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_query_table(filled: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    url, machine = filled
+    status, out, _ = run(["query", "--db", url, "--machine-id", machine], capsys)
+    assert status == EXIT_OK
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "ID",
+        "RECEIVED",
+        "SEV",
+        "CLASSIFICATION",
+        "MACHINE",
+        "BUILD",
+        "RECORD_ID",
+    ]
+    assert len(lines) == 4 and all(machine in line for line in lines[1:])
+    assert [line.split()[2] for line in lines[1:]] == ["4", "3", "1"]
+
+
+def test_query_json_pages(filled: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    url, machine = filled
+    status, out, _ = run(
+        ["query", "--db", url, "--machine-id", machine, "--limit", "2", "--format", "json"], capsys
+    )
+    page = json.loads(out)
+    assert status == EXIT_OK and len(page["records"]) == 2 and page["next"] is not None
+    status, out, _ = run(
+        [
+            "query",
+            "--db",
+            url,
+            "--machine-id",
+            machine,
+            "--before",
+            str(page["next"]),
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
+    assert [r["severity"] for r in json.loads(out)["records"]] == [1]
+
+
+def test_summary_table_and_json(
+    filled: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, machine = filled
+    status, out, _ = run(["summary", "--db", url], capsys)
+    assert status == EXIT_OK
+    assert "org.clearlinux/hello/world" in out and machine in out
+    row = next(line for line in out.splitlines() if line.startswith("org.clearlinux/hello/world"))
+    assert row.split()[1] == "3" and row.split()[3:] == ["1", "0", "1", "1"]
+    status, out, _ = run(
+        ["summary", "--db", url, "--format", "json", "--since", "2999-01-01"], capsys
+    )
+    assert json.loads(out)["classifications"] == []
+
+
+def test_bad_filter_is_a_usage_error(
+    filled: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run(["query", "--db", filled[0], "--severity", "9"], capsys)
+    assert status == EXIT_USAGE and "--severity" in err
+    assert run(["query", "--bogus"], capsys)[0] == EXIT_USAGE
+
+
+def test_migrate(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(["migrate", "--db", db_url], capsys)
+    assert status == EXIT_OK and "version 1" in out
+
+
+def test_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    status, _, err = run(["query", "--db", "postgresql://nobody@127.0.0.1:1/none"], capsys)
+    assert status == EXIT_FAILURE and err.startswith("telemd-collector: database error")
+    status, _, err = run(["summary", "--db", f"sqlite:///{tmp_path}/no/such/dir.db"], capsys)
+    assert status == EXIT_FAILURE and err.count("\n") == 1
+
+
+def test_serve_on_a_taken_port_exits_1(db_url: str, tmp_path: Any) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "telemd.collector", "--db", db_url, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == EXIT_FAILURE
+    assert "address already in use" in result.stderr.lower()
+
+
+def test_serve_with_bad_configuration_exits_78(tmp_path: Any) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "telemd.collector", "serve", "--port", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 78
+    assert (
+        result.stderr == "telemd-collector: option --port must be an integer in 1..65535, got 'x'\n"
+    )
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--help"], capsys)[0] == EXIT_OK
+    status, out, _ = run(["--version"], capsys)
+    assert status == EXIT_OK and out.startswith("telemd-collector ")

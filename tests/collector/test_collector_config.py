@@ -1,0 +1,115 @@
+"""telemd.collector.config and the CLI's exit status 78: every bad value is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from telemd.collector import config
+from telemd.collector.cli import EXIT_CONFIG, main
+from telemd.collector.ingest import CLEAR_LINUX_TID
+from telemd.errors import ConfigError
+
+OTHER_TID = "11111111-2222-4333-8444-555555555555"
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "collector.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults() -> None:
+    loaded = config.load({}, environ={})
+    assert loaded.tids == frozenset({CLEAR_LINUX_TID})
+    assert loaded.db.startswith("sqlite:///")
+    assert (loaded.host, loaded.port, loaded.tls) == ("127.0.0.1", 8080, False)
+    assert loaded.max_payload_size == 32768 and loaded.retention_days == 0
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'port = 9000\nhost = "0.0.0.0"\nretention_days = 30\n'
+        f'tid = ["{OTHER_TID}"]\n[retention]\n"org.clearlinux/hello/world" = 7\n',
+    )
+    env = {
+        "TELEMD_COLLECTOR_PORT": "9001",
+        "TELEMD_COLLECTOR_TID": f"{CLEAR_LINUX_TID},{OTHER_TID}",
+    }
+    loaded = config.load({"port": ("9002", "option --port")}, path, env)
+    assert loaded.port == 9002
+    assert loaded.host == "0.0.0.0"
+    assert loaded.tids == frozenset({CLEAR_LINUX_TID, OTHER_TID})
+    assert loaded.retention == {"org.clearlinux/hello/world": 7}
+    assert loaded.retention_days == 30
+
+
+def test_config_file_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "port = 9100\n")
+    assert config.load({}, environ={"TELEMD_COLLECTOR_CONFIG": path}).port == 9100
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("port = 70000\n", "port in {path} must be an integer in 1..65535, got 70000"),
+        ('port = "http"\n', "port in {path} must be an integer"),
+        ("colour = 1\n", "unknown key 'colour' in {path}"),
+        ("port = \n", "{path} is not valid TOML"),
+        ('tid = ["not-a-uuid"]\n', "tid in {path} must be a telemetry id"),
+        ("tid = []\n", "tid in {path} must be one or more telemetry ids"),
+        ('db = "mysql://x/y"\n', "db in {path} must be a URL"),
+        ('certfile = "/nonexistent.pem"\n', "certfile in {path} must be a readable file"),
+        ("max_payload_size = 0\n", "max_payload_size in {path} must be an integer"),
+        ("retention_days = -1\n", "retention_days in {path}"),
+        ('[retention]\n"a/b" = 3\n', "retention in {path}: classification must have exactly 3"),
+        ('[retention]\n"a/b/c" = "x"\n', "retention in {path} 'a/b/c' must be an integer"),
+        ("purge_interval = 0\n", "purge_interval in {path} must be a number of seconds"),
+        ('log_level = "loud"\n', "log_level in {path} must be one of"),
+        ('host = ""\n', "host in {path} must be a non-empty string"),
+    ],
+)
+def test_bad_file_values_name_file_and_key(tmp_path: Path, text: str, words: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        config.load({}, path, {})
+    assert words.format(path=path) in caught.value.message
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="environment variable TELEMD_COLLECTOR_PORT"):
+        config.load({}, environ={"TELEMD_COLLECTOR_PORT": "x"})
+
+
+def test_missing_config_file_is_reported() -> None:
+    with pytest.raises(ConfigError, match=r"cannot read /nonexistent/collector\.toml"):
+        config.load({}, "/nonexistent/collector.toml", {})
+
+
+def test_certfile_needs_keyfile(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError, match="together"):
+        config.load({"certfile": (str(cert), "option --certfile")}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--port", "0"], "option --port must be an integer in 1..65535, got 0"),
+        (["--tid", "nope"], "option --tid must be a telemetry id"),
+        (["--retention", "a/b/c"], "option --retention must be CLASS=DAYS"),
+        (["--retention", "a/b/c=x"], "option --retention 'a/b/c' must be an integer"),
+        (["query", "--db", "oracle://x"], "option --db must be a URL"),
+        (["--config", "/nonexistent.toml"], "cannot read /nonexistent.toml"),
+    ],
+)
+def test_cli_exits_78_with_one_line(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TELEMD_COLLECTOR_CONFIG", raising=False)
+    assert main(argv) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err

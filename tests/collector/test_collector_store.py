@@ -1,0 +1,158 @@
+"""telemd.collector.store on SQLite and on PostgreSQL: schema, writes, retention."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from collector_proc import CLEAR_TID, record
+
+from telemd.collector import ingest
+from telemd.collector.query import SELECT_COLUMNS, RecordQuery
+from telemd.collector.store import (
+    SCHEMA_TABLE,
+    SCHEMA_VERSION,
+    Retention,
+    StorageError,
+    Store,
+    open_engine,
+)
+from telemd.errors import ConfigError
+
+RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)
+NOW = 1_800_000_000.0
+DAY = 86400
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    opened = Store(open_engine(db_url))
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+def row(**overrides: Any) -> ingest.Row:
+    rec = record(**overrides)
+    return ingest.validate_record(
+        rec, rec["payload"], tid=CLEAR_TID, record_id=rec["record_id"], rules=RULES
+    )
+
+
+def column(name: str, rows: list[tuple[Any, ...]]) -> list[Any]:
+    return [r[SELECT_COLUMNS.index(name)] for r in rows]
+
+
+def test_migrations_apply_once(store: Store, db_url: str) -> None:
+    again = Store(open_engine(db_url))
+    assert again.migrate() == SCHEMA_VERSION
+    with again._reader() as session:
+        assert session.fetch(f"SELECT count(*) FROM {SCHEMA_TABLE}")[0][0] == SCHEMA_VERSION
+    again.close()
+
+
+def test_concurrent_starts_migrate_once(db_url: str) -> None:
+    stores = [Store(open_engine(db_url)) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def migrate(s: Store) -> None:
+        try:
+            s.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for s in stores:
+        s.close()
+
+
+def test_a_newer_schema_is_refused(store: Store, db_url: str) -> None:
+    session = store._write_session()
+    session.execute(f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StorageError, match="newer"):
+        Store(open_engine(db_url)).migrate()
+
+
+def test_write_reports_new_ids_and_skips_known_record_ids(store: Store) -> None:
+    a, b, c = row(), row(), row()
+    (first,) = store.write([[a, b]], NOW)
+    assert set(first) == {a[0], b[0]}
+    second, third = store.write([[b, c], [c]], NOW)
+    assert set(second) == {c[0]} and third == {}
+    rows = store.records(RecordQuery(machine_id=str(a[5]), limit=10))
+    assert sorted(column("id", rows)) == sorted([*first.values(), *second.values()])
+
+
+def test_ids_stay_right_after_the_newest_rows_were_purged(store: Store) -> None:
+    old = row(classification="org.test/ids/old")
+    store.write([[row()]], NOW)
+    store.write([[old]], NOW - 10 * DAY)
+    assert store.purge(Retention(0, {"org.test/ids/old": 1}), NOW) == 1
+    fresh = [row(), row()]
+    (ids,) = store.write([fresh], NOW)
+    by_record = dict(
+        zip(
+            column("record_id", store.records(RecordQuery())),
+            column("id", store.records(RecordQuery())),
+            strict=True,
+        )
+    )
+    assert ids == {str(r[0]): by_record[str(r[0])] for r in fresh}
+
+
+def test_retention_with_per_classification_overrides(store: Store) -> None:
+    keep = "org.test/keep/forever"
+    short = "org.test/short/lived"
+    store.write([[row(classification=keep), row(classification=short), row()]], NOW - 10 * DAY)
+    store.write([[row(classification=short), row()]], NOW - 2 * DAY)
+    deleted = store.purge(Retention(5, {keep: 0, short: 1}), NOW)
+    assert deleted == 3
+    left = store.records(RecordQuery())
+    assert sorted(column("classification", left)) == sorted([keep, "org.clearlinux/hello/world"])
+
+
+def test_no_retention_keeps_everything(store: Store) -> None:
+    store.write([[row()]], NOW - 1000 * DAY)
+    assert store.purge(Retention(), NOW) == 0
+
+
+def test_filters_and_since(store: Store) -> None:
+    store.write([[row(severity="4", build="7"), row(severity="1")]], NOW - 3600)
+    store.write([[row(severity="4")]], NOW)
+    assert len(store.records(RecordQuery(severity=4))) == 2
+    assert len(store.records(RecordQuery(build="7"))) == 1
+    assert len(store.records(RecordQuery(since=NOW - 60))) == 1
+    newest, *_ = store.records(RecordQuery(limit=1))
+    assert len(store.records(RecordQuery(before=newest[0]))) == 2
+
+
+def test_summary_since(store: Store) -> None:
+    store.write([[row(severity="3")]], NOW - 3600)
+    store.write([[row(severity="2")]], NOW)
+    report = store.summary(NOW - 60)
+    (entry,) = report["classifications"]
+    assert entry["total"] == 1 and entry["by_severity"] == {"2": 1}
+    assert entry["recent_severe"] == []
+    assert store.summary()["classifications"][0]["total"] == 2
+
+
+def test_unreachable_database_is_a_storage_error(tmp_path: Any) -> None:
+    store = Store(open_engine(f"sqlite:///{tmp_path}/missing/dir/x.db"))
+    with pytest.raises(StorageError):
+        store.migrate()
+    store = Store(open_engine("postgresql://nobody@127.0.0.1:1/none"))
+    with pytest.raises(StorageError):
+        store.ping()
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "sqlite:///", "sqlite:///:memory:", "x"])
+def test_bad_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError):
+        open_engine(url)
