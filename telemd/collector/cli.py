@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -130,6 +131,11 @@ def serve(config: CollectorConfig) -> int:
             lifespan="on",
         )
     )
+    # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the
+    # handler that was in place before it; with this one, a drained shutdown
+    # ends in exit status 0 rather than death by signal.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     try:
         server.run()
     except SystemExit:  # uvicorn's way to say it could not start (port taken, bad TLS files)

@@ -294,3 +294,58 @@ def test_storage_outage_is_503_and_counted(
         while client.get("/healthz").status_code != 200:
             assert time.monotonic() < deadline, "collector did not reconnect"
         assert client.post("/", headers=headers, content=body).status_code == 201
+
+
+def test_retention_is_purged_on_schedule(
+    start_collector: Any, engine: str, new_db_url: Any
+) -> None:
+    from telemd.collector import ingest
+    from telemd.collector.store import Store, open_engine
+
+    url = new_db_url(engine)
+    seed = Store(open_engine(url))
+    seed.migrate()
+    tid = BATCH_HEADERS["X-Telemetry-TID"]
+    rules = ingest.Rules(frozenset({tid}), 32768)
+    expired, kept = record(), record(classification="org.test/kept/long")
+    rows = [
+        ingest.validate_record(r, r["payload"], tid=tid, record_id=r["record_id"], rules=rules)
+        for r in (expired, kept)
+    ]
+    seed.write([rows], time.time() - 3 * 86400)  # received three days ago
+    seed.close()
+    proc = start_collector(
+        db_url=url,
+        args=[
+            "--retention-days",
+            "2",
+            "--retention",
+            "org.test/kept/long=5",
+            "--purge-interval",
+            "1",
+        ],
+    )
+    with proc.client() as client:
+        deadline = time.monotonic() + 10
+        while fetch(client, classification=str(expired["classification"]))["records"]:
+            assert time.monotonic() < deadline, "expired record not purged"
+        (left,) = fetch(client, classification="org.test/kept/long")["records"]
+        assert left["record_id"] == kept["record_id"]
+    assert proc.stop() == 0  # SIGTERM drains and exits 0
+
+
+def test_settings_from_a_toml_file_and_the_environment(start_collector: Any, tmp_path: Any) -> None:
+    other = "22222222-3333-4444-8555-666666666666"
+    config_file = tmp_path / "collector.toml"
+    config_file.write_text(f'tid = ["{other}"]\nmax_payload_size = 10\n')
+    proc = start_collector(
+        env={"TELEMD_COLLECTOR_CONFIG": str(config_file), "TELEMD_COLLECTOR_LOG_LEVEL": "error"}
+    )
+    with proc.client() as client:
+        headers, body = json_request(record(payload="short"), tid=other)
+        assert client.post("/", headers=headers, content=body).status_code == 201
+        headers, body = json_request(record(payload="far too long"), tid=other)
+        response = client.post("/", headers=headers, content=body)
+        assert response.status_code == 413 and response.json()["field"] == "payload"
+        headers, body = json_request(record())  # Clear's id is no longer accepted
+        assert client.post("/", headers=headers, content=body).status_code == 400
