@@ -10,9 +10,8 @@
 one connection for many records.
 
 Start-up cost matters here: a probe imports this module, so it uses the C
-`_socket` module rather than `socket` (which drags in `enum`), and reads the
-configuration with `telemd.config` only when a file actually sets one of the
-keys a client needs.
+`_socket` module rather than `socket` (which drags in `enum`), and reads its
+three settings through `telemd.clientconfig`.
 """
 
 from __future__ import annotations
@@ -20,50 +19,13 @@ from __future__ import annotations
 import _socket
 import os
 
+from telemd.clientconfig import client_settings
 from telemd.errors import DaemonUnavailable, ErrorCode, RejectedError, TelemetryError
 from telemd.frame import decode_reply, encode_frame
-from telemd.paths import config_chain
-from telemd.record import DEFAULT_MAX_PAYLOAD_SIZE, Record
+from telemd.record import Record
 
-DEFAULT_SOCKET_PATH = "/run/telem-0"
-DEFAULT_OPT_IN_FILE = "/etc/telemetrics/opt-in"
 DEFAULT_TIMEOUT = 10.0
-_CLIENT_KEYS = (b"socket_path", b"opt_in_file", b"max_payload_size")
 _MAX_REPLY = 4096
-
-
-class ClientSettings:
-    __slots__ = ("max_payload_size", "opt_in_file", "socket_path")
-
-    def __init__(self, socket_path: str, opt_in_file: str, max_payload_size: int) -> None:
-        self.socket_path = socket_path
-        self.opt_in_file = opt_in_file
-        self.max_payload_size = max_payload_size
-
-
-def _sets_client_key(path: str) -> bool:
-    """Does `path` assign a key a client needs? Unreadable files say yes,
-    so that the full loader reports them."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return True
-    for line in data.splitlines():
-        line = line.lstrip().lstrip(b"\"'")
-        if line.startswith(_CLIENT_KEYS):
-            return True
-    return False
-
-
-def client_settings(config_file: str | None = None) -> ClientSettings:
-    """The socket path, opt-in file and payload limit from the configuration."""
-    if any(_sets_client_key(path) for path in config_chain(config_file)):
-        from telemd.config import load_settings
-
-        settings = load_settings(config_file)
-        return ClientSettings(settings.socket_path, settings.opt_in_file, settings.max_payload_size)
-    return ClientSettings(DEFAULT_SOCKET_PATH, DEFAULT_OPT_IN_FILE, DEFAULT_MAX_PAYLOAD_SIZE)
 
 
 def is_opted_in(config_file: str | None = None) -> bool:
