@@ -195,6 +195,38 @@ def client_run(socket_path: str, mode: str, clients: int, total: int) -> float:
     return per_client * clients / (time.perf_counter() - start)
 
 
+def installed_venv(directory: str) -> Path:
+    """A throwaway venv with telemd installed from a wheel, as users get it.
+
+    The development venv's editable install adds an import hook to every
+    start-up; a wheel install does not, so start-up is measured on one.
+    """
+    venv = Path(directory) / "venv"
+    wheels = Path(directory) / "wheels"
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run(
+        [PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
+    [wheel] = wheels.glob("telemd-*.whl")
+    subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            str(wheel),
+        ],
+        check=True,
+    )
+    return venv / "bin"
+
+
 def median_wall(command: list[str], runs: int = 30, env: dict[str, str] | None = None) -> float:
     times = []
     for _ in range(runs):
@@ -261,10 +293,11 @@ def run(directory: str) -> None:
         rows.append((f"pipelined, {clients} client(s)", rate, bare_results[f"pipe{clients}"]))
 
     env = dict(os.environ, TELEMD_CONFIG=daemon.config)
-    record_gen = shutil.which("telem-record-gen", path=os.path.dirname(PYTHON))
-    assert record_gen is not None, "telem-record-gen is not installed beside this python"
-    gen = median_wall([record_gen, "-c", "org.example/bench/gen", "-p", "hi"], env=env)
-    bare_python = median_wall([PYTHON, "-I", "-c", "pass"])
+    venv = installed_venv(directory)
+    gen = median_wall(
+        [str(venv / "telem-record-gen"), "-c", "org.example/bench/gen", "-p", "hi"], env=env
+    )
+    bare_python = median_wall([str(venv / "python"), "-I", "-c", "pass"])
     daemon.stop()
     peak_rss = daemon.rss.peak
 
