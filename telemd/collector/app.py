@@ -31,6 +31,7 @@ from telemd.collector.metrics import Metrics
 from telemd.collector.query import parse_query, parse_since, record_json
 from telemd.collector.store import Retention, StorageError, Store
 from telemd.collector.writer import Writer
+from telemd.errors import ErrorCode
 
 log = logging.getLogger("telemd.collector")
 # A 4 MiB body of tiny lines would be a million rejections to report.
@@ -59,7 +60,7 @@ class Refused(Exception):
 
     @classmethod
     def from_field(cls, exc: FieldError) -> Refused:
-        return cls(413 if exc.code == "too-large" else 400, exc.message, exc.field)
+        return cls(413 if exc.code == ErrorCode.TOO_LARGE else 400, exc.message, exc.field)
 
 
 class Collector:
@@ -75,7 +76,7 @@ class Collector:
         self.retention = Retention(config.retention_days, dict(config.retention))
         self.metrics = Metrics()
         self.writer = Writer(store, clock)
-        self.readers = anyio.CapacityLimiter(4)
+        self.readers = anyio.CapacityLimiter(store.readers)
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a store read in a worker thread."""

@@ -118,8 +118,10 @@ def open_engine(url: str) -> Engine:
 
         return SqliteEngine(url.removeprefix("sqlite:///"))
     if url.startswith(("postgresql://", "postgres://")):
-        from telemd.collector.store_postgres import PostgresEngine
-
+        try:
+            from telemd.collector.store_postgres import PostgresEngine
+        except ImportError as exc:
+            raise ConfigError(f"db {url.split('://')[0]}:// needs psycopg 3: {exc}") from None
         return PostgresEngine(url)
     raise ConfigError(
         f"db must be sqlite:///PATH or postgresql://..., got {url.split('://')[0]!r}:// URL"
@@ -129,6 +131,7 @@ def open_engine(url: str) -> Engine:
 class Store:
     def __init__(self, engine: Engine, readers: int = 4) -> None:
         self.engine = engine
+        self.readers = readers
         self._pool: queue.LifoQueue[Session] = queue.LifoQueue()
         self._free_slots = threading.BoundedSemaphore(readers)
         self._writer: Session | None = None

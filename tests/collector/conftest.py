@@ -24,6 +24,7 @@ ENGINES = ("sqlite", "postgresql")
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[collector_pg.PostgresServer]:
+    pytest.importorskip("psycopg", reason="PostgreSQL tests need psycopg 3")
     reason = collector_pg.missing_reason()
     if reason:
         pytest.skip(f"PostgreSQL tests need a server: {reason}")
