@@ -75,7 +75,12 @@ CLEAR_KEYS: tuple[Key, ...] = (
         "What to do with records over a limit: spool them for later, or drop them.",
         choices=("spool", "drop"),
     ),
-    Key("record_retention_enabled", "bool", False, "Keep a local copy of the last 100 payloads."),
+    Key(
+        "record_retention_enabled",
+        "bool",
+        False,
+        "Keep local copies of the last retention_count payloads.",
+    ),
     Key("record_server_delivery_enabled", "bool", True, "Send records; false keeps them local."),
     Key("daemon_recycling_enabled", "bool", True, "Exit when idle; the socket starts it again."),
 )
@@ -118,6 +123,77 @@ OWN_KEYS: tuple[Key, ...] = (
         off=True,
     ),
     Key("log_level", "choice", "info", "Least severe messages logged.", choices=_LEVELS),
+    Key(
+        "post_format",
+        "choice",
+        "headers",
+        "Request format: headers (telemetrics-backend), json (one object), ndjson (batches).",
+        choices=("headers", "json", "ndjson"),
+    ),
+    Key("http2", "bool", False, "Use HTTP/2 to the collector (needs the h2 package)."),
+    Key("max_in_flight", "int", 4, "Requests to the collector at once.", "", 1, 64),
+    Key("batch_max_records", "int", 500, "Most records in one ndjson request.", "", 1, 10000),
+    Key(
+        "batch_max_bytes",
+        "int",
+        1048576,
+        "Most bytes in one ndjson request.",
+        "bytes",
+        1024,
+        4194304,
+    ),
+    Key("tls_client_cert", "optional_path", "", "Client certificate for mutual TLS."),
+    Key("tls_client_key", "optional_path", "", "Key of the client certificate."),
+    Key(
+        "retry_initial",
+        "float",
+        1.0,
+        "First retry delay after a failure; doubles per failure.",
+        "seconds",
+        0,
+        3600,
+        low_exclusive=True,
+    ),
+    Key(
+        "retry_max",
+        "float",
+        300.0,
+        "Longest retry delay (a server's Retry-After may ask for more).",
+        "seconds",
+        0,
+        86400,
+        low_exclusive=True,
+    ),
+    Key(
+        "connect_timeout",
+        "float",
+        5.0,
+        "Time to connect to the collector.",
+        "seconds",
+        0,
+        600,
+        low_exclusive=True,
+    ),
+    Key(
+        "request_timeout",
+        "float",
+        10.0,
+        "Time for a whole request to the collector.",
+        "seconds",
+        0,
+        3600,
+        low_exclusive=True,
+    ),
+    Key("retention_count", "int", 100, "Payloads kept by record retention.", "", 1, 100000),
+    Key(
+        "journal_max_entries",
+        "int",
+        10000,
+        "Record fates kept in the journal.",
+        "",
+        100,
+        10000000,
+    ),
 )
 KEYS = CLEAR_KEYS + OWN_KEYS
 _BY_NAME = {key.name: key for key in KEYS}
@@ -163,6 +239,19 @@ class Settings:
     max_payload_size: int
     uid_records_per_minute: int
     log_level: Literal["debug", "info", "warning", "error"]
+    post_format: Literal["headers", "json", "ndjson"]
+    http2: bool
+    max_in_flight: int
+    batch_max_records: int
+    batch_max_bytes: int
+    tls_client_cert: str
+    tls_client_key: str
+    retry_initial: float
+    retry_max: float
+    connect_timeout: float
+    request_timeout: float
+    retention_count: int
+    journal_max_entries: int
     sources: Mapping[str, str] = field(compare=False, repr=False)
 
 

@@ -126,7 +126,7 @@ def test_settings_is_frozen_and_sources_stay_out_of_eq_and_repr(tmp_path: Path) 
 def test_setting_names_are_the_settings_attributes() -> None:
     fields = [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(config.setting_names()) == fields
-    assert len(fields) == 27
+    assert len(fields) == len(config.CLEAR_KEYS) + len(config.OWN_KEYS) == 40
 
 
 def test_precedence_defaults_then_system_then_explicit(search_path: Path) -> None:
@@ -398,7 +398,7 @@ def test_shipped_file_loads_to_the_defaults() -> None:
 
 def test_uncommenting_every_setting_gives_the_defaults(tmp_path: Path) -> None:
     text = render_default_file()
-    uncommented, count = re.subn(r"^#(?=[a-z_]+ = )", "", text, flags=re.MULTILINE)
+    uncommented, count = re.subn(r"^#(?=[a-z0-9_]+ = )", "", text, flags=re.MULTILINE)
     assert count == len(config.setting_names())
     path = write(tmp_path / "uncommented.toml", uncommented)
     s = load_settings(path, environ={})
