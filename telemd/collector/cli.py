@@ -35,6 +35,7 @@ SERVE_FLAGS = (
     "retention_days",
     "purge_interval",
     "log_level",
+    "allow_insecure_http",
 )
 
 
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--purge-interval", help="seconds between retention purges")
     serve.add_argument("--log-level", help="critical, error, warning, info or debug")
+    serve.add_argument(
+        "--allow-insecure-http",
+        action="store_const",
+        const=True,
+        help="serve plain HTTP on a non-loopback address (behind a TLS proxy)",
+    )
 
     query = command("query", "Print stored records, newest first.")
     for name in FILTER_NAMES:
@@ -114,6 +121,7 @@ def serve(config: CollectorConfig) -> int:
 
     from telemd.collector.app import Collector, create_app
 
+    collector_config.check_listening(config)
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

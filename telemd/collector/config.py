@@ -9,6 +9,7 @@ is checked here, and a bad one raises ConfigError naming where it came from
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import uuid
@@ -49,6 +50,8 @@ class CollectorConfig:
     retention: Mapping[str, int] = field(default_factory=dict)
     purge_interval: float = 3600.0
     log_level: str = "info"
+    # Plain HTTP beyond loopback sends machine ids in clear text: opt in.
+    allow_insecure_http: bool = False
 
     @property
     def tls(self) -> bool:
@@ -123,6 +126,14 @@ def _level(value: object, where: str) -> str:
     return value.lower()
 
 
+def _bool(value: object, where: str) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    if not isinstance(value, bool):
+        raise _fail(where, "true or false", value)
+    return value
+
+
 def _retention(value: object, where: str) -> dict[str, int]:
     if isinstance(value, str):  # the environment's "CLASS=DAYS,CLASS=DAYS"
         value = dict(item.partition("=")[::2] for item in value.split(",") if item)
@@ -150,6 +161,7 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "retention": _retention,
     "purge_interval": _seconds,
     "log_level": _level,
+    "allow_insecure_http": _bool,
 }
 
 
@@ -194,3 +206,18 @@ def load(
     if "tid" in values:
         values["tids"] = values.pop("tid")
     return CollectorConfig(**values)
+
+
+def check_listening(config: CollectorConfig) -> None:
+    """Refuse plain HTTP on an address other hosts can reach, unless allowed."""
+    if config.tls or config.allow_insecure_http:
+        return
+    try:
+        loopback = ipaddress.ip_address(config.host).is_loopback
+    except ValueError:
+        loopback = config.host == "localhost"
+    if not loopback:
+        raise ConfigError(
+            f"host {config.host} is not a loopback address: give certfile and keyfile to "
+            "serve HTTPS there, or set allow_insecure_http = true (behind a TLS proxy)"
+        )

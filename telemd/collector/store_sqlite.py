@@ -42,8 +42,12 @@ class SqliteEngine:
 
     def connect(self) -> SqliteSession:
         directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            raise sqlite3.OperationalError(f"directory {directory} does not exist")
+        try:
+            # The default, /var/lib/telemd/collector.db, lives in a directory
+            # no package creates.
+            os.makedirs(directory, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            raise sqlite3.OperationalError(f"cannot create {directory}: {exc.strerror}") from None
         conn = sqlite3.connect(
             self.path,
             isolation_level=None,  # autocommit; transactions are explicit

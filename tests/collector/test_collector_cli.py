@@ -117,7 +117,8 @@ def test_migrate(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
 def test_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
     status, _, err = run(["query", "--db", "postgresql://nobody@127.0.0.1:1/none"], capsys)
     assert status == EXIT_FAILURE and err.startswith("telemd-collector: database error")
-    status, _, err = run(["summary", "--db", f"sqlite:///{tmp_path}/no/such/dir.db"], capsys)
+    (tmp_path / "file").write_text("")
+    status, _, err = run(["summary", "--db", f"sqlite:///{tmp_path}/file/x.db"], capsys)
     assert status == EXIT_FAILURE and err.count("\n") == 1
 
 

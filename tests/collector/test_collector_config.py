@@ -69,6 +69,7 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
         ("purge_interval = 0\n", "purge_interval in {path} must be a number of seconds"),
         ('log_level = "loud"\n', "log_level in {path} must be one of"),
         ('host = ""\n', "host in {path} must be a non-empty string"),
+        ('allow_insecure_http = "maybe"\n', "allow_insecure_http in {path} must be true or false"),
     ],
 )
 def test_bad_file_values_name_file_and_key(tmp_path: Path, text: str, words: str) -> None:
@@ -113,3 +114,26 @@ def test_cli_exits_78_with_one_line(
     assert main(argv) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "::", "collector.example"])
+def test_plain_http_beyond_loopback_needs_consent(host: str) -> None:
+    loaded = config.load({"host": (host, "option --host")}, environ={})
+    with pytest.raises(ConfigError, match=f"host {host} is not a loopback address"):
+        config.check_listening(loaded)
+    allowed = config.load(
+        {"host": (host, "option --host"), "allow_insecure_http": (True, "option")}, environ={}
+    )
+    config.check_listening(allowed)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_plain_http_on_loopback_is_fine(host: str) -> None:
+    config.check_listening(config.load({"host": (host, "option --host")}, environ={}))
+
+
+def test_serve_refuses_plain_http_on_all_interfaces(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["serve", "--host", "0.0.0.0", "--db", "sqlite:////nonexistent/x.db"]) == EXIT_CONFIG
+    )
+    assert "not a loopback address" in capsys.readouterr().err

@@ -144,7 +144,8 @@ def test_summary_since(store: Store) -> None:
 
 
 def test_unreachable_database_is_a_storage_error(tmp_path: Any) -> None:
-    store = Store(open_engine(f"sqlite:///{tmp_path}/missing/dir/x.db"))
+    (tmp_path / "file").write_text("")
+    store = Store(open_engine(f"sqlite:///{tmp_path}/file/x.db"))  # a file is no directory
     with pytest.raises(StorageError):
         store.migrate()
     store = Store(open_engine("postgresql://nobody@127.0.0.1:1/none"))
@@ -156,3 +157,10 @@ def test_unreachable_database_is_a_storage_error(tmp_path: Any) -> None:
 def test_bad_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError):
         open_engine(url)
+
+
+def test_sqlite_creates_the_database_directory(tmp_path: Any) -> None:
+    store = Store(open_engine(f"sqlite:///{tmp_path}/new/dir/collector.db"))
+    assert store.migrate() == SCHEMA_VERSION
+    store.close()
+    assert (tmp_path / "new" / "dir" / "collector.db").is_file()
