@@ -160,6 +160,10 @@ class CollectorProcess:
         self.stop()
         raise RuntimeError(f"collector not ready after {READY_DEADLINE}s:\n{self.log()}")
 
+    def close(self) -> None:
+        """For contextlib.closing."""
+        self.stop()
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -269,17 +269,18 @@ def test_plain_http_when_no_certificate(start_collector: Any) -> None:
         assert client.get("/healthz").json()["status"] == "ok"
 
 
-def test_storage_outage_is_503_and_counted(
-    engine: str, start_collector: Any, postgres: Any, new_db_url: Any
-) -> None:
-    if engine != "postgresql":
-        pytest.skip("a SQLite file cannot be taken away from a process that has it open")
+def test_storage_outage_is_503_and_counted(postgres: Any, new_db_url: Any, tmp_path: Any) -> None:
+    """PostgreSQL only: a SQLite file cannot be taken away from a process that has it open."""
     url = new_db_url("postgresql")
     name = url.rsplit("/", 1)[1]
-    proc = start_collector(db_url=url)
     import psycopg
 
-    with psycopg.connect(postgres.url(), autocommit=True) as admin, proc.client() as client:
+    proc = CollectorProcess(url, str(tmp_path)).wait_ready()
+    with (
+        psycopg.connect(postgres.url(), autocommit=True) as admin,
+        proc.client() as client,
+        contextlib.closing(proc),
+    ):
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
@@ -294,6 +295,7 @@ def test_storage_outage_is_503_and_counted(
         while client.get("/healthz").status_code != 200:
             assert time.monotonic() < deadline, "collector did not reconnect"
         assert client.post("/", headers=headers, content=body).status_code == 201
+    assert proc.proc.returncode == 0
 
 
 def test_retention_is_purged_on_schedule(
