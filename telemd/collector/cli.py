@@ -137,6 +137,10 @@ def serve(config: CollectorConfig) -> int:
             access_log=False,
             server_header=False,
             lifespan="on",
+            # h11, even where httptools is installed: h11 bounds a request's
+            # head (16 KiB) and answers 400 beyond; uvicorn's httptools
+            # protocol buffers headers without a limit.
+            http="h11",
         )
     )
     # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the
