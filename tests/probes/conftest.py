@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -85,3 +87,43 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     monkeypatch.setenv("TMPDIR", str(directory))
     yield directory
     assert list(directory.iterdir()) == []
+
+
+class Running:
+    """A long-running probe whose stderr lines can be awaited."""
+
+    def __init__(self, name: str, *args: str, **kwargs: Any) -> None:
+        self.proc = subprocess.Popen(
+            [command(name), *args], stderr=subprocess.PIPE, text=True, **kwargs
+        )
+        self.lines: list[str] = []
+        self.ended = False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self.ended = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 20.0) -> list[str]:
+        """Wait until `count` lines contain `text`; return them (fewer on timeout)."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: len(self.matching(text)) >= count or self.ended,
+                timeout,
+            )
+            return self.matching(text)
+
+    def matching(self, text: str) -> list[str]:
+        return [line for line in self.lines if text in line]
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
