@@ -83,18 +83,31 @@ def parse_text_line(line: str | bytes) -> KmsgRecord:
     return KmsgRecord(level, facility, UNKNOWN, ts_usec, text)
 
 
-def parse_lines(lines: Iterable[str | bytes]) -> Iterator[KmsgRecord]:
-    """Records from the lines of a file holding /dev/kmsg records or dmesg text.
+class LineParser:
+    """`parse_lines` one line at a time, for input that arrives in pieces.
 
     A line starting with a space right after a /dev/kmsg record is that
     record's dictionary and is skipped; anywhere else it is a message (call
     trace lines in bare text start with a space too).
     """
-    after_record = False
-    for line in lines:
+
+    def __init__(self) -> None:
+        self._after_record = False
+
+    def parse(self, line: str | bytes) -> KmsgRecord | None:
+        """The record on `line`, or None for a dictionary line."""
         text = decode(line).rstrip("\r\n")
-        if after_record and text.startswith(" "):
-            continue
+        if self._after_record and text.startswith(" "):
+            return None
         record = parse_kmsg_record(text)
-        after_record = record is not None
-        yield record if record is not None else parse_text_line(text)
+        self._after_record = record is not None
+        return record if record is not None else parse_text_line(text)
+
+
+def parse_lines(lines: Iterable[str | bytes]) -> Iterator[KmsgRecord]:
+    """Records from the lines of a file holding /dev/kmsg records or dmesg text."""
+    parser = LineParser()
+    for line in lines:
+        record = parser.parse(line)
+        if record is not None:
+            yield record
