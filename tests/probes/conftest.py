@@ -90,12 +90,11 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 
 class Running:
-    """A long-running probe whose stderr lines can be awaited."""
+    """A long-running process (a probe, by default) whose stderr lines can be awaited."""
 
     def __init__(self, name: str, *args: str, **kwargs: Any) -> None:
-        self.proc = subprocess.Popen(
-            [command(name), *args], stderr=subprocess.PIPE, text=True, **kwargs
-        )
+        argv = [name if "/" in name else command(name), *args]
+        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, **kwargs)
         self.lines: list[str] = []
         self.ended = False
         self._changed = threading.Condition()

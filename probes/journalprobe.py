@@ -1,0 +1,140 @@
+"""`journalprobe`: a systemd unit that fails becomes an `org.clearlinux/journal/error` record.
+
+Runs as a service (journalprobe.service). Watches systemd over D-Bus
+(systemd_watch) for units whose ActiveState becomes `failed`, and sends one
+record per failed run with the unit's Result, exit status and last
+`journal_lines` log lines (`journalctl -u UNIT`). Units matching a pattern
+of `journal_ignore_units` are skipped. Failures already reported are
+remembered under the state directory, so that a restart, which lists the
+units failed so far, does not report them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from telemd.errors import ErrorCode
+from telemd.record import Record
+
+from .cli import COMMON_OPTIONS, Options, deliver, load_settings, log, parse_command, text_option
+from .settings import ProbeSettings
+from .subproc import run_bounded
+from .unit_failure import CLASSIFICATION, SEVERITY, UnitFailure, is_ignored, payload
+
+PROG = "journalprobe"
+REPORTED_NAME = "journalprobe.reported"
+_MAX_REPORTED = 512
+_JOURNALCTL_TIMEOUT = 10.0
+_CONNECT_TIMEOUT = 60.0  # systemd can be slow to answer while the machine boots
+# Rejections that sending again would not change: the failure counts as reported.
+_FINAL_ERRORS = (ErrorCode.INVALID, ErrorCode.TOO_LARGE, ErrorCode.OPTED_OUT)
+OPTIONS = {**COMMON_OPTIONS, "D": ("directory", True), "S": ("state-dir", True)}
+HELP = f"""\
+Usage: {PROG} [-f FILE]
+Watch systemd for units that fail, and send a record for each failure.
+
+  -D, --directory DIR     read unit logs from the journal files in DIR
+  -S, --state-dir DIR     where the failures already reported are kept
+  -f, --config-file FILE  configuration file to use
+  -V, --version           print the version
+  -h, --help              show this help
+"""
+
+
+class Reported:
+    """Keys of the failures already reported, the most recent last, kept in a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            with open(path, encoding="utf-8") as handle:
+                self._keys = handle.read(1 << 20).splitlines()[-_MAX_REPORTED:]
+        except (OSError, UnicodeDecodeError):
+            self._keys = []
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def add(self, key: str) -> None:
+        self._keys = [*self._keys, key][-_MAX_REPORTED:]
+        temporary = f"{self.path}.tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write("".join(f"{k}\n" for k in self._keys))
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            log(PROG, f"cannot save {self.path}: {exc.strerror}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_command(PROG, argv, OPTIONS, HELP)
+    if isinstance(options, int):
+        return options
+    settings = load_settings(PROG, options)
+    if settings is None:
+        return 1
+    state_dir = text_option(options, "state-dir") or settings.state_dir
+    reported = Reported(os.path.join(state_dir, REPORTED_NAME))
+    return asyncio.run(_watch(settings, options, reported))
+
+
+async def _watch(settings: ProbeSettings, options: Options, reported: Reported) -> int:
+    from dbus_fast.errors import DBusError
+
+    from .systemd_watch import SystemdWatcher
+
+    try:
+        watcher = await asyncio.wait_for(SystemdWatcher.connect(), _CONNECT_TIMEOUT)
+    except (OSError, DBusError, ValueError) as exc:
+        log(PROG, f"cannot watch systemd on the system bus: {exc}")
+        return 1
+    except asyncio.TimeoutError:
+        log(PROG, f"systemd did not answer on the system bus within {_CONNECT_TIMEOUT:g} s")
+        return 1
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, watcher.close)
+    log(PROG, "watching systemd for failed units")
+    try:
+        async for failure in watcher.failures():
+            await _handle(failure, settings, options, reported)
+    finally:
+        watcher.close()
+    return 0
+
+
+async def _handle(
+    failure: UnitFailure, settings: ProbeSettings, options: Options, reported: Reported
+) -> None:
+    if is_ignored(failure.unit, settings.journal_ignore_units):
+        log(PROG, f"{failure.unit}: failed ({failure.result}); ignored (journal_ignore_units)")
+        return
+    if failure.key in reported:
+        log(PROG, f"{failure.unit}: this failure was reported already")
+        return
+    lines = await asyncio.to_thread(
+        journal_lines, failure.unit, settings.journal_lines, text_option(options, "directory")
+    )
+    record = Record(CLASSIFICATION, SEVERITY, payload(failure, lines))
+    error = await asyncio.to_thread(deliver, PROG, record, settings, options, failure.unit)
+    if error is None or error.code in _FINAL_ERRORS:
+        reported.add(failure.key)
+
+
+def journal_lines(unit: str, count: int, directory: str | None) -> list[str]:
+    """The last `count` log lines of `unit`; none if journalctl cannot say."""
+    if count == 0:
+        return []
+    argv = ["journalctl", "-u", unit, "-n", str(count), "-o", "short-iso", "--no-pager", "-q"]
+    if directory is not None:
+        argv += ["--directory", directory]
+    try:
+        outcome = run_bounded(argv, timeout=_JOURNALCTL_TIMEOUT, limit=256 * 1024)
+    except OSError as exc:
+        log(PROG, f"cannot run journalctl: {exc.strerror}")
+        return []
+    if outcome.returncode != 0:
+        log(PROG, f"journalctl -u {unit} failed: {outcome.stderr.decode(errors='replace').strip()}")
+        return []
+    return outcome.stdout.decode("utf-8", "replace").splitlines()[-count:]
