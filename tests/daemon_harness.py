@@ -31,6 +31,7 @@ def command(name: str) -> str:
 class DaemonHarness:
     def __init__(self, root: Path, **settings: Any) -> None:
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.socket = str(root / "run" / "telem-0")
         self.spool_dir = root / "spool"
         self.state_dir = root / "state"

@@ -212,6 +212,7 @@ class Intake:
         host_key: Callable[[], HostKey],
         budget: UidBudget,
         *,
+        on_stored: Callable[[], None] = lambda: None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.options = options
@@ -220,6 +221,7 @@ class Intake:
         self.loop = asyncio.get_running_loop()
         self.monotonic = self.loop.time
         self._host_key = host_key
+        self._on_stored = on_stored
         self._wall_clock = wall_clock
         self._server: asyncio.AbstractServer | None = None
         self._held: list[Connection] = []  # paused while the spool writer catches up
@@ -331,6 +333,7 @@ class Intake:
             if error is None:
                 self.accepted += 1
                 conn.fill(slot, ok)
+                self._on_stored()
             else:
                 self.count_error(error)
                 conn.fill(slot, encode_error(error, _STORE_ERRORS.get(error, "cannot store")))

@@ -21,11 +21,14 @@ import sys
 from telemd import __version__
 from telemd.config import Settings, load_settings
 from telemd.daemon.budget import UidBudget
+from telemd.daemon.delivery import Delivery
 from telemd.daemon.intake import Intake, IntakeOptions, bind_unix_socket
 from telemd.daemon.logs import setup_logging
 from telemd.daemon.spool import HostKey, Spool
+from telemd.daemon.transport import Transport
 from telemd.errors import ConfigError, TelemetryError
 from telemd.hostinfo import HostInfo, read_host_info
+from telemd.journal import JOURNAL_FILE
 from telemd.machineid import MachineId
 
 log = logging.getLogger("telemd")
@@ -80,11 +83,19 @@ class Daemon:
         settings = self.settings
         ensure_private_directory(settings.spool_dir, 0o700)
         ensure_private_directory(settings.state_dir, 0o750)
-        self.spool.open(loop)
+        self.spool.open(loop, os.path.join(settings.state_dir, JOURNAL_FILE))
+        self.delivery = Delivery(settings, self.spool, transport=make_transport(settings))
         budget = UidBudget(per_minute(settings), loop.time)
-        self.intake = Intake(intake_options(settings), self.spool, self.host_key, budget)
+        self.intake = Intake(
+            intake_options(settings),
+            self.spool,
+            self.host_key,
+            budget,
+            on_stored=self.delivery.notify,
+        )
         listener = bind_unix_socket(settings.socket_path, settings.socket_mode)
         await self.intake.start(listener)
+        delivering = asyncio.create_task(self.delivery.run(), name="delivery")
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -100,6 +111,8 @@ class Daemon:
 
         log.info("stopping: finishing what is in flight")
         await self.intake.stop(SHUTDOWN_GRACE)
+        await self.delivery.stop(SHUTDOWN_GRACE)
+        await delivering
         self.spool.close()
         _unlink_quietly(settings.socket_path)
         log.info("stopped; %d records spooled", self.spool.depth)
@@ -130,6 +143,15 @@ class Daemon:
         self.machine_id.reload()
         logging.getLogger().setLevel(settings.log_level.upper())
         log.info("configuration reloaded")
+
+
+def make_transport(settings: Settings) -> Transport | None:
+    """The HTTP client, or None when no server is configured or delivery is off."""
+    if not settings.server or not settings.record_server_delivery_enabled:
+        return None
+    if settings.server.startswith("http://"):
+        log.warning("server %s is plain http: records travel unencrypted", settings.server)
+    return Transport(settings)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -6,6 +6,11 @@ the writer takes everything queued, inserts it in one transaction and commits
 loop. Frames that arrive while a commit runs go into the next transaction:
 group commit, so durability costs one fsync per batch, not per record.
 
+Delivery's changes (removing records with their journal entries, counting
+failed attempts, expiring old records) are jobs run by the same writer in
+the same transactions; delivery reads the oldest records through a second,
+read-only connection.
+
 This module never acknowledges anything itself, and it never drops a row
 silently: a failed commit is reported to every submitter in the batch.
 """
@@ -18,11 +23,14 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
+from telemd import journal
+from telemd.daemon.transport import Outgoing
 from telemd.errors import ErrorCode
 from telemd.hostinfo import HostInfo
+from telemd.record import RECORD_FORMAT_VERSION
 
 log = logging.getLogger("telemd.spool")
 
@@ -83,6 +91,18 @@ Entry = tuple[str, float, int, str, int, int, str, str, int, "HostKey", int, int
 HostKey = tuple[str, HostInfo]
 # Called on the event loop with None once the entry is durable, else an error code.
 Done = Callable[[str | None], None]
+# A job runs in the writer thread inside a transaction; its result goes to
+# its callback on the event loop with the error code (None on success).
+Job = Callable[[sqlite3.Connection], Any]
+JobDone = Callable[[str | None, Any], None]
+
+_SELECT_OUTGOING = (
+    "SELECT r.seq, r.record_id, r.received_at, r.creation_timestamp, r.classification,"
+    " r.severity, r.payload_format_version, r.event_id, r.payload, r.size, r.attempts,"
+    " h.machine_id, h.arch, h.host_type, h.build, h.kernel_version, h.system_name,"
+    " h.board_name, h.cpu_model, h.bios_version, h.boot_id"
+    " FROM records r JOIN hosts h ON h.id = r.host_id"
+)
 
 _STOP = object()
 # Backpressure: intake stops reading from clients while this many entries
@@ -135,24 +155,31 @@ class Spool:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
         self._host_ids: dict[HostKey, int] = {}
         self._idle = asyncio.Event()
         self._in_flight = 0
         # Called on the loop whenever a commit brings in_flight below LOW_WATER.
         self.on_drained: Callable[[], None] | None = None
 
-    def open(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Create or recover the database, then start the writer thread."""
+    def open(self, loop: asyncio.AbstractEventLoop, journal_path: str) -> None:
+        """Create or recover the spool and the journal, then start the writer thread."""
         self._loop = loop
         conn = connect(self.path)
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        # The WAL file now exists: make its directory entry durable too.
+        conn.execute("ATTACH DATABASE ? AS journal", (journal_path,))
+        conn.execute("PRAGMA journal.journal_mode=WAL")
+        conn.execute("PRAGMA journal.synchronous=FULL")
+        conn.executescript(journal.SCHEMA)
+        # The WAL files now exist: make their directory entries durable too.
         fsync_directory(self.directory)
+        fsync_directory(os.path.dirname(journal_path) or ".")
         self.depth, self.bytes = conn.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM records"
         ).fetchone()
         self._conn = conn
+        self._reader = connect(self.path)
         self._idle.set()
         self._thread = threading.Thread(target=self._write_loop, name="spool-writer", daemon=True)
         self._thread.start()
@@ -177,8 +204,14 @@ class Spool:
         self._idle.clear()
         self._queue.put((entry, done))
 
+    def run(self, job: Job, done: JobDone) -> None:
+        """Queue `job` for the writer's next transaction."""
+        self._in_flight += 1
+        self._idle.clear()
+        self._queue.put((job, done))
+
     async def wait_idle(self) -> None:
-        """Wait until every submitted entry has been committed or failed."""
+        """Wait until every submitted entry and job has been committed or failed."""
         await self._idle.wait()
 
     def close(self) -> None:
@@ -187,9 +220,88 @@ class Spool:
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                conn.close()
+        self._conn = self._reader = None
+
+    # Reading, on the event loop -----------------------------------------
+
+    def fetch(self, after_seq: int, limit: int) -> list[Outgoing]:
+        """The oldest records after `after_seq`, ready to post."""
+        assert self._reader is not None
+        rows = self._reader.execute(
+            _SELECT_OUTGOING + " WHERE r.seq > ? ORDER BY r.seq LIMIT ?", (after_seq, limit)
+        ).fetchall()
+        return [_outgoing(row) for row in rows]
+
+    # Delivery's jobs ---------------------------------------------------------
+
+    def remove(
+        self,
+        fates: list[tuple[Outgoing, journal.Entry]],
+        *,
+        journal_max: int,
+        retention_count: int | None,
+        done: Callable[[str | None], None],
+    ) -> None:
+        """Take records out of the spool, writing their fates in the same transaction."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            _remove(conn, fates, journal_max, retention_count)
+
+        def finished(error: str | None, _: Any) -> None:
+            if error is None:
+                self.depth -= len(fates)
+                self.release(sum(record.size for record, _ in fates))
+            done(error)
+
+        self.run(job, finished)
+
+    def note_failure(self, seqs: list[int], message: str) -> None:
+        """Count a failed attempt on these records (for the journal's attempts)."""
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE records SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
+                [(message, seq) for seq in seqs],
+            )
+
+        self.run(job, lambda error, _: None)
+
+    def expire(
+        self,
+        cutoff: float,
+        now: float,
+        *,
+        exclude: frozenset[int],
+        journal_max: int,
+        retention_count: int | None,
+        done: Callable[[int], None],
+    ) -> None:
+        """Remove records received before `cutoff`, journaled as expired."""
+
+        def job(conn: sqlite3.Connection) -> list[Outgoing]:
+            rows = conn.execute(
+                _SELECT_OUTGOING + " WHERE r.received_at < ? ORDER BY r.seq", (cutoff,)
+            ).fetchall()
+            # Records in a request right now are settled by its answer.
+            expired = [record for record in map(_outgoing, rows) if record.seq not in exclude]
+            fates = [
+                (record, fate_entry(record, "expired", now, None, "older than record_expiry"))
+                for record in expired
+            ]
+            _remove(conn, fates, journal_max, retention_count)
+            return expired
+
+        def finished(error: str | None, expired: list[Outgoing] | None) -> None:
+            if error is None and expired:
+                self.depth -= len(expired)
+                self.release(sum(record.size for record in expired))
+                log.info("%d records expired", len(expired))
+            done(len(expired) if error is None and expired else 0)
+
+        self.run(job, finished)
 
     # The writer thread -------------------------------------------------
 
@@ -209,29 +321,44 @@ class Spool:
                     stopping = True
                     break
                 batch.append(item)
-            error = self._commit([entry for entry, _ in batch])
+            error, results = self._commit(batch)
             assert self._loop is not None
             try:
-                self._loop.call_soon_threadsafe(self._finish, batch, error)
+                self._loop.call_soon_threadsafe(self._finish, batch, error, results)
             except RuntimeError:
                 return  # the loop is gone: the process is exiting
 
-    def _commit(self, entries: Sequence[Entry]) -> str | None:
+    def _commit(self, batch: list[tuple[Any, Any]]) -> tuple[str | None, list[Any]]:
         conn = self._conn
         assert conn is not None
+        results: list[Any] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(_INSERT, [self._row(conn, entry) for entry in entries])
+                rows: list[tuple[Any, ...]] = []
+                for work, _ in batch:
+                    if isinstance(work, tuple):
+                        rows.append(self._row(conn, work))
+                        results.append(None)
+                        continue
+                    if rows:  # keep the order of inserts and jobs
+                        conn.executemany(_INSERT, rows)
+                        rows = []
+                    results.append(work(conn))
+                if rows:
+                    conn.executemany(_INSERT, rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 self._host_ids.clear()  # ids inserted in this transaction are gone
                 raise
         except sqlite3.Error as exc:
-            log.error("spool commit of %d records failed: %s", len(entries), exc)
-            return _error_code(exc)
-        return None
+            log.error("spool commit of %d changes failed: %s", len(batch), exc)
+            return _error_code(exc), []
+        except Exception:
+            log.exception("spool job failed")
+            return ErrorCode.INTERNAL, []
+        return None, results
 
     def _row(self, conn: sqlite3.Connection, entry: Entry) -> tuple[Any, ...]:
         host_key = entry[9]
@@ -265,15 +392,102 @@ class Spool:
 
     # Back on the event loop ----------------------------------------------
 
-    def _finish(self, batch: list[tuple[Entry, Done]], error: str | None) -> None:
-        for entry, done in batch:
-            if error is None:
-                self.depth += 1
+    def _finish(self, batch: list[tuple[Any, Any]], error: str | None, results: list[Any]) -> None:
+        for index, (work, done) in enumerate(batch):
+            if isinstance(work, tuple):
+                if error is None:
+                    self.depth += 1
+                else:
+                    self.release(work[8])
+                done(error)
             else:
-                self.release(entry[8])
-            done(error)
+                done(error, results[index] if error is None else None)
         self._in_flight -= len(batch)
         if self._in_flight == 0:
             self._idle.set()
         if self._in_flight < LOW_WATER and self.on_drained is not None:
             self.on_drained()
+
+
+def fate_entry(
+    record: Outgoing, fate: str, now: float, http_status: int | None, message: str
+) -> journal.Entry:
+    headers = record.headers
+    return journal.Entry(
+        time=now,
+        fate=fate,
+        record_id=record.record_id,
+        classification=headers["classification"],
+        severity=int(headers["severity"]),
+        event_id=headers["event_id"],
+        boot_id=record.boot_id,
+        creation_timestamp=int(headers["creation_timestamp"]),
+        http_status=http_status,
+        attempts=record.attempts + (1 if http_status is not None else 0),
+        message=message,
+    )
+
+
+def _remove(
+    conn: sqlite3.Connection,
+    fates: list[tuple[Outgoing, journal.Entry]],
+    journal_max: int,
+    retention_count: int | None,
+) -> None:
+    retained = (
+        [(record.record_id, entry.time, record.payload) for record, entry in fates]
+        if retention_count
+        else []
+    )
+    journal.append(
+        conn,
+        [entry for _, entry in fates],
+        max_entries=journal_max,
+        retained=retained,
+        retention_count=retention_count or 0,
+    )
+    conn.executemany("DELETE FROM records WHERE seq = ?", [(record.seq,) for record, _ in fates])
+
+
+def _outgoing(row: tuple[Any, ...]) -> Outgoing:
+    (
+        seq,
+        record_id,
+        received_at,
+        created,
+        classification,
+        severity,
+        version,
+        event_id,
+        payload,
+        size,
+        attempts,
+        machine_id,
+        arch,
+        host_type,
+        build,
+        kernel,
+        system_name,
+        board_name,
+        cpu_model,
+        bios_version,
+        boot_id,
+    ) = row
+    headers = {
+        "record_format_version": str(RECORD_FORMAT_VERSION),
+        "classification": classification,
+        "severity": str(severity),
+        "machine_id": machine_id,
+        "creation_timestamp": str(created),
+        "arch": arch,
+        "host_type": host_type,
+        "build": build,
+        "kernel_version": kernel,
+        "payload_format_version": str(version),
+        "system_name": system_name,
+        "board_name": board_name,
+        "cpu_model": cpu_model,
+        "bios_version": bios_version,
+        "event_id": event_id,
+    }
+    return Outgoing(seq, record_id, headers, payload, received_at, attempts, size, boot_id)

@@ -1,0 +1,338 @@
+"""Delivery: drain the spool to the collector, oldest first; journal every fate.
+
+One task. It sleeps on an event that intake sets after each commit, or until
+the next thing it must do (a backoff ends, a rate-limit window frees, the
+next expiry sweep): an idle daemon wakes for nothing. Up to `max_in_flight`
+requests run at once. A record leaves the spool only with its fate written
+in the journal, in the same transaction: delivered (2xx), rejected (any
+other 4xx: the server will never take it), dropped (over a rate limit under
+`rate_limit_strategy = drop`), expired (older than `record_expiry`) or
+kept-local (`record_server_delivery_enabled = false`).
+
+Connection errors, timeouts, 5xx, 408 and 429 pause all delivery for an
+exponential backoff with full jitter (`retry_initial` doubling up to
+`retry_max`), or longer when the server sends Retry-After. The pause is
+global because such failures are the server's or the network's, not the
+record's: retrying record after record would be a hot loop against a dead
+server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from telemd.config import Settings
+from telemd.daemon.ratelimit import RateLimiter
+from telemd.daemon.spool import Spool, fate_entry
+from telemd.daemon.transport import (
+    Outgoing,
+    Reply,
+    Request,
+    Transport,
+    TransportError,
+    batch_verdicts,
+    build_request,
+    error_message,
+    request_size,
+    verdict,
+)
+from telemd.journal import Entry
+
+log = logging.getLogger("telemd.delivery")
+
+# Records taken from the spool per read when no request format bounds it.
+_READ_CHUNK = 500
+
+
+@dataclass
+class Counters:
+    """What `telemctl status` shows of delivery."""
+
+    by_fate: dict[str, int] = field(default_factory=dict)  # since the daemon started
+    failures: int = 0  # consecutive transient failures
+    last_error: str = ""
+    last_error_at: float = 0.0
+    last_delivery_at: float = 0.0
+    paused_until: float = 0.0  # wall-clock time
+
+    def count(self, fate: str, number: int = 1) -> None:
+        self.by_fate[fate] = self.by_fate.get(fate, 0) + number
+
+
+class Delivery:
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool,
+        *,
+        transport: Transport | None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.transport = transport
+        self.clock = clock
+        self.monotonic = monotonic
+        self.rng = rng or random.Random()
+        self.counters = Counters()
+        self.limiter = RateLimiter(
+            enabled=settings.rate_limit_enabled,
+            record_limit=_limit(settings.record_burst_limit),
+            record_window=settings.record_window_length,
+            byte_limit=_limit(settings.byte_burst_limit),
+            byte_window=settings.byte_window_length,
+            clock=monotonic,
+        )
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._in_flight: set[int] = set()  # seqs taken from the spool, not yet settled
+        self._cursor = 0  # highest seq taken since the spool was last read from the start
+        self._requests: set[asyncio.Task[None]] = set()
+        self._paused_until = 0.0  # monotonic
+        self._next_expiry = 0.0  # monotonic
+        self._warned_no_server = False
+
+    def notify(self) -> None:
+        """Intake committed records: look at the spool again."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            delay = self._dispatch()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def stop(self, grace: float) -> None:
+        """Take no new work; give requests in flight `grace` seconds, then cancel them."""
+        self._stopping = True
+        self._wake.set()
+        if self._requests:
+            _, pending = await asyncio.wait(self._requests, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning(
+                    "%d requests cancelled at shutdown; their records stay spooled", len(pending)
+                )
+                await asyncio.wait(pending)
+        await self.spool.wait_idle()
+        if self.transport is not None:
+            await self.transport.aclose()
+
+    # Deciding what to do now -------------------------------------------------
+
+    def _dispatch(self) -> float | None:
+        """Start what can start now; return the seconds until there is more to do."""
+        now = self.monotonic()
+        if now >= self._next_expiry:
+            self._expire(now)
+        waits = [self._next_expiry - now]
+        if self._stopping or self.spool.depth == 0:
+            return _soonest(waits) if self.spool.depth else None
+        if not self.settings.record_server_delivery_enabled:
+            self._keep_local()
+            return _soonest(waits)
+        if self.transport is None:
+            if not self._warned_no_server:
+                log.warning("no server configured: %d records wait in the spool", self.spool.depth)
+                self._warned_no_server = True
+            return _soonest(waits)
+        if now < self._paused_until:
+            return _soonest([*waits, self._paused_until - now])
+        while len(self._requests) < self.settings.max_in_flight:
+            records = self._take()
+            if not records:
+                break
+            request = build_request(self.settings.post_format, records)
+            while len(records) > 1 and len(request.content) > self.settings.batch_max_bytes:
+                # JSON escaping made the batch larger than estimated: halve it.
+                self._untake(records[len(records) // 2 :])
+                records = records[: len(records) // 2]
+                self._cursor = records[-1].seq
+                request = build_request(self.settings.post_format, records)
+            size = request_size(request)
+            if not self.limiter.allows(len(records), size):
+                if self.settings.rate_limit_strategy == "drop":
+                    self._settle([(r, "dropped", None, "over the rate limit") for r in records])
+                    continue
+                self._untake(records)
+                return _soonest([*waits, self.limiter.free_at(len(records), size) - now])
+            self.limiter.spend(len(records), size)
+            task = asyncio.create_task(self._post(request))
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
+        return _soonest(waits)
+
+    def _take(self) -> list[Outgoing]:
+        """The next records to post: one, or a batch for ndjson."""
+        settings = self.settings
+        batch = settings.post_format == "ndjson"
+        candidates = self.spool.fetch(self._cursor, settings.batch_max_records if batch else 1)
+        taken: list[Outgoing] = []
+        size = 0
+        for record in candidates:
+            if record.seq in self._in_flight:
+                continue
+            line = record.size + 200  # the JSON keys around a record's values
+            if taken and size + line > settings.batch_max_bytes:
+                break
+            taken.append(record)
+            size += line
+        for record in taken:
+            self._in_flight.add(record.seq)
+        if candidates:
+            self._cursor = candidates[-1].seq if not taken else taken[-1].seq
+        return taken
+
+    def _untake(self, records: list[Outgoing]) -> None:
+        for record in records:
+            self._in_flight.discard(record.seq)
+        self._release_cursor()
+
+    def _release_cursor(self) -> None:
+        # With nothing in flight, read from the start again, so that records
+        # put back after a failure or a rate limit go first.
+        if not self._in_flight:
+            self._cursor = 0
+
+    # Posting -----------------------------------------------------------------
+
+    async def _post(self, request: Request) -> None:
+        assert self.transport is not None
+        try:
+            reply = await self.transport.post(request)
+        except TransportError as exc:
+            self._transient(list(request.records), str(exc), None)
+            return
+        finally:
+            self._wake.set()
+        self._handle(request, reply)
+
+    def _handle(self, request: Request, reply: Reply) -> None:
+        records = list(request.records)
+        outcome = verdict(reply.status)
+        if outcome == "delivered" and self.settings.post_format == "ndjson":
+            verdicts = batch_verdicts(reply, records)
+            retry = [r for r in records if verdicts[r.record_id][0] == "retry"]
+            settled = [r for r in records if verdicts[r.record_id][0] != "retry"]
+            self._settle(
+                [
+                    (r, verdicts[r.record_id][0], reply.status, verdicts[r.record_id][1])
+                    for r in settled
+                ]
+            )
+            if retry:
+                self._transient(retry, "the collector did not store every record of a batch", None)
+            else:
+                self.counters.failures = 0
+        elif outcome == "delivered":
+            self.counters.failures = 0
+            self._settle([(r, "delivered", reply.status, "") for r in records])
+        elif outcome == "rejected":
+            message = error_message(reply)
+            log.warning("collector rejected %d records: %s", len(records), message)
+            self._settle([(r, "rejected", reply.status, message) for r in records])
+        else:
+            self._transient(records, error_message(reply), reply.retry_after)
+
+    def _transient(self, records: list[Outgoing], message: str, retry_after: float | None) -> None:
+        counters = self.counters
+        counters.failures += 1
+        counters.last_error = message
+        counters.last_error_at = self.clock()
+        cap = min(
+            self.settings.retry_max, self.settings.retry_initial * 2 ** (counters.failures - 1)
+        )
+        delay = self.rng.uniform(0, cap)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        self._paused_until = max(self._paused_until, self.monotonic() + delay)
+        counters.paused_until = self.clock() + delay
+        log.warning("delivery failed (%s); retrying in %.1f s", message, delay)
+        self.spool.note_failure([r.seq for r in records], message)
+        self._untake(records)
+
+    # Settling records --------------------------------------------------------
+
+    def _settle(self, outcomes: list[tuple[Outgoing, str, int | None, str]]) -> None:
+        """Remove records with their fates journaled; they stay in flight until then."""
+        now = self.clock()
+        fates: list[tuple[Outgoing, Entry]] = [
+            (record, fate_entry(record, fate, now, status, message))
+            for record, fate, status, message in outcomes
+        ]
+
+        def done(error: str | None) -> None:
+            for record, _ in fates:
+                self._in_flight.discard(record.seq)
+            self._release_cursor()
+            if error is not None:
+                log.error("cannot remove %d settled records: %s", len(fates), error)
+                return
+            for _, entry in fates:
+                self.counters.count(entry.fate)
+                if entry.fate == "delivered":
+                    self.counters.last_delivery_at = now
+            log.debug("settled: %s", ", ".join(f"{e.record_id} {e.fate}" for _, e in fates))
+            self._wake.set()
+
+        self.spool.remove(
+            fates,
+            journal_max=self.settings.journal_max_entries,
+            retention_count=self._retention(),
+            done=done,
+        )
+
+    def _retention(self) -> int | None:
+        return self.settings.retention_count if self.settings.record_retention_enabled else None
+
+    def _keep_local(self) -> None:
+        records = self._take_any()
+        if records:
+            self._settle([(r, "kept-local", None, "") for r in records])
+
+    def _take_any(self) -> list[Outgoing]:
+        candidates = self.spool.fetch(self._cursor, _READ_CHUNK)
+        taken = [record for record in candidates if record.seq not in self._in_flight]
+        for record in taken:
+            self._in_flight.add(record.seq)
+        if taken:
+            self._cursor = taken[-1].seq
+        return taken
+
+    def _expire(self, now: float) -> None:
+        expiry = self.settings.record_expiry
+        # Sweep about a hundred times per expiry period, at least once a minute.
+        self._next_expiry = now + min(60.0, expiry / 100)
+        if self.spool.depth == 0:
+            return
+
+        def done(count: int) -> None:
+            if count:
+                self.counters.count("expired", count)
+
+        self.spool.expire(
+            self.clock() - expiry,
+            self.clock(),
+            exclude=frozenset(self._in_flight),
+            journal_max=self.settings.journal_max_entries,
+            retention_count=self._retention(),
+            done=done,
+        )
+
+
+def _limit(value: int) -> int | None:
+    return None if value < 0 else value
+
+
+def _soonest(waits: list[float]) -> float:
+    return max(0.0, min(waits))

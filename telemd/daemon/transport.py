@@ -1,0 +1,230 @@
+"""Requests to the collector: the three body formats, and the one httpx client.
+
+Building a request is pure (`build_request`); sending it is `Transport.post`,
+the only place telemd speaks HTTP. httpx is imported here and nowhere on the
+probe path.
+
+Formats (PROTOCOL.md section 3):
+- `headers`: telemetrics-backend's API, one record per request, the record
+  headers as HTTP headers and the payload as the body;
+- `json`: one record per request as one JSON object of strings;
+- `ndjson`: a batch, one JSON object per line with its `record_id`; the
+  collector answers per record.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from telemd import __version__
+from telemd.record import HEADER_NAMES
+
+if TYPE_CHECKING:
+    import httpx
+
+    from telemd.config import Settings
+
+Verdict = Literal["delivered", "retry", "rejected"]
+
+HTTP_HEADER_NAMES = {
+    name: "-".join(part.capitalize() for part in name.split("_")) for name in HEADER_NAMES
+}
+RECORD_ID_HEADER = "X-Telemetry-Record-Id"
+USER_AGENT = f"telemd/{__version__}"
+# Longest Retry-After honoured, so a confused server cannot park the queue for days.
+RETRY_AFTER_CAP = 6 * 3600.0
+_CONTROL = {code: " " for code in (*range(0x20), 0x7F)}
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One spooled record on its way out."""
+
+    seq: int
+    record_id: str
+    headers: dict[str, str]  # the 15 record headers, by header name
+    payload: str
+    received_at: float
+    attempts: int
+    size: int
+    boot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    content: bytes
+    headers: dict[str, str]
+    records: tuple[Outgoing, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: str
+    retry_after: float | None
+
+
+def _clean(value: str) -> str:
+    # Host values come from files on the machine; no control character may
+    # reach an HTTP header.
+    return value.translate(_CONTROL)
+
+
+def build_request(post_format: str, records: Sequence[Outgoing]) -> Request:
+    if post_format == "headers":
+        [record] = records
+        headers = {HTTP_HEADER_NAMES[name]: _clean(value) for name, value in record.headers.items()}
+        headers[RECORD_ID_HEADER] = record.record_id
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+        return Request(record.payload.encode(), headers, tuple(records))
+    if post_format == "json":
+        [record] = records
+        body = {**record.headers, "payload": record.payload}
+        return Request(
+            json.dumps(body, ensure_ascii=False).encode(),
+            {"Content-Type": "application/json", RECORD_ID_HEADER: record.record_id},
+            tuple(records),
+        )
+    lines = [
+        json.dumps(
+            {**record.headers, "payload": record.payload, "record_id": record.record_id},
+            ensure_ascii=False,
+        )
+        for record in records
+    ]
+    return Request(
+        ("\n".join(lines) + "\n").encode(),
+        {"Content-Type": "application/x-ndjson"},
+        tuple(records),
+    )
+
+
+def request_size(request: Request) -> int:
+    """Bytes posted: the body and the headers this request adds."""
+    return len(request.content) + sum(len(k) + len(v) + 4 for k, v in request.headers.items())
+
+
+def verdict(status: int) -> Verdict:
+    """What an HTTP status means for the records of a request."""
+    if 200 <= status < 300:
+        return "delivered"
+    if status in (408, 429) or status >= 500 or status < 400:
+        return "retry"
+    return "rejected"
+
+
+def batch_verdicts(reply: Reply, records: Sequence[Outgoing]) -> dict[str, tuple[Verdict, str]]:
+    """Per-record outcome of an ndjson batch answered 2xx.
+
+    A record the answer does not mention is retried rather than assumed stored.
+    """
+    try:
+        results = json.loads(reply.body)["results"]
+        by_id = {item["record_id"]: item for item in results if isinstance(item, dict)}
+    except (ValueError, KeyError, TypeError):
+        by_id = {}
+    outcome: dict[str, tuple[Verdict, str]] = {}
+    for record in records:
+        item = by_id.get(record.record_id)
+        status = item.get("status") if item else None
+        if status in ("stored", "duplicate"):
+            outcome[record.record_id] = ("delivered", str(status))
+        elif status == "rejected":
+            outcome[record.record_id] = ("rejected", str(item.get("message", "")) if item else "")
+        else:
+            outcome[record.record_id] = ("retry", "the collector's answer did not mention it")
+    return outcome
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(when.timestamp() - now, 0.0), RETRY_AFTER_CAP)
+
+
+def tid_header(setting: str) -> tuple[str, str]:
+    name, _, value = setting.partition(":")
+    return name.strip(), value.strip()
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """System CAs, or the `cainfo` bundle; a client certificate for mutual TLS."""
+    context = ssl.create_default_context(cafile=settings.cainfo or None)
+    if settings.tls_client_cert:
+        context.load_cert_chain(settings.tls_client_cert, settings.tls_client_key or None)
+    return context
+
+
+class TransportError(Exception):
+    """The request did not get an HTTP answer (connection refused, timeout, TLS)."""
+
+
+class Transport:
+    """One httpx.AsyncClient for the daemon's life: keep-alive, optional HTTP/2."""
+
+    def __init__(self, settings: Settings) -> None:
+        import httpx
+
+        self._httpx = httpx
+        name, value = tid_header(settings.tidheader)
+        self.url = settings.server
+        self._client: httpx.AsyncClient = httpx.AsyncClient(
+            http2=settings.http2,
+            verify=ssl_context(settings),
+            timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
+            limits=httpx.Limits(
+                max_connections=settings.max_in_flight,
+                max_keepalive_connections=settings.max_in_flight,
+            ),
+            headers={name: value, "User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+
+    async def post(self, request: Request) -> Reply:
+        httpx = self._httpx
+        headers: dict[str, Any] = {
+            key: value.encode() if not value.isascii() else value
+            for key, value in request.headers.items()
+        }
+        try:
+            response = await self._client.post(self.url, content=request.content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TransportError(
+                f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            ) from exc
+        except ssl.SSLError as exc:
+            raise TransportError(f"TLS: {exc}") from exc
+        return Reply(
+            response.status_code,
+            response.text[:2000],
+            retry_after(response.headers.get("Retry-After"), time.time()),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def error_message(reply: Reply) -> str:
+    """The collector's message ({"message": ...} as telemetrics-backend sends), or its body."""
+    try:
+        parsed = json.loads(reply.body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        return f"HTTP {reply.status}: {parsed['message']}"
+    body = " ".join(reply.body.split())[:200]
+    return f"HTTP {reply.status}: {body}" if body else f"HTTP {reply.status}"
