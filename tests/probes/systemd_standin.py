@@ -92,10 +92,10 @@ class Manager(ServiceInterface):
 
     @dbus_method()
     def ListUnitsFiltered(self, states: Annotated[list[str], DBusSignature("as")]) -> UnitList:
+        listed = [unit for unit, _ in self.units.values() if unit.state in states]
         return [
-            (unit.unit_id, "", "loaded", unit.state, unit.state, "", unit_path(unit.unit_id), 0, "", "/")
-            for unit, _ in self.units.values()
-            if unit.state in states
+            (u.unit_id, "", "loaded", u.state, u.state, "", unit_path(u.unit_id), 0, "", "/")
+            for u in listed
         ]
 
 
