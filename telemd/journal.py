@@ -126,7 +126,8 @@ class Filter:
 def query(path: str, where: Filter, *, with_payload: bool = False) -> list[tuple[int, Entry]]:
     """Journal entries matching `where`, oldest first, with their ids."""
     clauses, args = _clauses(where)
-    sql = f"SELECT e.id, {_COLUMNS.replace('time', 'e.time', 1)}, " + (
+    columns = ", ".join(f"e.{column.strip()}" for column in _COLUMNS.split(","))
+    sql = f"SELECT e.id, {columns}, " + (
         "r.payload" if with_payload else "NULL"
     )
     sql += " FROM entries e" + (

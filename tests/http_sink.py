@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ class Behaviour:
 @dataclass
 class HttpSink:
     directory: Path
+    tls: bool = True
+    client_ca: bool = False  # require a client certificate signed by `ca` (mutual TLS)
     behaviour: Behaviour = field(default_factory=Behaviour)
     seen: list[Seen] = field(default_factory=list)
     record_ids: set[str] = field(default_factory=set)  # what a deduplicating collector keeps
@@ -53,6 +56,7 @@ class HttpSink:
     def __post_init__(self) -> None:
         self._changed = threading.Condition()
         self._release = threading.Event()
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.ca = trustme.CA()
         cert = self.ca.issue_cert("127.0.0.1", "localhost")
         self.ca_file = self.directory / "ca.pem"
@@ -64,16 +68,21 @@ class HttpSink:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self.url = f"https://127.0.0.1:{self.port}/v2/collector"
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/v2/collector"
+        tls: dict[str, Any] = {}
+        if self.tls:
+            tls = {"ssl_certfile": str(self._cert_file), "ssl_keyfile": str(self._key_file)}
+        if self.client_ca:
+            tls |= {"ssl_ca_certs": str(self.ca_file), "ssl_cert_reqs": ssl.CERT_REQUIRED}
         config = uvicorn.Config(
             self._app,
             host="127.0.0.1",
             port=self.port,
-            ssl_certfile=str(self._cert_file),
-            ssl_keyfile=str(self._key_file),
             log_level="warning",
             lifespan="off",
             interface="asgi3",
+            **tls,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -165,7 +165,9 @@ class Delivery:
                     self._settle([(r, "dropped", None, "over the rate limit") for r in records])
                     continue
                 self._untake(records)
-                return _soonest([*waits, self.limiter.free_at(len(records), size) - now])
+                free_at = self.limiter.free_at(len(records), size)
+                log.info("rate limit reached: records wait %.0f s in the spool", free_at - now)
+                return _soonest([*waits, free_at - now])
             self.limiter.spend(len(records), size)
             task = asyncio.create_task(self._post(request))
             self._requests.add(task)
@@ -316,9 +318,10 @@ class Delivery:
         if self.spool.depth == 0:
             return
 
-        def done(count: int) -> None:
-            if count:
-                self.counters.count("expired", count)
+        def done(expired: list[Outgoing]) -> None:
+            if expired:
+                self.counters.count("expired", len(expired))
+                log.debug("settled: %s", ", ".join(f"{r.record_id} expired" for r in expired))
 
         self.spool.expire(
             self.clock() - expiry,

@@ -277,7 +277,7 @@ class Spool:
         exclude: frozenset[int],
         journal_max: int,
         retention_count: int | None,
-        done: Callable[[int], None],
+        done: Callable[[list[Outgoing]], None],
     ) -> None:
         """Remove records received before `cutoff`, journaled as expired."""
 
@@ -299,7 +299,7 @@ class Spool:
                 self.depth -= len(expired)
                 self.release(sum(record.size for record in expired))
                 log.info("%d records expired", len(expired))
-            done(len(expired) if error is None and expired else 0)
+            done(expired if error is None and expired else [])
 
         self.run(job, finished)
 

@@ -210,7 +210,7 @@ class Transport:
             raise TransportError(f"TLS: {exc}") from exc
         return Reply(
             response.status_code,
-            response.text[:2000],
+            response.text,
             retry_after(response.headers.get("Retry-After"), time.time()),
         )
 
