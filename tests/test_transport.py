@@ -1,0 +1,115 @@
+"""Request formats and answers, without a network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from telemd.daemon.transport import (
+    HTTP_HEADER_NAMES,
+    RECORD_ID_HEADER,
+    Outgoing,
+    Reply,
+    batch_verdicts,
+    build_request,
+    error_message,
+    request_size,
+    retry_after,
+    tid_header,
+    verdict,
+)
+from telemd.record import HEADER_NAMES
+
+
+def outgoing(number: int, payload: str = "hello\n", cpu: str = "AMD EPYC") -> Outgoing:
+    headers = dict.fromkeys(HEADER_NAMES, "x")
+    headers |= {"classification": "a/b/c", "severity": "2", "cpu_model": cpu}
+    return Outgoing(number, f"{number:032x}", headers, payload, 0.0, 0, 100, "boot")
+
+
+def test_headers_format_names_match_telemetrics_backend() -> None:
+    assert HTTP_HEADER_NAMES["record_format_version"] == "Record-Format-Version"
+    assert HTTP_HEADER_NAMES["cpu_model"] == "Cpu-Model"
+    assert HTTP_HEADER_NAMES["event_id"] == "Event-Id"
+    request = build_request("headers", [outgoing(1, cpu="Xeon\r\nInjected: yes")])
+    assert request.content == b"hello\n"
+    assert request.headers["Classification"] == "a/b/c"
+    assert request.headers[RECORD_ID_HEADER] == f"{1:032x}"
+    assert "\r" not in request.headers["Cpu-Model"] and "\n" not in request.headers["Cpu-Model"]
+
+
+def test_json_format_is_strings_only() -> None:
+    request = build_request("json", [outgoing(2, payload="é\n")])
+    body = json.loads(request.content)
+    assert body["payload"] == "é\n" and body["severity"] == "2"
+    assert all(isinstance(value, str) for value in body.values())
+
+
+def test_ndjson_is_one_line_per_record_with_its_id() -> None:
+    request = build_request("ndjson", [outgoing(1), outgoing(2, payload="two\nlines\n")])
+    lines = request.content.decode().splitlines()
+    assert [json.loads(line)["record_id"] for line in lines] == [f"{1:032x}", f"{2:032x}"]
+    assert request.headers["Content-Type"] == "application/x-ndjson"
+    assert request_size(request) > len(request.content)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (200, "delivered"),
+        (201, "delivered"),
+        (400, "rejected"),
+        (403, "rejected"),
+        (404, "rejected"),
+        (408, "retry"),
+        (429, "retry"),
+        (500, "retry"),
+        (503, "retry"),
+        (301, "retry"),
+    ],
+)
+def test_what_each_status_means(status: int, expected: str) -> None:
+    assert verdict(status) == expected
+
+
+def test_batch_answers_settle_each_record() -> None:
+    records = [outgoing(1), outgoing(2), outgoing(3), outgoing(4)]
+    body = json.dumps(
+        {
+            "results": [
+                {"record_id": f"{1:032x}", "status": "stored"},
+                {"record_id": f"{2:032x}", "status": "duplicate"},
+                {"record_id": f"{3:032x}", "status": "rejected", "message": "bad arch"},
+            ]
+        }
+    )
+    outcome = batch_verdicts(Reply(200, body, None), records)
+    assert outcome[f"{1:032x}"][0] == "delivered"
+    assert outcome[f"{2:032x}"][0] == "delivered"
+    assert outcome[f"{3:032x}"] == ("rejected", "bad arch")
+    assert outcome[f"{4:032x}"][0] == "retry"  # not mentioned: not assumed stored
+    garbled = batch_verdicts(Reply(200, "not json", None), records)
+    assert {value[0] for value in garbled.values()} == {"retry"}
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    assert retry_after("120", 0.0) == 120.0
+    assert retry_after("99999999", 0.0) == 6 * 3600.0
+    assert retry_after("Thu, 01 Jan 1970 00:01:40 GMT", 40.0) == 60.0
+    assert retry_after("whenever", 0.0) is None
+    assert retry_after(None, 0.0) is None
+
+
+def test_error_messages_quote_the_collector() -> None:
+    assert error_message(Reply(400, '{"message": "severity out of range"}', None)) == (
+        "HTTP 400: severity out of range"
+    )
+    assert error_message(Reply(502, "<html>bad\ngateway</html>", None)) == (
+        "HTTP 502: <html>bad gateway</html>"
+    )
+    assert error_message(Reply(500, "", None)) == "HTTP 500"
+
+
+def test_the_tid_header_setting_splits_into_name_and_value() -> None:
+    assert tid_header("X-Telemetry-TID: 6907c830") == ("X-Telemetry-TID", "6907c830")
