@@ -1,0 +1,77 @@
+"""telemd delivers to telemd-collector over real TLS, in each request format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from collector_proc import CollectorProcess
+from daemon_harness import DaemonHarness
+
+from telemd import journal
+from telemd.record import Record
+
+
+@pytest.mark.parametrize("post_format", ["headers", "json", "ndjson"])
+def test_records_reach_the_collector_and_match_the_journal(
+    start_collector: Callable[..., CollectorProcess],
+    tls_files: tuple[str, str, str],
+    tmp_path: Path,
+    post_format: str,
+) -> None:
+    collector = start_collector(tls=tls_files)
+    harness = DaemonHarness(
+        tmp_path / "telemd",
+        server=f"{collector.base_url}/v2/collector"
+        if post_format != "ndjson"
+        else f"{collector.base_url}/api/v1/records",
+        cainfo=tls_files[2],
+        post_format=post_format,
+    )
+    harness.start()
+    try:
+        with harness.client() as client:
+            ids = [
+                client.send(Record("org.clearlinux/crash/clr", 3, f"Signal: 11\nframe {i}\n"))
+                for i in range(5)
+            ]
+        assert harness.wait_for_log(f"{ids[-1]} delivered")
+        for record_id in ids[:-1]:
+            assert harness.wait_for_log(f"{record_id} delivered")
+    finally:
+        assert harness.stop() == 0
+    with collector.client() as http:
+        answer = http.get("/api/records", params={"classification": "org.clearlinux/crash/clr"})
+    assert answer.status_code == 200
+    stored = {record["record_id"]: record for record in answer.json()["records"]}
+    assert set(stored) == set(ids)
+    journaled = journal.query(str(harness.state_dir / journal.JOURNAL_FILE), journal.Filter())
+    assert {entry.record_id for _, entry in journaled} == set(ids)
+    assert {entry.fate for _, entry in journaled} == {"delivered"}
+    one = stored[ids[0]]
+    assert one["severity"] == 3 and one["payload"] == "Signal: 11\nframe 0\n"
+    assert len(one["machine_id"]) == 32
+
+
+def test_a_collector_with_another_tid_rejects_and_the_journal_says_why(
+    start_collector: Callable[..., CollectorProcess],
+    tls_files: tuple[str, str, str],
+    tmp_path: Path,
+) -> None:
+    collector = start_collector(
+        tls=tls_files, args=["--tid", "11111111-2222-4333-8444-555555555555"]
+    )
+    harness = DaemonHarness(
+        tmp_path / "telemd", server=f"{collector.base_url}/v2/collector", cainfo=tls_files[2]
+    )
+    harness.start()
+    try:
+        with harness.client() as client:
+            record_id = client.send(Record("org.clearlinux/hello/world", 1, "hello\n"))
+        assert harness.wait_for_log(f"{record_id} rejected")
+    finally:
+        harness.stop()
+    [(_, entry)] = journal.query(str(harness.state_dir / journal.JOURNAL_FILE), journal.Filter())
+    assert entry.http_status == 400
+    assert "TID" in entry.message or "telemetry id" in entry.message.lower()
