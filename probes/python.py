@@ -94,9 +94,6 @@ def payload(
     kind: type[BaseException], value: BaseException, tb: TracebackType | None, thread: str | None
 ) -> str:
     """Type, message, program and the frames, most recent call last, within the size limit."""
-    import platform
-    import traceback
-
     message = shorten(str(value))[:_MAX_MESSAGE_CHARS]
     name = kind.__qualname__
     if kind.__module__ != "builtins":
@@ -107,11 +104,13 @@ def payload(
     header.append(f"Program: {shorten(program)}")
     if thread is not None:
         header.append(f"Thread: {thread}")
-    header.append(f"Python: {platform.python_version()}")
-    frames = [
-        f'  File "{shorten(frame.filename)}", line {frame.lineno}, in {frame.name}'
-        for frame in traceback.extract_tb(tb)
-    ]
+    header.append("Python: {}.{}.{}".format(*sys.version_info[:3]))
+    frames = []
+    while tb is not None:  # walked by hand: the traceback module costs milliseconds to import
+        code = tb.tb_frame.f_code
+        where = shorten(code.co_filename)
+        frames.append(f'  File "{where}", line {tb.tb_lineno}, in {code.co_name}')
+        tb = tb.tb_next
     first = message.splitlines()[0] if message.strip() else ""
     closing = f"{name}: {first}" if first else name
     head = _ascii("\n".join(header) + "\n\nTraceback (most recent call last):\n")
