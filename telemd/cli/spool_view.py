@@ -1,0 +1,75 @@
+"""`telemctl spool list` and `spool show`: read the spool without disturbing it.
+
+Opens the spool database read-only; the daemon keeps writing meanwhile (WAL
+lets readers and the writer proceed together).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from typing import Any, TextIO
+
+from telemd.cli.journal_view import clear_time
+from telemd.config import Settings
+from telemd.daemon.spool import SPOOL_FILE
+
+_COLUMNS = (
+    "r.seq, r.record_id, r.received_at, r.classification, r.severity, r.size, r.attempts,"
+    " r.last_error, r.event_id, r.payload, r.sender_uid, r.sender_pid, h.machine_id, h.boot_id"
+)
+_NAMES = [column.strip().split(".")[1] for column in _COLUMNS.split(",")]
+
+
+def spool_path(settings: Settings) -> str:
+    return os.path.join(settings.spool_dir, SPOOL_FILE)
+
+
+def _rows(settings: Settings, where: str = "", args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    path = spool_path(settings)
+    if not os.path.exists(path):
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM records r JOIN hosts h ON h.id = r.host_id {where}"
+            " ORDER BY r.seq",
+            args,
+        ).fetchall()
+    finally:
+        conn.close()
+    return [dict(zip(_NAMES, row, strict=True)) for row in rows]
+
+
+def list_records(settings: Settings, as_json: bool, out: TextIO = sys.stdout) -> int:
+    rows = _rows(settings)
+    for row in rows:
+        if as_json:
+            out.write(json.dumps({k: v for k, v in row.items() if k != "payload"}) + "\n")
+            continue
+        error = f"  last error: {row['last_error']}" if row["last_error"] else ""
+        out.write(
+            f"{row['record_id']}  {clear_time(row['received_at'])}  {row['classification']:<30}"
+            f"  sev {row['severity']}  {row['size']:>6} B  attempts {row['attempts']}{error}\n"
+        )
+    if not as_json:
+        out.write(f"{len(rows)} records, {sum(row['size'] for row in rows)} bytes\n")
+    return 0
+
+
+def show_record(settings: Settings, record_id: str, as_json: bool, out: TextIO = sys.stdout) -> int:
+    rows = _rows(settings, "WHERE r.record_id = ?", (record_id,))
+    if not rows:
+        print(f"telemctl: no record {record_id} in the spool", file=sys.stderr)
+        return 1
+    [row] = rows
+    if as_json:
+        out.write(json.dumps(row) + "\n")
+        return 0
+    for name in _NAMES:
+        if name != "payload":
+            out.write(f"{name}: {row[name]}\n")
+    out.write("payload:\n" + row["payload"] + ("" if row["payload"].endswith("\n") else "\n"))
+    return 0
