@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job on an embedded default, unprivileged, in a temporary directory:
-# start telemd, opt in, let telem-record-gen and hprobe send records, and show
-# what the daemon holds durably in its spool.
+# a collector on SQLite, telemd delivering to it, telem-record-gen and hprobe
+# sending records, and the journal showing them delivered.
 set -euo pipefail
 
 demo=$(mktemp -d /tmp/telemd-demo.XXXXXX)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 config="$demo/telemetrics.toml"
 cat >"$config" <<TOML
+server = "http://127.0.0.1:$port/v2/collector"
 socket_path = "$demo/run/telem-0"
 spool_dir = "$demo/spool"
 state_dir = "$demo/state"
@@ -14,37 +16,35 @@ opt_in_file = "$demo/opt-in"
 static_machine_id_file = "$demo/opt-in-static-machine-id"
 TOML
 export TELEMD_CONFIG="$config"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null || true' EXIT
 
+echo "== telemd-collector on SQLite at 127.0.0.1:$port"
+telemd-collector serve --db "sqlite:///$demo/collector.sqlite" --port "$port" \
+    --log-level warning 2>"$demo/collector.log" &
+pids+=($!)
 echo "== telemd in $demo"
-telemd -f "$config" 2>"$demo/telemd.log" &
-daemon=$!
-trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -S "$demo/run/telem-0" ] && break; sleep 0.1; done
+telemd 2>"$demo/telemd.log" &
+pids+=($!)
+for _ in $(seq 100); do
+    [ -S "$demo/run/telem-0" ] && python3 -c "import socket; socket.create_connection(('127.0.0.1', $port))" 2>/dev/null && break
+    sleep 0.1
+done
 
 echo "== opted out: the record is refused, nothing is stored"
 telem-record-gen -c org.example/demo/hello -p "not sent" || true
 
 echo "== opt in, then send"
 touch "$demo/opt-in"
-telem-record-gen -c org.example/demo/hello -s 2 -p "hello from the demo"
-echo "telem-record-gen: acknowledged (exit status $?)"
+telem-record-gen -c org.example/demo/hello -s 2 -p "hello from the demo" && echo "telem-record-gen: acknowledged"
 hprobe && echo "hprobe: acknowledged"
 
-echo "== the spool ($demo/spool/spool.sqlite)"
-python3 - "$demo/spool/spool.sqlite" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
-rows = db.execute(
-    "SELECT r.record_id, r.classification, r.severity, h.machine_id, h.system_name, r.payload"
-    " FROM records r JOIN hosts h ON h.id = r.host_id ORDER BY r.seq"
-)
-for record_id, classification, severity, machine_id, system, payload in rows:
-    print(f"{record_id}  {classification:<30} sev {severity}  machine {machine_id}"
-          f"  {system}  {payload.strip()!r}")
-PY
+echo "== the journal (telemctl journal -V)"
+for _ in $(seq 100); do
+    [ "$(telemctl journal --status delivered 2>/dev/null | wc -l)" -ge 2 ] && break
+    sleep 0.1
+done
+telemctl journal -V
 
-kill $daemon
-wait $daemon || true
-trap - EXIT
-echo "== daemon log"
-cat "$demo/telemd.log"
+echo "== what the collector stored (telemd-collector query)"
+telemd-collector query --db "sqlite:///$demo/collector.sqlite" --format table
