@@ -8,6 +8,7 @@ probe path pays only for `telemd.client`.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from telemd import __version__
@@ -98,3 +99,31 @@ def deliver(
         return exc
     log(prog, f"{what}: sent {record.classification} as record {record_id}")
     return None
+
+
+class Shutdown:
+    """SIGTERM ends the process between two events, never while one is handled.
+
+    A record sent whose position (cursor, sequence number) is not saved yet
+    would be sent again after a restart; so the handler exits at once only
+    when the probe waits for input, and otherwise once the event is done.
+    """
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._requested = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self._busy:
+            self._requested = True
+        else:
+            raise SystemExit(0)
+
+    def begin(self) -> None:
+        self._busy = True
+
+    def end(self) -> None:
+        self._busy = False
+        if self._requested:
+            raise SystemExit(0)

@@ -18,8 +18,6 @@ failure is one log line and exit status 1.
 from __future__ import annotations
 
 import os
-import signal
-import sys
 
 from telemd.cli.argv import UsageError
 from telemd.errors import DaemonUnavailable, TelemetryError
@@ -28,6 +26,7 @@ from telemd.record import Record
 from .cli import (
     COMMON_OPTIONS,
     Options,
+    Shutdown,
     deliver,
     load_settings,
     log,
@@ -152,16 +151,18 @@ def _from_journal(options: Options, settings: ProbeSettings, ledger: StormLedger
         directory=text_option(options, "directory"),
     )
     # SIGTERM ends the loop through `finally`, which stops journalctl too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    shutdown = Shutdown()
     filtered = not os.path.exists(settings.no_privacy_filters_file)
     try:
         for entry, cursor in reader.entries():
+            shutdown.begin()
             crash = crash_from_entry(entry, settings.crash_include_cmdline)
             kind = final_kind(classify(crash.executable, filtered), crash)
             error = _report(crash, kind, settings, options, ledger, crash.executable)
             if isinstance(error, DaemonUnavailable):
                 return 1  # the cursor stays before this entry: it is read again after a restart
             cursor_file.save(cursor)
+            shutdown.end()
     except OSError as exc:
         log(PROG, f"cannot read the journal: {exc}")
         return 1

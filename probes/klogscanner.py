@@ -15,12 +15,19 @@ same boot's reports twice.
 from __future__ import annotations
 
 import os
-import signal
-import sys
 
 from telemd.record import Record
 
-from .cli import COMMON_OPTIONS, Options, deliver, load_settings, log, parse_command, text_option
+from .cli import (
+    COMMON_OPTIONS,
+    Options,
+    Shutdown,
+    deliver,
+    load_settings,
+    log,
+    parse_command,
+    text_option,
+)
 from .klog_event import KernelEvent
 from .klog_parser import Deduper, OopsScanner
 from .klog_source import KMSG, is_device, read_records
@@ -84,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     if is_device(source):
         state_dir = text_option(options, "state-dir") or settings.state_dir
         position = Position(os.path.join(state_dir, POSITION_NAME))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         return _scan(source, position, bool(options.get("once")), settings, options)
     except OSError as exc:
@@ -103,13 +109,16 @@ def _scan(
     # report), so the position saved is that of the record before.
     previous_seq = after
     records = read_records(source, once=once, quiet=settings.klog_quiet_period, after_seq=after)
+    shutdown = Shutdown()
     for record in records:
+        shutdown.begin()
         events = scanner.flush() if record is None else scanner.feed(record.message)
         failures += sum(not _report(event, deduper, settings, options) for event in events)
         if events and position is not None:
             _save(position, previous_seq)
         if record is not None:
             previous_seq = record.seq
+        shutdown.end()
     failures += sum(not _report(event, deduper, settings, options) for event in scanner.flush())
     if position is not None and previous_seq > after:
         _save(position, previous_seq)
