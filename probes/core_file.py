@@ -37,9 +37,9 @@ class SavedCore:
                 remove(path)
 
 
-def private_directory(parent: str | None = None) -> str:
-    """A new directory that only this user can enter."""
-    parent = parent or os.environ.get("TMPDIR") or _DEFAULT_PARENT
+def private_directory() -> str:
+    """A new directory under $TMPDIR (else /var/tmp) that only this user can enter."""
+    parent = os.environ.get("TMPDIR") or _DEFAULT_PARENT
     while True:
         path = os.path.join(parent, f"crashprobe-{os.urandom(8).hex()}")
         try:
@@ -50,9 +50,9 @@ def private_directory(parent: str | None = None) -> str:
         return path
 
 
-def save_core(source_fd: int, limit: int, parent: str | None = None) -> SavedCore:
+def save_core(source_fd: int, limit: int) -> SavedCore:
     """Copy at most `limit` bytes of `source_fd` into a private file; raise OSError on failure."""
-    directory = private_directory(parent)
+    directory = private_directory()
     path = os.path.join(directory, "core")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:

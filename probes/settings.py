@@ -24,38 +24,18 @@ from telemd.paths import config_chain, is_legacy_config
 # Keys written in a larger unit than the one the probes use.
 _SCALE = {"crash_max_core_size": 1024 * 1024}  # MiB in the file, bytes in ProbeSettings
 
-# name: (default, kind, low bound, doc). Kinds: "int", "float" (seconds),
-# "bool", "path", "patterns" (a list of shell patterns).
-KEYS: dict[str, tuple[object, str, float, str]] = {
-    "crash_max_core_size": (
-        512,
-        "int",
-        1,
-        "MiB of a core read from the kernel; a larger core is cut there.",
-    ),
-    "crash_include_cmdline": (
-        False,
-        "bool",
-        0,
-        "Add the crashed program's command line to crash records.",
-    ),
-    "crash_dedup_window": (
-        600,
-        "float",
-        0,
-        "Seconds in which crashes with one signature are counted, not each sent.",
-    ),
-    "crash_unwind_timeout": (30, "float", 1, "Seconds eu-stack may take to unwind a core."),
-    "journal_lines": (10, "int", 0, "Log lines of a failed unit attached to its record."),
-    "journal_ignore_units": ([], "patterns", 0, "Units (shell patterns) not reported."),
-    "pstore_dir": ("/sys/fs/pstore", "path", 0, "Where the kernel's pstore is mounted."),
-    "pstore_keep": (False, "bool", 0, "Keep pstore files after reporting them."),
-    "klog_quiet_period": (
-        2,
-        "float",
-        0.01,
-        "Seconds of kernel log silence that end a report still open.",
-    ),
+# name: (default, kind, low bound); docs/probes.md says what each does. Kinds:
+# "int", "float" (seconds), "bool", "path", "patterns" (a list of shell patterns).
+KEYS: dict[str, tuple[object, str, float]] = {
+    "crash_max_core_size": (512, "int", 1),  # MiB
+    "crash_include_cmdline": (False, "bool", 0),
+    "crash_dedup_window": (600, "float", 0),
+    "crash_unwind_timeout": (30, "float", 1),
+    "journal_lines": (10, "int", 0),
+    "journal_ignore_units": ([], "patterns", 0),
+    "pstore_dir": ("/sys/fs/pstore", "path", 0),
+    "pstore_keep": (False, "bool", 0),
+    "klog_quiet_period": (2, "float", 0.01),
 }
 # Shared with the daemon; the defaults are telemd.config's (a test checks they agree).
 SHARED_KEYS: dict[str, str] = {
@@ -160,7 +140,7 @@ def _read_toml(path: str) -> dict[str, object]:
 
 
 def _check(path: str, name: str, value: object) -> object:
-    _, kind, low, _ = KEYS[name]
+    _, kind, low = KEYS[name]
     checked: object = None
     if kind == "bool":
         checked = value if isinstance(value, bool) else None
