@@ -93,15 +93,23 @@ async def _watch(settings: ProbeSettings, options: Options, reported: Reported) 
     except asyncio.TimeoutError:
         log(PROG, f"systemd did not answer on the system bus within {_CONNECT_TIMEOUT:g} s")
         return 1
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, watcher.close)
+    stopping = asyncio.Event()
+
+    def stop() -> None:
+        stopping.set()
+        watcher.close()  # the failure being handled is finished first
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
     log(PROG, "watching systemd for failed units")
     try:
         async for failure in watcher.failures():
             await _handle(failure, settings, options, reported)
     finally:
         watcher.close()
-    return 0
+    if stopping.is_set():
+        return 0
+    log(PROG, "lost the connection to the system bus")
+    return 1  # so that systemd starts it again
 
 
 async def _handle(

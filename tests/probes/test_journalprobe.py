@@ -29,14 +29,12 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
 """
 
 
-@pytest.fixture
-def bus_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A private dbus-daemon; the environment that makes it the system bus."""
+def start_bus(directory: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """A private dbus-daemon, and the environment that makes it the system bus."""
     pytest.importorskip("dbus_fast", reason="needs dbus-fast (pip install dbus-fast)")
     daemon = need("dbus-daemon", "dbus")
-    config = tmp_path / "bus.conf"
-    socket = tmp_path / "bus.socket"
-    config.write_text(BUS_CONFIG.format(socket=socket))
+    config = directory / "bus.conf"
+    config.write_text(BUS_CONFIG.format(socket=directory / "bus.socket"))
     bus = subprocess.Popen(
         [daemon, f"--config-file={config}", "--nofork", "--print-address"],
         stdout=subprocess.PIPE,
@@ -44,8 +42,14 @@ def bus_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     )
     assert bus.stdout is not None
     address = bus.stdout.readline().strip()
+    return bus, dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
+
+
+@pytest.fixture
+def bus_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    bus, env = start_bus(tmp_path)
     try:
-        yield dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
+        yield env
     finally:
         bus.terminate()
         bus.wait(10)
@@ -133,3 +137,16 @@ def test_without_a_bus_it_says_so_and_exits_1(probe_config: ProbeConfig, tmp_pat
     probe = Running("journalprobe", "-f", str(probe_config()), env=env)
     assert probe.proc.wait(30) == 1
     assert probe.wait_for("cannot watch systemd on the system bus")
+
+
+def test_losing_the_bus_exits_1_so_that_systemd_restarts_it(
+    probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    bus, env = start_bus(tmp_path)
+    systemd = standin(env)
+    probe = journalprobe(probe_config(), env, tmp_path)
+    bus.terminate()
+    bus.wait(10)
+    assert probe.proc.wait(30) == 1
+    assert probe.wait_for("lost the connection to the system bus")
+    systemd.stop()
