@@ -244,3 +244,22 @@ def test_usage_errors_exit_2() -> None:
     assert probe("crashprobe", "-p", "x", "-s", "eleven").returncode == 2
     assert probe("crashprobe", "--bogus").returncode == 2
     assert probe("crashprobe", "--help").stdout.startswith("Usage: crashprobe")
+
+
+def test_started_like_the_kernel_with_only_stdin_open_it_still_reports(
+    daemon: DaemonHarness,
+    probe_config: ProbeConfig,
+    crashme: Path,
+    main_core: Path,
+    private_tmp: Path,
+) -> None:
+    def close_stdout_and_stderr() -> None:
+        os.close(1)
+        os.close(2)
+
+    result = as_kernel(
+        probe_config(), main_core, crashme, preexec_fn=close_stdout_and_stderr, capture_output=False
+    )
+    assert result.returncode == 0
+    [row] = daemon.records()
+    assert "#0 crash_here() - " in row["payload"]
