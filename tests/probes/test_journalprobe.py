@@ -32,7 +32,7 @@ BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Config
 def start_bus(directory: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """A private dbus-daemon, and the environment that makes it the system bus."""
     pytest.importorskip("dbus_fast", reason="needs dbus-fast (pip install dbus-fast)")
-    daemon = need("dbus-daemon", "dbus")
+    daemon = need("dbus-daemon", "dbus-daemon")
     config = directory / "bus.conf"
     config.write_text(BUS_CONFIG.format(socket=directory / "bus.socket"))
     bus = subprocess.Popen(
