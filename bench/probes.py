@@ -316,14 +316,15 @@ def run(directory: Path) -> None:
 
     bench("pstoreprobe: one dump in 3 parts", RUNS, pstore)
 
-    if shutil.which("dbus-daemon"):
+    has_dbus_fast = subprocess.run([cmd["python"], "-c", "import dbus_fast"], check=False)
+    if shutil.which("dbus-daemon") and has_dbus_fast.returncode == 0:
         bench(
             "journalprobe: start, one failed unit, record sent",
             RUNS,
             lambda m: _journalprobe(directory, cmd["journalprobe"], env, state, m),
         )
     else:
-        print("journalprobe: skipped (needs dbus-daemon)")
+        print("journalprobe: skipped (needs dbus-daemon and dbus-fast)")
 
     crash = "raise ValueError('bench')"
     hooked = f"import telemd_probes.python as p; p.install({str(config)!r}); {crash}"
