@@ -72,8 +72,14 @@ def append(
     max_entries: int,
     retained: Sequence[tuple[str, float, str]] = (),
     retention_count: int = 0,
+    prune: bool = True,
 ) -> None:
-    """Write fates (and retained payloads) inside the caller's transaction."""
+    """Write fates (and retained payloads) inside the caller's transaction.
+
+    With `prune`, the oldest entries beyond `max_entries` are deleted.
+    Callers that append often prune every max_entries/10 appends, so the
+    journal holds at most max_entries plus a tenth.
+    """
     conn.executemany(
         f"INSERT INTO journal.entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -93,11 +99,12 @@ def append(
             for e in entries
         ],
     )
-    # Pruned in steps of a tenth, so that not every append pays for a delete.
-    (last,) = conn.execute("SELECT coalesce(max(id), 0) FROM journal.entries").fetchone()
-    (first,) = conn.execute("SELECT coalesce(min(id), 0) FROM journal.entries").fetchone()
-    if last - first + 1 > max_entries + max_entries // 10:
-        conn.execute("DELETE FROM journal.entries WHERE id <= ?", (last - max_entries,))
+    if prune:
+        first, last = conn.execute(
+            "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM journal.entries"
+        ).fetchone()
+        if last - first + 1 > max_entries:
+            conn.execute("DELETE FROM journal.entries WHERE id <= ?", (last - max_entries,))
     if retained:
         conn.executemany(
             "INSERT OR REPLACE INTO journal.retained (record_id, time, payload) VALUES (?, ?, ?)",
@@ -127,9 +134,7 @@ def query(path: str, where: Filter, *, with_payload: bool = False) -> list[tuple
     """Journal entries matching `where`, oldest first, with their ids."""
     clauses, args = _clauses(where)
     columns = ", ".join(f"e.{column.strip()}" for column in _COLUMNS.split(","))
-    sql = f"SELECT e.id, {columns}, " + (
-        "r.payload" if with_payload else "NULL"
-    )
+    sql = f"SELECT e.id, {columns}, " + ("r.payload" if with_payload else "NULL")
     sql += " FROM entries e" + (
         " LEFT JOIN retained r ON r.record_id = e.record_id" if with_payload else ""
     )

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,8 +47,8 @@ from telemd.journal import Entry
 
 log = logging.getLogger("telemd.delivery")
 
-# Records taken from the spool per read when no request format bounds it.
-_READ_CHUNK = 500
+# Records read from the spool at once, ahead of the requests that post them.
+_READ_AHEAD = 500
 
 
 @dataclass
@@ -94,7 +95,8 @@ class Delivery:
         self._wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[int] = set()  # seqs taken from the spool, not yet settled
-        self._cursor = 0  # highest seq taken since the spool was last read from the start
+        self._cursor = 0  # highest seq read since the spool was last read from the start
+        self._ahead: deque[Outgoing] = deque()  # read from the spool, not yet taken
         self._requests: set[asyncio.Task[None]] = set()
         self._paused_until = 0.0  # monotonic
         self._next_expiry = 0.0  # monotonic
@@ -157,7 +159,6 @@ class Delivery:
                 # JSON escaping made the batch larger than estimated: halve it.
                 self._untake(records[len(records) // 2 :])
                 records = records[: len(records) // 2]
-                self._cursor = records[-1].seq
                 request = build_request(self.settings.post_format, records)
             size = request_size(request)
             if not self.limiter.allows(len(records), size):
@@ -174,36 +175,47 @@ class Delivery:
             task.add_done_callback(self._requests.discard)
         return _soonest(waits)
 
-    def _take(self) -> list[Outgoing]:
+    def _take(self, limit: int | None = None) -> list[Outgoing]:
         """The next records to post: one, or a batch for ndjson."""
         settings = self.settings
-        batch = settings.post_format == "ndjson"
-        candidates = self.spool.fetch(self._cursor, settings.batch_max_records if batch else 1)
+        if limit is None:
+            limit = settings.batch_max_records if settings.post_format == "ndjson" else 1
         taken: list[Outgoing] = []
         size = 0
-        for record in candidates:
-            if record.seq in self._in_flight:
-                continue
+        while len(taken) < limit:
+            if not self._ahead and not self._read_ahead():
+                break
+            record = self._ahead[0]
             line = record.size + 200  # the JSON keys around a record's values
             if taken and size + line > settings.batch_max_bytes:
                 break
+            self._ahead.popleft()
+            self._in_flight.add(record.seq)
             taken.append(record)
             size += line
-        for record in taken:
-            self._in_flight.add(record.seq)
-        if candidates:
-            self._cursor = candidates[-1].seq if not taken else taken[-1].seq
         return taken
+
+    def _read_ahead(self) -> bool:
+        # One query for many records: a query per record would cost more
+        # than building its request.
+        candidates = self.spool.fetch(self._cursor, _READ_AHEAD)
+        if candidates:
+            self._cursor = candidates[-1].seq
+        self._ahead.extend(r for r in candidates if r.seq not in self._in_flight)
+        return bool(self._ahead)
 
     def _untake(self, records: list[Outgoing]) -> None:
         for record in records:
             self._in_flight.discard(record.seq)
-        self._release_cursor()
+        # Forget what was read ahead: after a failure or a rate limit the
+        # spool is read again in order.
+        self._ahead.clear()
+        self._cursor = max(self._in_flight, default=0)
 
     def _release_cursor(self) -> None:
-        # With nothing in flight, read from the start again, so that records
-        # put back after a failure or a rate limit go first.
-        if not self._in_flight:
+        # With nothing in flight or read ahead, read from the start again, so
+        # that records put back after a failure or a rate limit go first.
+        if not self._in_flight and not self._ahead:
             self._cursor = 0
 
     # Posting -----------------------------------------------------------------
@@ -284,7 +296,8 @@ class Delivery:
                 self.counters.count(entry.fate)
                 if entry.fate == "delivered":
                     self.counters.last_delivery_at = now
-            log.debug("settled: %s", ", ".join(f"{e.record_id} {e.fate}" for _, e in fates))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("settled: %s", ", ".join(f"{e.record_id} {e.fate}" for _, e in fates))
             self._wake.set()
 
         self.spool.remove(
@@ -298,18 +311,9 @@ class Delivery:
         return self.settings.retention_count if self.settings.record_retention_enabled else None
 
     def _keep_local(self) -> None:
-        records = self._take_any()
+        records = self._take(_READ_AHEAD)
         if records:
             self._settle([(r, "kept-local", None, "") for r in records])
-
-    def _take_any(self) -> list[Outgoing]:
-        candidates = self.spool.fetch(self._cursor, _READ_CHUNK)
-        taken = [record for record in candidates if record.seq not in self._in_flight]
-        for record in taken:
-            self._in_flight.add(record.seq)
-        if taken:
-            self._cursor = taken[-1].seq
-        return taken
 
     def _expire(self, now: float) -> None:
         expiry = self.settings.record_expiry
@@ -321,7 +325,8 @@ class Delivery:
         def done(expired: list[Outgoing]) -> None:
             if expired:
                 self.counters.count("expired", len(expired))
-                log.debug("settled: %s", ", ".join(f"{r.record_id} expired" for r in expired))
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("settled: %s", ", ".join(f"{r.record_id} expired" for r in expired))
 
         self.spool.expire(
             self.clock() - expiry,

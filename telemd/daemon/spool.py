@@ -157,6 +157,7 @@ class Spool:
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._host_ids: dict[HostKey, int] = {}
+        self._appended = 0  # journal entries since the journal was last pruned
         self._idle = asyncio.Event()
         self._in_flight = 0
         # Called on the loop whenever a commit brings in_flight below LOW_WATER.
@@ -248,7 +249,7 @@ class Spool:
         """Take records out of the spool, writing their fates in the same transaction."""
 
         def job(conn: sqlite3.Connection) -> None:
-            _remove(conn, fates, journal_max, retention_count)
+            self._remove(conn, fates, journal_max, retention_count)
 
         def finished(error: str | None, _: Any) -> None:
             if error is None:
@@ -291,7 +292,7 @@ class Spool:
                 (record, fate_entry(record, "expired", now, None, "older than record_expiry"))
                 for record in expired
             ]
-            _remove(conn, fates, journal_max, retention_count)
+            self._remove(conn, fates, journal_max, retention_count)
             return expired
 
         def finished(error: str | None, expired: list[Outgoing] | None) -> None:
@@ -302,6 +303,35 @@ class Spool:
             done(expired if error is None and expired else [])
 
         self.run(job, finished)
+
+    def _remove(
+        self,
+        conn: sqlite3.Connection,
+        fates: list[tuple[Outgoing, journal.Entry]],
+        journal_max: int,
+        retention_count: int | None,
+    ) -> None:
+        """In the writer: journal the fates, keep payloads, delete the records."""
+        retained = (
+            [(record.record_id, entry.time, record.payload) for record, entry in fates]
+            if retention_count
+            else []
+        )
+        self._appended += len(fates)
+        prune = self._appended >= max(1, journal_max // 10)
+        if prune:
+            self._appended = 0
+        journal.append(
+            conn,
+            [entry for _, entry in fates],
+            max_entries=journal_max,
+            retained=retained,
+            retention_count=retention_count or 0,
+            prune=prune,
+        )
+        conn.executemany(
+            "DELETE FROM records WHERE seq = ?", [(record.seq,) for record, _ in fates]
+        )
 
     # The writer thread -------------------------------------------------
 
@@ -426,27 +456,6 @@ def fate_entry(
         attempts=record.attempts + (1 if http_status is not None else 0),
         message=message,
     )
-
-
-def _remove(
-    conn: sqlite3.Connection,
-    fates: list[tuple[Outgoing, journal.Entry]],
-    journal_max: int,
-    retention_count: int | None,
-) -> None:
-    retained = (
-        [(record.record_id, entry.time, record.payload) for record, entry in fates]
-        if retention_count
-        else []
-    )
-    journal.append(
-        conn,
-        [entry for _, entry in fates],
-        max_entries=journal_max,
-        retained=retained,
-        retention_count=retention_count or 0,
-    )
-    conn.executemany("DELETE FROM records WHERE seq = ?", [(record.seq,) for record, _ in fates])
 
 
 def _outgoing(row: tuple[Any, ...]) -> Outgoing:

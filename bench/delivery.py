@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""bench/delivery: records/s telemd delivers over HTTPS, against a bare httpx client.
+
+For each format (headers, json, ndjson) and 1 and 4 requests in flight:
+the spool is filled while no server is configured, then telemd restarts with
+the sink as its server and the clock runs until the spool is empty. In the
+same run, a bare httpx.AsyncClient posts the same bodies to the same sink
+with the same concurrency: the baseline. The sink (bench/https_sink.py) runs
+in its own process with a trustme certificate. Also printed: CPU seconds per
+10,000 records for telemd and for the bare client.
+
+usage: python bench/delivery.py [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import trustme
+
+from telemd.client import Client
+from telemd.daemon.spool import Spool
+from telemd.daemon.transport import build_request
+from telemd.frame import encode_frame
+from telemd.record import Record
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+QUICK = "--quick" in sys.argv
+SINGLE = 1000 if QUICK else 4000
+BATCHED = 10000 if QUICK else 40000
+TID = ("X-Telemetry-TID", "6907c830-eed9-4ce9-81ae-76daf8d88f0f")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Sink:
+    def __init__(self, directory: Path) -> None:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        self.ca_file = directory / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        cert.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+        cert.private_key_pem.write_to_path(str(directory / "key.pem"))
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}/v2/collector"
+        self.proc = subprocess.Popen(
+            [PYTHON, str(ROOT / "bench" / "https_sink.py"), str(self.port),
+             str(directory / "cert.pem"), str(directory / "key.pem")]
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port)).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the sink did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+class Daemon:
+    def __init__(self, directory: Path, **settings: object) -> None:
+        self.dir = directory
+        self.socket = str(directory / "telem-0")
+        (directory / "opt-in").touch()
+        lines = {
+            "socket_path": self.socket,
+            "spool_dir": str(directory / "spool"),
+            "state_dir": str(directory / "state"),
+            "opt_in_file": str(directory / "opt-in"),
+            "static_machine_id_file": str(directory / "static-id"),
+            "uid_records_per_minute": -1,
+            "spool_max_size": -1,
+            "rate_limit_enabled": False,
+            "log_level": "warning",
+            **settings,
+        }
+        config = directory / "telemd.toml"
+        config.write_text("".join(f"{key} = {toml(value)}\n" for key, value in lines.items()))
+        self.proc = subprocess.Popen([PYTHON, "-m", "telemd.daemon", "-f", str(config)])
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.socket):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise SystemExit("telemd did not start")
+            time.sleep(0.01)
+
+    def depth(self) -> int:
+        conn = sqlite3.connect(f"file:{self.dir}/spool/spool.sqlite?mode=ro", uri=True)
+        try:
+            return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def fill(directory: Path, count: int) -> None:
+    daemon = Daemon(directory)
+    frame = encode_frame(Record("org.example/bench/delivery", 2, "x" * 200 + "\n"))
+    with Client(socket_path=daemon.socket, timeout=60) as client:
+        for start in range(0, count, 500):
+            window = min(500, count - start)
+            client.write_frames([frame] * window)
+            for _ in range(window):
+                client.read_reply()
+    daemon.stop()
+
+
+def run_telemd(
+    directory: Path, sink: Sink, post_format: str, in_flight: int
+) -> tuple[float, float]:
+    daemon = Daemon(
+        directory,
+        server=sink.url,
+        cainfo=str(sink.ca_file),
+        post_format=post_format,
+        max_in_flight=in_flight,
+    )
+    process = psutil.Process(daemon.proc.pid)
+    total = daemon.depth()
+    cpu = process.cpu_times()
+    start = time.perf_counter()
+    while daemon.depth() > 0:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    used = process.cpu_times()
+    daemon.stop()
+    return total / elapsed, (used.user + used.system - cpu.user - cpu.system) / total
+
+
+def bodies(directory: Path, post_format: str, count: int) -> list[tuple[bytes, dict[str, str]]]:
+    """The requests telemd would send for the spooled records, built the same way."""
+    spool = Spool(str(directory / "spool"), max_bytes=None)
+    loop = asyncio.new_event_loop()
+    spool.open(loop, str(directory / "state" / "journal.sqlite"))
+    records = spool.fetch(0, count)
+    spool.close()
+    loop.close()
+    size = 500 if post_format == "ndjson" else 1
+    out = []
+    for index in range(0, len(records), size):
+        request = build_request(post_format, records[index : index + size])
+        out.append((request.content, {**request.headers, TID[0]: TID[1]}))
+    return out
+
+
+async def bare_client(
+    sink: Sink, requests: list[tuple[bytes, dict[str, str]]], in_flight: int
+) -> float:
+    context = ssl.create_default_context(cafile=str(sink.ca_file))
+    queue: asyncio.Queue[tuple[bytes, dict[str, str]]] = asyncio.Queue()
+    for request in requests:
+        queue.put_nowait(request)
+    async with httpx.AsyncClient(
+        verify=context, limits=httpx.Limits(max_connections=in_flight)
+    ) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                content, headers = queue.get_nowait()
+                response = await client.post(sink.url, content=content, headers=headers)
+                assert response.status_code == 201
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="telemd-bench-delivery-"))
+    try:
+        run(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(root: Path) -> None:
+    sink = Sink(root)
+    rows = []
+    try:
+        for post_format in ("headers", "json", "ndjson"):
+            count = BATCHED if post_format == "ndjson" else SINGLE
+            for in_flight in (1, 4):
+                directory = root / f"{post_format}-{in_flight}"
+                directory.mkdir()
+                fill(directory, count)
+                requests = bodies(directory, post_format, count)
+                me = psutil.Process()
+                before = me.cpu_times()
+                elapsed = asyncio.run(bare_client(sink, requests, in_flight))
+                after = me.cpu_times()
+                bare_rate = count / elapsed
+                bare_cpu = (after.user + after.system - before.user - before.system) / count
+                rate, cpu = run_telemd(directory, sink, post_format, in_flight)
+                rows.append((post_format, in_flight, rate, bare_rate, cpu, bare_cpu))
+    finally:
+        sink.stop()
+    print("| format | in flight | telemd records/s | bare httpx records/s | ratio |"
+          " telemd CPU s / 10k | bare CPU s / 10k |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for post_format, in_flight, rate, bare_rate, cpu, bare_cpu in rows:
+        print(
+            f"| {post_format} | {in_flight} | {rate:,.0f} | {bare_rate:,.0f} | "
+            f"{rate / bare_rate:.2f}x | {cpu * 10000:.2f} | {bare_cpu * 10000:.2f} |"
+        )
+    best = {fmt: max(r[2] for r in rows if r[0] == fmt) for fmt in ("headers", "ndjson")}
+    print(
+        f"\nndjson / headers (best of 1 and 4 in flight): {best['ndjson'] / best['headers']:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
