@@ -49,6 +49,9 @@ log = logging.getLogger("telemd.delivery")
 
 # Records read from the spool at once, ahead of the requests that post them.
 _READ_AHEAD = 500
+# Settled records are removed in batches of up to this many, or this late.
+SETTLE_BATCH = 256
+SETTLE_DELAY = 0.05
 
 
 @dataclass
@@ -101,6 +104,8 @@ class Delivery:
         self._paused_until = 0.0  # monotonic
         self._next_expiry = 0.0  # monotonic
         self._warned_no_server = False
+        self._settling: list[tuple[Outgoing, Entry]] = []  # fates waiting to be written
+        self._settle_timer: asyncio.TimerHandle | None = None
 
     def notify(self) -> None:
         """Intake committed records: look at the spool again."""
@@ -126,6 +131,7 @@ class Delivery:
                     "%d requests cancelled at shutdown; their records stay spooled", len(pending)
                 )
                 await asyncio.wait(pending)
+        self._flush_settled()
         await self.spool.wait_idle()
         if self.transport is not None:
             await self.transport.aclose()
@@ -278,12 +284,32 @@ class Delivery:
     # Settling records --------------------------------------------------------
 
     def _settle(self, outcomes: list[tuple[Outgoing, str, int | None, str]]) -> None:
-        """Remove records with their fates journaled; they stay in flight until then."""
+        """Journal these fates and remove the records; they stay in flight until then.
+
+        Removals are gathered for up to SETTLE_DELAY and written in one
+        transaction: a record's removal need not be durable at once (if it is
+        lost, the record is sent again and the collector drops the repeated
+        record id), and one commit per delivered record would cost two fsyncs
+        each.
+        """
         now = self.clock()
-        fates: list[tuple[Outgoing, Entry]] = [
+        self._settling.extend(
             (record, fate_entry(record, fate, now, status, message))
             for record, fate, status, message in outcomes
-        ]
+        )
+        if len(self._settling) >= SETTLE_BATCH or self._stopping:
+            self._flush_settled()
+        elif self._settle_timer is None:
+            loop = asyncio.get_running_loop()
+            self._settle_timer = loop.call_later(SETTLE_DELAY, self._flush_settled)
+
+    def _flush_settled(self) -> None:
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+            self._settle_timer = None
+        fates, self._settling = self._settling, []
+        if not fates:
+            return
 
         def done(error: str | None) -> None:
             for record, _ in fates:
@@ -295,7 +321,7 @@ class Delivery:
             for _, entry in fates:
                 self.counters.count(entry.fate)
                 if entry.fate == "delivered":
-                    self.counters.last_delivery_at = now
+                    self.counters.last_delivery_at = entry.time
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("settled: %s", ", ".join(f"{e.record_id} {e.fate}" for _, e in fates))
             self._wake.set()
