@@ -4,10 +4,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Tools the tests drive for real: a C compiler for legacy probes, strace for
-# the fsync-ordering test, setpriv for a second uid, PostgreSQL for the
-# collector, systemd's and D-Bus's own tools.
-APT_PACKAGES := gcc libc6-dev strace util-linux postgresql
+# Tools the tests drive for real: a C compiler for legacy probes and crashing
+# programs, strace for the fsync-ordering test, setpriv and runuser for other
+# uids, PostgreSQL for the collector, eu-stack for crash backtraces, and
+# systemd's and D-Bus's own tools (systemd-analyze, systemd-socket-activate,
+# systemd-journal-remote, journalctl, dbus-daemon).
+APT_PACKAGES := gcc libc6-dev strace util-linux postgresql elfutils systemd \
+	systemd-journal-remote dbus-daemon
 
 .PHONY: deps system-deps venv test lint demo bench clean
 
@@ -44,6 +47,9 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/collector.py
+	$(BIN)/python bench/probes.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

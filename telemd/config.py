@@ -25,7 +25,9 @@ from telemd.errors import ConfigError
 
 log = logging.getLogger("telemd.config")
 
-Kind = Literal["url", "header", "path", "optional_path", "int", "float", "bool", "choice", "mode"]
+Kind = Literal[
+    "url", "header", "path", "optional_path", "int", "float", "bool", "choice", "mode", "patterns"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +197,50 @@ OWN_KEYS: tuple[Key, ...] = (
         10000000,
     ),
 )
-KEYS = CLEAR_KEYS + OWN_KEYS
+# The probes' keys: read by the probes (probes/settings.py, cheaply), accepted
+# and checked here so that one file can configure the daemon and its probes.
+PROBE_KEYS: tuple[Key, ...] = (
+    Key("crash_max_core_size", "int", 512, "Largest core crashprobe reads.", "MiB", 1, 1048576),
+    Key("crash_include_cmdline", "bool", False, "Send a crashed program's command line."),
+    Key(
+        "crash_dedup_window",
+        "float",
+        600.0,
+        "Identical crashes within this time become one record with a count.",
+        "seconds",
+        0,
+        86400,
+    ),
+    Key(
+        "crash_unwind_timeout",
+        "float",
+        30.0,
+        "Longest time eu-stack may take on a core.",
+        "seconds",
+        1,
+        600,
+    ),
+    Key("journal_lines", "int", 10, "Log lines sent with a failed unit.", "", 0, 1000),
+    Key(
+        "journal_ignore_units",
+        "patterns",
+        (),
+        "Units whose failures journalprobe ignores (shell patterns).",
+    ),
+    Key("pstore_dir", "path", "/sys/fs/pstore", "Where the kernel's pstore is mounted."),
+    Key("pstore_keep", "bool", False, "Keep pstore files after reporting them."),
+    Key(
+        "klog_quiet_period",
+        "float",
+        2.0,
+        "Silence after which klogscanner sends an unfinished report.",
+        "seconds",
+        0,
+        3600,
+        low_exclusive=True,
+    ),
+)
+KEYS = CLEAR_KEYS + OWN_KEYS + PROBE_KEYS
 _BY_NAME = {key.name: key for key in KEYS}
 
 
@@ -252,6 +297,15 @@ class Settings:
     request_timeout: float
     retention_count: int
     journal_max_entries: int
+    crash_max_core_size: int
+    crash_include_cmdline: bool
+    crash_dedup_window: float
+    crash_unwind_timeout: float
+    journal_lines: int
+    journal_ignore_units: tuple[str, ...]
+    pstore_dir: str
+    pstore_keep: bool
+    klog_quiet_period: float
     sources: Mapping[str, str] = field(compare=False, repr=False)
 
 
@@ -399,6 +453,9 @@ def _check(key: Key, value: object) -> object:
         if (key.off and value == -1) or _in_range(key, value):
             scale = _SECONDS_PER.get(key.unit)
             return value * scale if scale else value
+    elif isinstance(value, (list, tuple)) and key.kind == "patterns":
+        if all(isinstance(item, str) and item for item in value):
+            return tuple(value)
     elif isinstance(value, int) and key.kind == "mode":
         if 0 <= value <= 0o777:
             return value
@@ -445,6 +502,7 @@ def _expected(key: Key) -> str:
         "header": "an HTTP header 'Name: value'",
         "path": "an absolute path",
         "optional_path": "empty or an absolute path",
+        "patterns": "a list of shell patterns such as ['user@*.service']",
     }[key.kind]
 
 
@@ -457,6 +515,8 @@ def _toml(key: Key) -> str:
         return f"0o{value:03o}"
     if isinstance(value, str):
         return f'"{value}"'  # no default needs escaping; the shipped-file test checks it
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f'"{item}"' for item in value) + "]"
     return repr(value)
 
 

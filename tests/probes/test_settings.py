@@ -38,6 +38,23 @@ def test_shared_defaults_are_the_daemons() -> None:
     assert {name: getattr(daemon, name) for name in SHARED_KEYS} == SHARED_KEYS
 
 
+def test_probe_defaults_are_the_daemons() -> None:
+    """telemd.config accepts the probe keys too; both must agree on the defaults."""
+    daemon = load_settings()
+    probes = load_probe_settings()
+    for name in KEYS:
+        theirs = getattr(daemon, name)
+        if name == "crash_max_core_size":
+            theirs <<= 20  # MiB in the file and in Settings, bytes in ProbeSettings
+        assert getattr(probes, name) == theirs, name
+
+
+def test_one_file_configures_the_daemon_and_its_probes(tmp_path: Path) -> None:
+    path = write(tmp_path, 'journal_ignore_units = ["user@*.service"]\nspool_dir = "/x"\n')
+    assert load_settings(path).journal_ignore_units == ("user@*.service",)
+    assert load_probe_settings(path).journal_ignore_units == ("user@*.service",)
+
+
 def test_a_file_overrides_probe_and_shared_keys_and_ignores_the_daemons(tmp_path: Path) -> None:
     path = write(
         tmp_path,
