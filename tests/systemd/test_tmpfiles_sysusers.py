@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from unit_files import SYSUSERS, TMPFILES, need, tmpfiles_lines
+from unit_files import SYSUSERS, TMPFILES, Unit, need, tmpfiles_lines
 
 # Every directory telemd needs: mode, owner, group.
 EXPECTED = {
@@ -79,6 +79,14 @@ def test_sysusers_creates_a_system_user_without_login(root: Path, user: str, hom
     assert (user_home, os.path.basename(shell)) == (home, "nologin")
 
 
+def test_the_users_state_directories_are_their_homes(root: Path) -> None:
+    passwd = read_ids(root / "etc" / "passwd")
+    for service in ("telemd.service", "telemd-collector.service"):
+        unit = Unit(service)
+        home = passwd[unit.one("Service", "User")][5]
+        assert home == "/var/lib/" + unit.one("Service", "StateDirectory")
+
+
 def test_tmpfiles_declares_exactly_the_expected_directories() -> None:
     lines = tmpfiles_lines()
     assert {fields[0] for fields in lines} == {"d"}
@@ -109,3 +117,13 @@ def test_tmpfiles_tightens_a_spool_made_too_open_before(root: Path, tmp_path: Pa
     spool.chmod(0o755)
     create(root, applicable(tmp_path))
     assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+
+
+def test_the_control_socket_directory_lets_in_the_sockets_group_only() -> None:
+    control = Unit("telemd-control.socket")
+    parent = os.path.dirname(control.one("Socket", "ListenStream"))
+    [fields] = [f for f in tmpfiles_lines() if f[1] == parent]
+    mode = int(fields[2], 8)
+    assert fields[4] == control.one("Socket", "SocketGroup")
+    assert mode & stat.S_IXGRP
+    assert not mode & stat.S_IRWXO
