@@ -94,6 +94,7 @@ class Daemon:
         (directory / "opt-in").touch()
         lines = {
             "socket_path": self.socket,
+            "control_socket_path": str(directory / "control"),
             "spool_dir": str(directory / "spool"),
             "state_dir": str(directory / "state"),
             "opt_in_file": str(directory / "opt-in"),

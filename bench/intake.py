@@ -93,6 +93,7 @@ class Telemd:
         config = os.path.join(directory, "telemd.toml")
         Path(config).write_text(
             f'socket_path = "{self.socket}"\n'
+            f'control_socket_path = "{directory}/control"\n'
             f'spool_dir = "{directory}/spool"\n'
             f'state_dir = "{directory}/state"\n'
             f'opt_in_file = "{opt_in}"\n'

@@ -10,6 +10,7 @@ config="$demo/telemetrics.toml"
 cat >"$config" <<TOML
 server = "http://127.0.0.1:$port/v2/collector"
 socket_path = "$demo/run/telem-0"
+control_socket_path = "$demo/run/control"
 spool_dir = "$demo/spool"
 state_dir = "$demo/state"
 opt_in_file = "$demo/opt-in"

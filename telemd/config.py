@@ -102,6 +102,23 @@ OWN_KEYS: tuple[Key, ...] = (
         "If this file exists, payloads are sent without the privacy filters.",
     ),
     Key("state_dir", "path", "/var/lib/telemetry", "Machine id, journal and retained copies."),
+    Key(
+        "control_socket_path",
+        "path",
+        "/run/telemd/control",
+        "Socket telemctl talks to; anyone may read status, only root or the daemon's"
+        " user or group may change state.",
+    ),
+    Key(
+        "idle_exit_after",
+        "float",
+        600.0,
+        "When socket-activated with recycling on: exit after this long idle with an empty spool.",
+        "seconds",
+        0,
+        86400,
+        low_exclusive=True,
+    ),
     Key("socket_mode", "mode", 0o666, "Permissions of the probe socket."),
     Key("max_clients", "int", 512, "Probe connections served at once.", "", 1, 65536),
     Key(
@@ -278,6 +295,8 @@ class Settings:
     static_machine_id_file: str
     no_privacy_filters_file: str
     state_dir: str
+    control_socket_path: str
+    idle_exit_after: float
     socket_mode: int
     max_clients: int
     client_timeout: float

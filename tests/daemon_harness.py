@@ -33,12 +33,14 @@ class DaemonHarness:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.socket = str(root / "run" / "telem-0")
+        self.control_socket = str(root / "run" / "control")
         self.spool_dir = root / "spool"
         self.state_dir = root / "state"
         self.opt_in_file = root / "opt-in"
         self.config = root / "telemd.toml"
         self.settings: dict[str, Any] = {
             "socket_path": self.socket,
+            "control_socket_path": str(root / "run" / "control"),
             "spool_dir": str(self.spool_dir),
             "state_dir": str(self.state_dir),
             "opt_in_file": str(self.opt_in_file),

@@ -104,12 +104,18 @@ class Delivery:
         self._paused_until = 0.0  # monotonic
         self._next_expiry = 0.0  # monotonic
         self._warned_no_server = False
+        self.on_settled: Callable[[], None] = lambda: None
         self._settling: list[tuple[Outgoing, Entry]] = []  # fates waiting to be written
         self._settle_timer: asyncio.TimerHandle | None = None
 
     def notify(self) -> None:
         """Intake committed records: look at the spool again."""
         self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Records taken from the spool and not yet settled."""
+        return len(self._in_flight)
 
     async def run(self) -> None:
         while not self._stopping:
@@ -324,6 +330,7 @@ class Delivery:
                     self.counters.last_delivery_at = entry.time
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("settled: %s", ", ".join(f"{e.record_id} {e.fate}" for _, e in fates))
+            self.on_settled()
             self._wake.set()
 
         self.spool.remove(
@@ -345,18 +352,39 @@ class Delivery:
         expiry = self.settings.record_expiry
         # Sweep about a hundred times per expiry period, at least once a minute.
         self._next_expiry = now + min(60.0, expiry / 100)
-        if self.spool.depth == 0:
-            return
+        if self.spool.depth:
+            self._drop(self.clock() - expiry, "expired", "older than record_expiry")
 
-        def done(expired: list[Outgoing]) -> None:
-            if expired:
-                self.counters.count("expired", len(expired))
+    def purge(self) -> asyncio.Future[int]:
+        """Drop every spooled record not in a request right now; journaled as dropped."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._drop(float("inf"), "dropped", "purged by telemctl", future)
+        return future
+
+    def flush(self) -> None:
+        """Deliver now: forget the backoff."""
+        self._paused_until = 0.0
+        self.counters.paused_until = 0.0
+        self._wake.set()
+
+    def _drop(
+        self, cutoff: float, fate: str, message: str, future: asyncio.Future[int] | None = None
+    ) -> None:
+        def done(removed: list[Outgoing]) -> None:
+            if removed:
+                self.counters.count(fate, len(removed))
+                gone = {record.seq for record in removed}
+                self._ahead = deque(r for r in self._ahead if r.seq not in gone)
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("settled: %s", ", ".join(f"{r.record_id} expired" for r in expired))
+                    log.debug("settled: %s", ", ".join(f"{r.record_id} {fate}" for r in removed))
+            if future is not None and not future.done():
+                future.set_result(len(removed))
 
-        self.spool.expire(
-            self.clock() - expiry,
+        self.spool.drop_older(
+            cutoff,
             self.clock(),
+            fate=fate,
+            message=message,
             exclude=frozenset(self._in_flight),
             journal_max=self.settings.journal_max_entries,
             retention_count=self._retention(),

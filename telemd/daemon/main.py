@@ -17,14 +17,19 @@ import resource
 import signal
 import stat
 import sys
+import time
+from typing import Any
 
 from telemd import __version__
 from telemd.config import Settings, load_settings
 from telemd.daemon.budget import UidBudget
+from telemd.daemon.control import ControlServer
 from telemd.daemon.delivery import Delivery
 from telemd.daemon.intake import Intake, IntakeOptions, bind_unix_socket
 from telemd.daemon.logs import setup_logging
 from telemd.daemon.spool import HostKey, Spool
+from telemd.daemon.status import snapshot, status_line
+from telemd.daemon.systemd import Notifier, activated_sockets, watchdog_interval
 from telemd.daemon.transport import Transport
 from telemd.errors import ConfigError, TelemetryError
 from telemd.hostinfo import HostInfo, read_host_info
@@ -36,6 +41,7 @@ log = logging.getLogger("telemd")
 EX_CONFIG = 78
 # How long SIGTERM waits for received frames to reach the disk.
 SHUTDOWN_GRACE = 10.0
+STATUS_INTERVAL = 1.0
 
 
 def intake_options(settings: Settings) -> IntakeOptions:
@@ -72,8 +78,13 @@ class Daemon:
         self.spool = Spool(settings.spool_dir, max_bytes=spool_quota(settings))
         self.machine_id = MachineId(settings.state_dir, settings.static_machine_id_file)
         self.host: HostInfo = read_host_info()
+        self.notifier = Notifier()
+        self.started = time.time()
         self._stop = asyncio.Event()
         self._signals = 0
+        self._last_activity = 0.0
+        self._status_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def host_key(self) -> HostKey:
         return (self.machine_id.current(), self.host)
@@ -85,38 +96,113 @@ class Daemon:
         ensure_private_directory(settings.state_dir, 0o750)
         self.spool.open(loop, os.path.join(settings.state_dir, JOURNAL_FILE))
         self.delivery = Delivery(settings, self.spool, transport=make_transport(settings))
+        self.delivery.on_settled = self._activity
         budget = UidBudget(per_minute(settings), loop.time)
         self.intake = Intake(
-            intake_options(settings),
-            self.spool,
-            self.host_key,
-            budget,
-            on_stored=self.delivery.notify,
+            intake_options(settings), self.spool, self.host_key, budget, on_stored=self._stored
         )
-        listener = bind_unix_socket(settings.socket_path, settings.socket_mode)
-        await self.intake.start(listener)
+        activated = activated_sockets()
+        bound = [path for name, path in self._own_sockets() if name not in activated]
+        await self.intake.start(
+            activated.get("probe") or bind_unix_socket(settings.socket_path, settings.socket_mode)
+        )
+        control = ControlServer(
+            {"status": self._status, "flush": self._flush, "purge": self._purge}
+        )
+        await control.start(
+            activated.get("control") or bind_unix_socket(settings.control_socket_path, 0o666)
+        )
         delivering = asyncio.create_task(self.delivery.run(), name="delivery")
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self._start_watchdog(loop)
+        if activated and settings.daemon_recycling_enabled:
+            self._idle_timer = loop.call_later(settings.idle_exit_after, self._idle_check)
         log.info(
-            "telemd %s ready: socket %s, spool %s (%d records waiting)",
+            "telemd %s ready: socket %s%s, spool %s (%d records waiting)",
             __version__,
             settings.socket_path,
+            " (socket-activated)" if activated else "",
             self.spool.path,
             self.spool.depth,
         )
+        self.notifier.ready()
+        self._update_status()
 
         await self._stop.wait()
 
         log.info("stopping: finishing what is in flight")
+        self.notifier.stopping()
+        control.close()
         await self.intake.stop(SHUTDOWN_GRACE)
         await self.delivery.stop(SHUTDOWN_GRACE)
         await delivering
         self.spool.close()
-        _unlink_quietly(settings.socket_path)
+        for path in bound:
+            _unlink_quietly(path)
         log.info("stopped; %d records spooled", self.spool.depth)
         return 0
+
+    def _own_sockets(self) -> list[tuple[str, str]]:
+        return [
+            ("probe", self.settings.socket_path),
+            ("control", self.settings.control_socket_path),
+        ]
+
+    # Control requests --------------------------------------------------------
+
+    async def _status(self) -> dict[str, Any]:
+        return snapshot(self.settings, self.intake, self.spool, self.delivery, self.started)
+
+    async def _flush(self) -> dict[str, Any]:
+        self.delivery.flush()
+        return {"flushed": True}
+
+    async def _purge(self) -> dict[str, Any]:
+        return {"purged": await self.delivery.purge()}
+
+    # Activity: STATUS=, the watchdog, and exiting when idle ------------------
+
+    def _stored(self) -> None:
+        self.delivery.notify()
+        self._activity()
+
+    def _activity(self) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+        if self.notifier.enabled and self._status_timer is None:
+            # At most one STATUS= a second, and none while nothing happens.
+            loop = asyncio.get_running_loop()
+            self._status_timer = loop.call_later(STATUS_INTERVAL, self._update_status)
+
+    def _update_status(self) -> None:
+        self._status_timer = None
+        if self.notifier.enabled:
+            state = snapshot(self.settings, self.intake, self.spool, self.delivery, self.started)
+            self.notifier.status(status_line(state))
+
+    def _start_watchdog(self, loop: asyncio.AbstractEventLoop) -> None:
+        interval = watchdog_interval()
+        if interval is None:
+            return
+
+        def pet() -> None:
+            # Sent from the event loop, so a wedged loop stops the pings.
+            self.notifier.watchdog()
+            loop.call_later(interval, pet)
+
+        pet()
+
+    def _idle_check(self) -> None:
+        loop = asyncio.get_running_loop()
+        idle_for = loop.time() - self._last_activity
+        limit = self.settings.idle_exit_after
+        busy = self.intake.connections or self.spool.depth or self.delivery.in_flight
+        if not busy and idle_for >= limit:
+            log.info("idle for %.0f s with an empty spool: exiting until the next probe", idle_for)
+            self._stop.set()
+            return
+        self._idle_timer = loop.call_later(max(limit - idle_for, 1.0), self._idle_check)
 
     def _on_stop_signal(self, signum: int) -> None:
         self._signals += 1

@@ -236,6 +236,11 @@ class Spool:
         ).fetchall()
         return [_outgoing(row) for row in rows]
 
+    def oldest_received(self) -> float | None:
+        assert self._reader is not None
+        (oldest,) = self._reader.execute("SELECT min(received_at) FROM records").fetchone()
+        return None if oldest is None else float(oldest)
+
     # Delivery's jobs ---------------------------------------------------------
 
     def remove(
@@ -270,39 +275,43 @@ class Spool:
 
         self.run(job, lambda error, _: None)
 
-    def expire(
+    def drop_older(
         self,
         cutoff: float,
         now: float,
         *,
+        fate: str,
+        message: str,
         exclude: frozenset[int],
         journal_max: int,
         retention_count: int | None,
         done: Callable[[list[Outgoing]], None],
     ) -> None:
-        """Remove records received before `cutoff`, journaled as expired."""
+        """Remove records received before `cutoff` (expiry; a purge passes infinity)."""
 
         def job(conn: sqlite3.Connection) -> list[Outgoing]:
-            rows = conn.execute(
-                _SELECT_OUTGOING + " WHERE r.received_at < ? ORDER BY r.seq", (cutoff,)
-            ).fetchall()
-            # Records in a request right now are settled by its answer.
-            expired = [record for record in map(_outgoing, rows) if record.seq not in exclude]
-            fates = [
-                (record, fate_entry(record, "expired", now, None, "older than record_expiry"))
-                for record in expired
-            ]
-            self._remove(conn, fates, journal_max, retention_count)
-            return expired
+            return drop_records(
+                conn,
+                cutoff,
+                now,
+                fate=fate,
+                message=message,
+                exclude=exclude,
+                remove=lambda fates: self._remove(conn, fates, journal_max, retention_count),
+            )
 
-        def finished(error: str | None, expired: list[Outgoing] | None) -> None:
-            if error is None and expired:
-                self.depth -= len(expired)
-                self.release(sum(record.size for record in expired))
-                log.info("%d records expired", len(expired))
-            done(expired if error is None and expired else [])
+        def finished(error: str | None, removed: list[Outgoing] | None) -> None:
+            if error is None and removed:
+                self.depth -= len(removed)
+                self.release(sum(record.size for record in removed))
+                log.info("%d records %s: %s", len(removed), fate, message)
+            done(removed if error is None and removed else [])
 
         self.run(job, finished)
+
+    def forget_retained(self, done: Callable[[str | None], None]) -> None:
+        """Delete the retained payload copies (opt-out)."""
+        self.run(lambda conn: conn.execute("DELETE FROM journal.retained"), lambda e, _: done(e))
 
     def _remove(
         self,
@@ -312,26 +321,11 @@ class Spool:
         retention_count: int | None,
     ) -> None:
         """In the writer: journal the fates, keep payloads, delete the records."""
-        retained = (
-            [(record.record_id, entry.time, record.payload) for record, entry in fates]
-            if retention_count
-            else []
-        )
         self._appended += len(fates)
         prune = self._appended >= max(1, journal_max // 10)
         if prune:
             self._appended = 0
-        journal.append(
-            conn,
-            [entry for _, entry in fates],
-            max_entries=journal_max,
-            retained=retained,
-            retention_count=retention_count or 0,
-            prune=prune,
-        )
-        conn.executemany(
-            "DELETE FROM records WHERE seq = ?", [(record.seq,) for record, _ in fates]
-        )
+        _journal_and_delete(conn, fates, journal_max, retention_count, prune=prune)
 
     # The writer thread -------------------------------------------------
 
@@ -437,6 +431,77 @@ class Spool:
             self._idle.set()
         if self._in_flight < LOW_WATER and self.on_drained is not None:
             self.on_drained()
+
+
+def drop_records(
+    conn: sqlite3.Connection,
+    cutoff: float,
+    now: float,
+    *,
+    fate: str,
+    message: str,
+    exclude: frozenset[int],
+    remove: Callable[[list[tuple[Outgoing, journal.Entry]]], None],
+) -> list[Outgoing]:
+    """Journal and delete records received before `cutoff`, but for `exclude`.
+
+    Records in a request right now are excluded: the answer settles them.
+    """
+    rows = conn.execute(
+        _SELECT_OUTGOING + " WHERE r.received_at < ? ORDER BY r.seq", (cutoff,)
+    ).fetchall()
+    dropped = [record for record in map(_outgoing, rows) if record.seq not in exclude]
+    remove([(record, fate_entry(record, fate, now, None, message)) for record in dropped])
+    return dropped
+
+
+def purge_offline(spool_dir: str, journal_path: str, journal_max: int, now: float) -> int:
+    """Purge a spool no daemon is running on: every record journaled as dropped."""
+    path = os.path.join(spool_dir, SPOOL_FILE)
+    if not os.path.exists(path):
+        return 0
+    conn = connect(path)
+    try:
+        conn.execute("ATTACH DATABASE ? AS journal", (journal_path,))
+        conn.executescript(journal.SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")
+        dropped = drop_records(
+            conn,
+            float("inf"),
+            now,
+            fate="dropped",
+            message="purged by telemctl",
+            exclude=frozenset(),
+            remove=lambda fates: _journal_and_delete(conn, fates, journal_max, None, prune=True),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return len(dropped)
+
+
+def _journal_and_delete(
+    conn: sqlite3.Connection,
+    fates: list[tuple[Outgoing, journal.Entry]],
+    journal_max: int,
+    retention_count: int | None,
+    *,
+    prune: bool,
+) -> None:
+    retained = (
+        [(record.record_id, entry.time, record.payload) for record, entry in fates]
+        if retention_count
+        else []
+    )
+    journal.append(
+        conn,
+        [entry for _, entry in fates],
+        max_entries=journal_max,
+        retained=retained,
+        retention_count=retention_count or 0,
+        prune=prune,
+    )
+    conn.executemany("DELETE FROM records WHERE seq = ?", [(record.seq,) for record, _ in fates])
 
 
 def fate_entry(
