@@ -29,7 +29,7 @@ DEFAULTS = {key.name: key.default for key in KEYS}
 SCRIPTS = tomllib.loads((SYSTEMD.parent / "pyproject.toml").read_text())["project"]["scripts"]
 # telemd finds its sockets by these names in $LISTEN_FDNAMES.
 FD_NAMES = {"telemd.socket": "probe", "telemd-control.socket": "control"}
-CONTROL_SOCKET = "/run/telemd/control"
+
 MAX_EXPOSURE = 2.0
 EXPOSURE = re.compile(r"Overall exposure level for (\S+): (\d+(?:\.\d+)?)")
 # What the daemon reads to stamp records with host metadata (telemd/hostinfo.py).
@@ -101,10 +101,10 @@ def test_the_probe_socket_is_where_probes_look_with_the_daemons_mode() -> None:
 
 def test_the_control_socket_is_for_root_and_the_telemetry_group() -> None:
     unit = Unit("telemd-control.socket")
-    assert unit.one("Socket", "ListenStream") == CONTROL_SOCKET
+    assert unit.one("Socket", "ListenStream") == DEFAULTS["control_socket_path"]
     assert unit.all("Socket", "SocketUser") in ([], ["root"])
     assert unit.one("Socket", "SocketGroup") == "telemetry"
-    assert int(unit.one("Socket", "SocketMode"), 8) == 0o660
+    assert int(unit.one("Socket", "SocketMode"), 8) == 0o666  # the daemon checks peers
 
 
 def test_telemd_starts_with_both_sockets() -> None:
