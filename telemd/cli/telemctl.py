@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from telemd import __version__
-from telemd.cli import journal_view, spool_view
+from telemd.cli import control_client, journal_view, optin, services, spool_view, status_view
 from telemd.config import Settings, load_settings, setting_names, validate_file
 from telemd.errors import ConfigError, TelemetryError
 
@@ -33,6 +33,31 @@ def config_show(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def flush(settings: Settings) -> int:
+    control_client.request(settings.control_socket_path, "flush")
+    print("Delivery of the spool starts now.")
+    return 0
+
+
+def purge(settings: Settings) -> int:
+    print(f"Purged {optin.purge(settings)} records from the spool.")
+    return 0
+
+
+def unit_control(verb: str, config_file: str | None) -> int:
+    failures = services.control(verb, config_file)
+    for failure in failures:
+        print(f"telemctl: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def is_active(config_file: str | None) -> int:
+    """Clear's shape: one line per unit, `name : state`."""
+    for unit, state in services.states(config_file):
+        print(f"{unit} : {state}")
+    return 0
+
+
 def config_check(path: str) -> int:
     errors = validate_file(path)
     for error in errors:
@@ -48,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"telemctl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    opt_in = commands.add_parser("opt-in", help="opt in to telemetry and start the services")
+    opt_in.add_argument("--no-start", action="store_true", help="only create the opt-in file")
+    opt_out = commands.add_parser(
+        "opt-out", help="opt out, stop the services, purge what waits to be sent"
+    )
+    opt_out.add_argument("--no-stop", action="store_true", help="leave the services alone")
+    opt_out.add_argument("--keep-spool", action="store_true", help="keep spooled records")
+    for verb in ("start", "stop", "restart"):
+        commands.add_parser(verb, help=f"{verb} the telemetry services (systemd)")
+    commands.add_parser("is-active", help="the state of each telemetry unit")
+
+    status = commands.add_parser("status", help="opt-in, daemon, spool and delivery state")
+    status.add_argument("--json", action="store_true")
+
     journal = commands.add_parser("journal", help="what became of each record")
     journal_view.add_arguments(journal)
 
@@ -58,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     spool_show = spool_commands.add_parser("show", help="one spooled record with its payload")
     spool_show.add_argument("record_id")
     spool_show.add_argument("--json", action="store_true")
+    spool_commands.add_parser("flush", help="deliver now, ignoring any backoff")
+    spool_commands.add_parser("purge", help="drop every waiting record (journaled as dropped)")
 
     config = commands.add_parser("config", help="the configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -79,11 +120,23 @@ def dispatch(args: argparse.Namespace) -> int:
             return 1
         return config_check(path)
     settings = load_settings(args.config_file)
+    config_file = args.config_file
     handlers: dict[tuple[str, str | None], Callable[[], int]] = {
         ("journal", None): lambda: journal_view.show(settings, args),
+        ("status", None): lambda: status_view.show(settings, args.json),
         ("spool", "list"): lambda: spool_view.list_records(settings, args.json),
         ("spool", "show"): lambda: spool_view.show_record(settings, args.record_id, args.json),
+        ("spool", "flush"): lambda: flush(settings),
+        ("spool", "purge"): lambda: purge(settings),
         ("config", "show"): lambda: config_show(settings, args),
+        ("opt-in", None): lambda: optin.opt_in(settings, config_file, not args.no_start),
+        ("opt-out", None): lambda: optin.opt_out(
+            settings, config_file, not args.no_stop, args.keep_spool
+        ),
+        ("start", None): lambda: unit_control("start", config_file),
+        ("stop", None): lambda: unit_control("stop", config_file),
+        ("restart", None): lambda: unit_control("restart", config_file),
+        ("is-active", None): lambda: is_active(config_file),
     }
     action = getattr(args, "spool_command", None) or getattr(args, "config_command", None)
     return handlers[(args.command, action)]()

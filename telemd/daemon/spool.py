@@ -309,10 +309,6 @@ class Spool:
 
         self.run(job, finished)
 
-    def forget_retained(self, done: Callable[[str | None], None]) -> None:
-        """Delete the retained payload copies (opt-out)."""
-        self.run(lambda conn: conn.execute("DELETE FROM journal.retained"), lambda e, _: done(e))
-
     def _remove(
         self,
         conn: sqlite3.Connection,

@@ -2,7 +2,8 @@
 
 Owns `org.freedesktop.systemd1` on the bus at $DBUS_SYSTEM_BUS_ADDRESS with
 the parts of the API journalprobe uses: Manager.Subscribe and
-ListUnitsFiltered, and unit objects with the Unit and Service interfaces.
+ListUnitsFiltered, and unit objects with the Unit and Service interfaces; and
+the parts telemctl uses: Manager.StartUnit, StopUnit, RestartUnit and GetUnit.
 Like systemd, it signals property changes only after Subscribe was called.
 
 Driven by lines on stdin; prints a line on stderr for each step done:
@@ -14,14 +15,15 @@ Units named on the command line are failed from the start.
 import asyncio
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
-from dbus_fast import BusType
+from dbus_fast import BusType, DBusError
 from dbus_fast.aio import MessageBus
 from dbus_fast.annotations import DBusSignature, DBusStr
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
 
 UnitList = Annotated[list[tuple[str, ...]], DBusSignature("a(ssssssouso)")]
+ObjectPath = Annotated[str, DBusSignature("o")]
 Bytes = Annotated[bytes, DBusSignature("ay")]
 UInt64 = Annotated[int, DBusSignature("t")]
 Int32 = Annotated[int, DBusSignature("i")]
@@ -80,10 +82,37 @@ class Service(ServiceInterface):
 
 
 class Manager(ServiceInterface):
-    def __init__(self, units: dict[str, tuple[Unit, Service]]) -> None:
+    def __init__(self, units: dict[str, tuple[Unit, Service]], unit: Any) -> None:
         super().__init__("org.freedesktop.systemd1.Manager")
         self.units = units
+        self.unit = unit  # makes (and exports) a unit on first use
         self.subscribed = False
+        self.jobs = 0
+
+    def _job(self, name: str, state: str, verb: str) -> str:
+        target, _ = self.unit(name)
+        target.state = state
+        self.jobs += 1
+        print(f"{verb} {name}", file=sys.stderr, flush=True)
+        return f"/org/freedesktop/systemd1/job/{self.jobs}"
+
+    @dbus_method()
+    def StartUnit(self, name: DBusStr, mode: DBusStr) -> ObjectPath:
+        return self._job(name, "active", "started")
+
+    @dbus_method()
+    def StopUnit(self, name: DBusStr, mode: DBusStr) -> ObjectPath:
+        return self._job(name, "inactive", "stopped")
+
+    @dbus_method()
+    def RestartUnit(self, name: DBusStr, mode: DBusStr) -> ObjectPath:
+        return self._job(name, "active", "restarted")
+
+    @dbus_method()
+    def GetUnit(self, name: DBusStr) -> ObjectPath:
+        if name not in self.units:
+            raise DBusError("org.freedesktop.systemd1.NoSuchUnit", f"Unit {name} not loaded.")
+        return unit_path(name)
 
     @dbus_method()
     def Subscribe(self) -> None:
@@ -102,7 +131,6 @@ class Manager(ServiceInterface):
 async def main() -> None:
     bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     units: dict[str, tuple[Unit, Service]] = {}
-    manager = Manager(units)
 
     def unit(name: str) -> tuple[Unit, Service]:
         if name not in units:
@@ -110,6 +138,8 @@ async def main() -> None:
             for interface in units[name]:
                 bus.export(unit_path(name), interface)
         return units[name]
+
+    manager = Manager(units, unit)
 
     for name in sys.argv[1:]:
         failed, service = unit(name)

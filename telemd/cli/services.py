@@ -1,0 +1,119 @@
+"""telemd's systemd units, driven through systemd's D-Bus API (dbus-fast).
+
+Start, stop and restart go to `org.freedesktop.systemd1.Manager`; a unit's
+state is its `ActiveState`. The system bus is wherever
+$DBUS_SYSTEM_BUS_ADDRESS says (the default otherwise), which is also how the
+tests point this at a private bus with a stand-in systemd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from telemd.errors import TelemetryError
+from telemd.paths import CONFIG_ENV, SYSTEM_CONFIG
+
+# Started and stopped in this order, as Clear does: the units that activate
+# others (sockets, the timer) go first, so that stopping a service is not
+# undone by its socket starting it again.
+UNITS = (
+    "telemd.socket",
+    "telemd-control.socket",
+    "hprobe.timer",
+    "telemd.service",
+    "klogscanner.service",
+    "journalprobe.service",
+)
+_SYSTEMD = "org.freedesktop.systemd1"
+_MANAGER_PATH = "/org/freedesktop/systemd1"
+_MANAGER = "org.freedesktop.systemd1.Manager"
+
+
+class NoSystemd(TelemetryError):
+    """No system bus, or no systemd on it."""
+
+
+def _no_systemd(reason: str, config_file: str | None) -> NoSystemd:
+    config = config_file or os.environ.get(CONFIG_ENV) or SYSTEM_CONFIG
+    return NoSystemd(
+        f"cannot reach systemd ({reason}); run the daemon in the foreground instead:"
+        f" telemd -f {config}"
+    )
+
+
+async def _call(bus: Any, member: str, signature: str, body: list[Any], path: str = _MANAGER_PATH,
+                interface: str = _MANAGER) -> Any:  # fmt: skip
+    from dbus_fast import Message, MessageType
+
+    reply = await bus.call(
+        Message(
+            destination=_SYSTEMD,
+            path=path,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=body,
+        )
+    )
+    if reply.message_type == MessageType.ERROR:
+        raise TelemetryError(f"{reply.error_name}: {reply.body[0] if reply.body else member}")
+    return reply.body[0] if reply.body else None
+
+
+async def _with_bus(action: Any, config_file: str | None) -> Any:
+    from dbus_fast import BusType
+    from dbus_fast.aio import MessageBus
+
+    try:
+        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    except (OSError, ValueError) as exc:
+        raise _no_systemd(f"no system bus: {exc}", config_file) from None
+    try:
+        return await action(bus)
+    except TelemetryError as exc:
+        if "ServiceUnknown" in exc.message or "NameHasNoOwner" in exc.message:
+            raise _no_systemd("systemd is not on the system bus", config_file) from None
+        raise
+    finally:
+        bus.disconnect()
+
+
+async def _state(bus: Any, unit: str) -> str:
+    try:
+        path = await _call(bus, "GetUnit", "s", [unit])
+    except TelemetryError as exc:
+        if "NoSuchUnit" in exc.message:
+            return "inactive"  # as systemctl is-active says of a unit not loaded
+        raise
+    variant = await _call(
+        bus, "Get", "ss", ["org.freedesktop.systemd1.Unit", "ActiveState"], path,
+        "org.freedesktop.DBus.Properties",
+    )  # fmt: skip
+    return str(variant.value)
+
+
+def states(config_file: str | None = None) -> list[tuple[str, str]]:
+    async def action(bus: Any) -> list[tuple[str, str]]:
+        return [(unit, await _state(bus, unit)) for unit in UNITS]
+
+    result: list[tuple[str, str]] = asyncio.run(_with_bus(action, config_file))
+    return result
+
+
+def control(verb: str, config_file: str | None = None) -> list[str]:
+    """StartUnit / StopUnit / RestartUnit for every unit; the failures, as messages."""
+    member = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}[verb]
+
+    async def action(bus: Any) -> list[str]:
+        failures = []
+        for unit in UNITS:
+            try:
+                await _call(bus, member, "ss", [unit, "replace"])
+            except TelemetryError as exc:
+                failures.append(f"failed to {verb} {unit}: {exc.message}")
+        return failures
+
+    result: list[str] = asyncio.run(_with_bus(action, config_file))
+    return result
