@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_time(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text.startswith("-") and text[-1:] in units and text[1:-1].isdigit():
-        return time.time() - int(text[1:-1]) * units[text[-1]]
+    ago = text.removeprefix("-")  # "-1h" reads better, but argparse wants --since=-1h
+    if ago[-1:] in units and ago[:-1].isdigit():
+        return time.time() - int(ago[:-1]) * units[ago[-1]]
     try:
         return float(text)
     except ValueError:
@@ -64,7 +65,7 @@ def parse_time(text: str) -> float:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a unix time, an ISO 8601 date or -N[smhd]"
+            f"{text!r} is not a unix time, an ISO 8601 date or N[smhd] ago"
         ) from None
 
 

@@ -26,6 +26,7 @@ UNITS = (
     "klogscanner.service",
     "journalprobe.service",
 )
+CALL_TIMEOUT = 30.0  # systemctl's own default for a D-Bus call is 25 s
 _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER_PATH = "/org/freedesktop/systemd1"
 _MANAGER = "org.freedesktop.systemd1.Manager"
@@ -47,16 +48,18 @@ async def _call(bus: Any, member: str, signature: str, body: list[Any], path: st
                 interface: str = _MANAGER) -> Any:  # fmt: skip
     from dbus_fast import Message, MessageType
 
-    reply = await bus.call(
-        Message(
-            destination=_SYSTEMD,
-            path=path,
-            interface=interface,
-            member=member,
-            signature=signature,
-            body=body,
-        )
+    message = Message(
+        destination=_SYSTEMD,
+        path=path,
+        interface=interface,
+        member=member,
+        signature=signature,
+        body=body,
     )
+    try:
+        reply = await asyncio.wait_for(bus.call(message), CALL_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise TelemetryError(f"systemd did not answer {member} within {CALL_TIMEOUT:g} s") from None
     if reply.message_type == MessageType.ERROR:
         raise TelemetryError(f"{reply.error_name}: {reply.body[0] if reply.body else member}")
     return reply.body[0] if reply.body else None
