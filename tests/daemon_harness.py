@@ -79,17 +79,24 @@ class DaemonHarness:
 
     # The process -------------------------------------------------------
 
-    def start(self, timeout: float = 20.0, wrapper: tuple[str, ...] = ()) -> None:
-        """Start the daemon (under `wrapper`, such as strace) and await its ready line."""
+    def start(
+        self,
+        timeout: float = 20.0,
+        wrapper: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        ready: str | None = " ready: ",
+    ) -> None:
+        """Start the daemon (under `wrapper`, such as strace) and await its `ready` line."""
         self._terminated = False
         mark = len(self.log)
         self.proc = subprocess.Popen(
             [*wrapper, sys.executable, "-m", "telemd.daemon", "-f", str(self.config)],
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
         threading.Thread(target=self._read_log, args=(self.proc,), daemon=True).start()
-        if not self.wait_for_log(" ready: ", timeout, after=mark):
+        if ready is not None and not self.wait_for_log(ready, timeout, after=mark):
             raise RuntimeError("telemd did not become ready:\n" + "\n".join(self.log))
 
     def _read_log(self, proc: subprocess.Popen[str]) -> None:

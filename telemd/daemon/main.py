@@ -116,7 +116,6 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        self._start_watchdog(loop)
         if activated and settings.daemon_recycling_enabled:
             self._idle_timer = loop.call_later(settings.idle_exit_after, self._idle_check)
         log.info(
@@ -129,6 +128,7 @@ class Daemon:
         )
         self.notifier.ready()
         self._update_status()
+        self._start_watchdog(loop)
 
         await self._stop.wait()
 
