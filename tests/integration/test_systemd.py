@@ -81,7 +81,7 @@ def activate(harness: DaemonHarness, tmp_path: Path, *, extra: tuple[str, ...] =
             harness.control_socket,
             "--fdname=probe:control",
             *extra,
-        ),  # fmt: skip
+        ),
         ready="Listening on",
     )
 
