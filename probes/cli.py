@@ -8,7 +8,6 @@ probe path pays only for `telemd.client`.
 
 from __future__ import annotations
 
-import signal
 import sys
 
 from telemd import __version__
@@ -110,6 +109,8 @@ class Shutdown:
     """
 
     def __init__(self) -> None:
+        import signal  # imports enum: paid only by the probes that run a loop
+
         self._busy = False
         self._requested = False
         signal.signal(signal.SIGTERM, self._on_signal)

@@ -6,18 +6,13 @@ machines that report. On the probe path: keep imports cheap.
 
 from __future__ import annotations
 
-import sys
-
-from telemd import __version__
-from telemd.cli.argv import UsageError, parse
-from telemd.client import send
-from telemd.errors import TelemetryError
 from telemd.record import Record
+
+from .cli import COMMON_OPTIONS, log, parse_command, text_option
 
 PROG = "hprobe"
 CLASSIFICATION = "org.clearlinux/hello/world"
 PAYLOAD = "hello\n"
-OPTIONS = {"h": ("help", False), "V": ("version", False), "f": ("config-file", True)}
 HELP = f"""\
 Usage: {PROG} [-f FILE]
 Send a heartbeat record ({CLASSIFICATION}) to telemd.
@@ -29,24 +24,15 @@ Send a heartbeat record ({CLASSIFICATION}) to telemd.
 
 
 def main(argv: list[str] | None = None) -> int:
+    options = parse_command(PROG, argv, COMMON_OPTIONS, HELP)
+    if isinstance(options, int):
+        return options
+    from telemd.client import send
+    from telemd.errors import TelemetryError
+
     try:
-        options, positional = parse(sys.argv[1:] if argv is None else argv, OPTIONS)
-        if positional:
-            raise UsageError(f"unexpected argument {positional[0]!r}")
-    except UsageError as exc:
-        print(f"{PROG}: {exc}\nTry '{PROG} --help'.", file=sys.stderr)
-        return 2
-    if options.get("help"):
-        sys.stdout.write(HELP)
-        return 0
-    if options.get("version"):
-        print(__version__)
-        return 0
-    config_file = options.get("config-file")
-    assert config_file is None or isinstance(config_file, str)
-    try:
-        send(Record(CLASSIFICATION, 1, PAYLOAD), config_file=config_file)
+        send(Record(CLASSIFICATION, 1, PAYLOAD), config_file=text_option(options, "config-file"))
     except TelemetryError as exc:
-        print(f"{PROG}: {exc.message}", file=sys.stderr)
+        log(PROG, exc.message)
         return 1
     return 0

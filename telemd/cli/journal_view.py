@@ -9,6 +9,7 @@ and a closing `Total records: N`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -115,7 +116,11 @@ def show(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout)
         try:
             while True:
                 time.sleep(FOLLOW_INTERVAL)  # a follower polls, as tail -f does
-                newer = journal.query(path, _after(where, last), with_payload=args.include_payload)
+                newer = journal.query(
+                    path,
+                    dataclasses.replace(where, after_id=last, limit=None),
+                    with_payload=args.include_payload,
+                )
                 _print(newer, args, out)
                 out.flush()
                 if newer:
@@ -125,19 +130,6 @@ def show(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout)
     if args.verbose and not args.json:
         out.write(f"Total records: {len(rows)}\n")
     return 0
-
-
-def _after(where: journal.Filter, last: int) -> journal.Filter:
-    return journal.Filter(
-        classification=where.classification,
-        record_id=where.record_id,
-        event_id=where.event_id,
-        boot_id=where.boot_id,
-        fate=where.fate,
-        since=where.since,
-        until=where.until,
-        after_id=last,
-    )
 
 
 def _print(
