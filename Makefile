@@ -53,3 +53,28 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Packages (packaging/): `make deb` builds telemd, telemd-crashprobe and
+# telemd-collector .debs into dist/ with Debian's debhelper and dh-python;
+# `make rpm` builds the RPMs from packaging/rpm/telemd.spec with Debian's
+# rpm. `make deps-packaging` installs the tools both need (as root).
+PACKAGING_APT_PACKAGES := dpkg-dev debhelper dh-python pybuild-plugin-pyproject \
+	python3-all python3-setuptools python3-wheel python3-docutils python3-installer \
+	lintian fakeroot rpm python3-httpx python3-sniffio python3-sdnotify python3-dbus-fast
+
+.PHONY: deps-packaging deb rpm
+
+deps-packaging:
+	@missing=$$(for p in $(PACKAGING_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "missing Debian packages: $$missing (install them as root)"; exit 1; \
+	fi; \
+	echo "installing $$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+deb: deps-packaging
+	sh packaging/build-deb.sh dist
+
+rpm: deps-packaging
+	sh packaging/build-rpm.sh dist
