@@ -12,23 +12,9 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import DaemonHarness, command
+from private_bus import STANDIN, start_bus
 
 from telemd.record import Record
-
-STANDIN = str(Path(__file__).resolve().parents[1] / "probes" / "systemd_standin.py")
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
 
 
 def telemctl(harness: DaemonHarness, *args: str, env: dict[str, str] | None = None):
@@ -248,19 +234,7 @@ def test_unprivileged_users_read_status_but_cannot_flush_or_purge(
 
 @pytest.fixture
 def system_bus(tmp_path: Path) -> Iterator[dict[str, str]]:
-    pytest.importorskip("dbus_fast", reason="needs dbus-fast")
-    daemon = shutil.which("dbus-daemon")
-    if daemon is None:
-        pytest.skip("needs dbus-daemon (Debian package dbus-daemon)")
-    config = tmp_path / "bus.conf"
-    config.write_text(BUS_CONFIG.format(socket=tmp_path / "bus.socket"))
-    bus = subprocess.Popen(
-        [daemon, f"--config-file={config}", "--nofork", "--print-address"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert bus.stdout is not None
-    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=bus.stdout.readline().strip())
+    bus, env = start_bus(tmp_path)
     systemd = subprocess.Popen(
         [sys.executable, STANDIN], env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

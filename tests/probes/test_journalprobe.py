@@ -9,40 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ProbeConfig, Running, need
+from conftest import ProbeConfig, Running
 from daemon_harness import DaemonHarness
 from journal_files import write_journal
-
-STANDIN = str(Path(__file__).resolve().parent / "systemd_standin.py")
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
-
-
-def start_bus(directory: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """A private dbus-daemon, and the environment that makes it the system bus."""
-    pytest.importorskip("dbus_fast", reason="needs dbus-fast (pip install dbus-fast)")
-    daemon = need("dbus-daemon", "dbus-daemon")
-    config = directory / "bus.conf"
-    config.write_text(BUS_CONFIG.format(socket=directory / "bus.socket"))
-    bus = subprocess.Popen(
-        [daemon, f"--config-file={config}", "--nofork", "--print-address"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert bus.stdout is not None
-    address = bus.stdout.readline().strip()
-    return bus, dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
+from private_bus import STANDIN, start_bus
 
 
 @pytest.fixture
