@@ -71,3 +71,17 @@ def test_bytes_and_records_both_bind() -> None:
     assert limiter.free_at(1, 200) == 100.0 + 120
     limiter.spend(9, 0)
     assert not limiter.allows(1, 1)  # the record window is full
+
+
+def test_left_says_what_the_windows_still_allow() -> None:
+    clock = Clock()
+    limiter = RateLimiter(
+        enabled=True, record_limit=5, record_window=60, byte_limit=None, byte_window=60, clock=clock
+    )
+    assert limiter.left() == (5, 1 << 62)
+    limiter.spend(3, 100)
+    assert limiter.left() == (2, 1 << 62)
+    off = RateLimiter(
+        enabled=False, record_limit=5, record_window=60, byte_limit=9, byte_window=60, clock=clock
+    )
+    assert off.left() is None

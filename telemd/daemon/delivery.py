@@ -163,7 +163,7 @@ class Delivery:
         if now < self._paused_until:
             return _soonest([*waits, self._paused_until - now])
         while len(self._requests) < self.settings.max_in_flight:
-            records = self._take()
+            records = self._take(*self._batch_bounds())
             if not records:
                 break
             request = build_request(self.settings.post_format, records)
@@ -187,11 +187,23 @@ class Delivery:
             task.add_done_callback(self._requests.discard)
         return _soonest(waits)
 
-    def _take(self, limit: int | None = None) -> list[Outgoing]:
-        """The next records to post: one, or a batch for ndjson."""
+    def _batch_bounds(self) -> tuple[int, int]:
+        """How many records, and bytes, the next request may carry: one record,
+        or an ndjson batch no larger than what the rate limits have left."""
         settings = self.settings
-        if limit is None:
-            limit = settings.batch_max_records if settings.post_format == "ndjson" else 1
+        if settings.post_format != "ndjson":
+            return 1, settings.batch_max_bytes
+        records, size = settings.batch_max_records, settings.batch_max_bytes
+        left = self.limiter.left()
+        if left is not None:
+            # A batch must not spend a window's whole budget at once; at least
+            # one record goes, so that a full window is waited out, not skipped.
+            records = max(1, min(records, left[0]))
+            size = max(1, min(size, left[1]))
+        return records, size
+
+    def _take(self, limit: int, max_bytes: int) -> list[Outgoing]:
+        """The next records to post, oldest first, within `limit` and `max_bytes`."""
         taken: list[Outgoing] = []
         size = 0
         while len(taken) < limit:
@@ -199,7 +211,7 @@ class Delivery:
                 break
             record = self._ahead[0]
             line = record.size + 200  # the JSON keys around a record's values
-            if taken and size + line > settings.batch_max_bytes:
+            if taken and size + line > max_bytes:
                 break
             self._ahead.popleft()
             self._in_flight.add(record.seq)
@@ -344,7 +356,7 @@ class Delivery:
         return self.settings.retention_count if self.settings.record_retention_enabled else None
 
     def _keep_local(self) -> None:
-        records = self._take(_READ_AHEAD)
+        records = self._take(_READ_AHEAD, self.settings.batch_max_bytes)
         if records:
             self._settle([(r, "kept-local", None, "") for r in records])
 

@@ -53,6 +53,12 @@ class SlidingWindow:
                 return stamp + self.length
         return self._spent[-1][0] + self.length
 
+    def left(self) -> int | None:
+        """What the window still allows now; None when there is no limit."""
+        if self.limit is None:
+            return None
+        return max(0, self.limit - self.used)
+
     @property
     def used(self) -> int:
         self._expire(self._clock())
@@ -84,3 +90,11 @@ class RateLimiter:
 
     def free_at(self, records: int, size: int) -> float:
         return max(self.records.free_at(records), self.bytes.free_at(size))
+
+    def left(self) -> tuple[int, int] | None:
+        """(records, bytes) the windows still allow, or None when neither limits."""
+        records, size = self.records.left(), self.bytes.left()
+        if records is None and size is None:
+            return None
+        big = 1 << 62
+        return (big if records is None else records, big if size is None else size)

@@ -249,6 +249,18 @@ def test_rate_limit_spool_keeps_records_for_later(
     assert [row["record_id"] for row in delivering.records()] == [ids[2]]
 
 
+def test_an_ndjson_batch_never_exceeds_the_record_limit(
+    delivering: DaemonHarness, sink: HttpSink
+) -> None:
+    delivering.write_config(post_format="ndjson", record_burst_limit=5, record_window_length=1)
+    delivering.start()
+    ids = send(delivering, 12)
+    assert delivering.wait_for_log("rate limit reached")
+    assert settled(delivering, ids[4], "delivered")
+    assert sink.record_ids == set(ids[:5])
+    assert [row["record_id"] for row in delivering.records()] == ids[5:]
+
+
 def test_rate_limit_drop_journals_dropped(delivering: DaemonHarness, sink: HttpSink) -> None:
     delivering.write_config(record_burst_limit=2, rate_limit_strategy="drop")
     delivering.start()
