@@ -40,10 +40,6 @@ def field(entry: dict[str, object], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def is_coredump(entry: dict[str, object]) -> bool:
-    return field(entry, "MESSAGE_ID") == COREDUMP_MESSAGE_ID
-
-
 def crash_from_entry(entry: dict[str, object], include_cmdline: bool = False) -> Crash:
     executable = field(entry, "COREDUMP_EXE") or ""
     name = field(entry, "COREDUMP_COMM") or executable.rsplit("/", 1)[-1] or "unknown"

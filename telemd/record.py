@@ -33,18 +33,6 @@ HEADER_NAMES: tuple[str, ...] = (
     "event_id",
 )
 
-# Headers the daemon owns: whatever a client sends for these is replaced.
-HOST_HEADERS: tuple[str, ...] = (
-    "arch",
-    "host_type",
-    "build",
-    "kernel_version",
-    "system_name",
-    "board_name",
-    "cpu_model",
-    "bios_version",
-)
-
 MAX_CLASSIFICATION_BYTES = 122
 MAX_CLASSIFICATION_LEVEL_BYTES = 40
 DEFAULT_MAX_PAYLOAD_SIZE = 8192

@@ -84,7 +84,6 @@ class Daemon:
         self._signals = 0
         self._last_activity = 0.0
         self._status_timer: asyncio.TimerHandle | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
 
     def host_key(self) -> HostKey:
         return (self.machine_id.current(), self.host)
@@ -117,7 +116,7 @@ class Daemon:
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         if activated and settings.daemon_recycling_enabled:
-            self._idle_timer = loop.call_later(settings.idle_exit_after, self._idle_check)
+            loop.call_later(settings.idle_exit_after, self._idle_check)
         log.info(
             "telemd %s ready: socket %s%s, spool %s (%d records waiting)",
             __version__,
@@ -202,7 +201,7 @@ class Daemon:
             log.info("idle for %.0f s with an empty spool: exiting until the next probe", idle_for)
             self._stop.set()
             return
-        self._idle_timer = loop.call_later(max(limit - idle_for, 1.0), self._idle_check)
+        loop.call_later(max(limit - idle_for, 1.0), self._idle_check)
 
     def _on_stop_signal(self, signum: int) -> None:
         self._signals += 1

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from conftest import need
+from probe_support import need
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
 COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"

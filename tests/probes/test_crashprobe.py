@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ProbeConfig, need, probe
 from daemon_harness import DaemonHarness
+from probe_support import ProbeConfig, need, probe
 
 CRASHME = Path(__file__).resolve().parent.parent / "data" / "crash" / "crashme.c"
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ProbeConfig, Running
 from daemon_harness import DaemonHarness
 from journal_files import write_journal
 from private_bus import STANDIN, start_bus
+from probe_support import ProbeConfig, Running
 
 
 @pytest.fixture

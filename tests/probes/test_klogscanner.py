@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ProbeConfig, Running, probe
 from daemon_harness import DaemonHarness
+from probe_support import ProbeConfig, Running, probe
 from test_klog_parser import CLASSES, EXPECTED
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "klog"

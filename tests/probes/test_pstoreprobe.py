@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import ProbeConfig, probe
 from daemon_harness import DaemonHarness
+from probe_support import ProbeConfig, probe
 from telemd_probes.pstore import crash_event, group_dumps, read_part
 
 KLOG = Path(__file__).resolve().parent.parent / "data" / "klog"

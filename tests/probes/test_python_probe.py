@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ProbeConfig
 from daemon_harness import DaemonHarness
+from probe_support import ProbeConfig
 from telemd_probes.python import payload, shorten
 
 PTH = Path(__file__).resolve().parents[2] / "probes" / "telemd_python_exceptions.pth"

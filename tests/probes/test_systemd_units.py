@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ProbeConfig, need, probe
 from daemon_harness import DaemonHarness, command
+from probe_support import ProbeConfig, need, probe
 
 if sys.version_info >= (3, 11):
     import tomllib
