@@ -369,7 +369,10 @@ class Spool:
                     conn.executemany(_INSERT, rows)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLITE_FULL may roll the transaction back by itself; a second
+                # ROLLBACK would then replace the real error with "no transaction".
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 self._host_ids.clear()  # ids inserted in this transaction are gone
                 raise
         except sqlite3.Error as exc:
