@@ -168,7 +168,9 @@ class Spool:
         self._loop = loop
         conn = connect(self.path)
         conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # Write only when it changes: a spool on a full file system must still open.
+        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("ATTACH DATABASE ? AS journal", (journal_path,))
         conn.execute("PRAGMA journal.journal_mode=WAL")
         conn.execute("PRAGMA journal.synchronous=FULL")
