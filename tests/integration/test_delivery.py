@@ -334,8 +334,7 @@ def test_kill_9_during_delivery_loses_nothing_and_dedup_makes_it_exactly_once(
     for _ in range(4):
         delivering.start()
         acked += send(delivering, 150)
-        assert sink.wait_for_requests(len(sink.seen) + 1)  # delivery is under way
-        delivering.kill()
+        delivering.kill()  # delivery of these is under way, or just done
     delivering.start()
     assert sink.wait_for_records(len(acked))
     assert set(acked) <= sink.record_ids
