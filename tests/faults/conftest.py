@@ -28,3 +28,12 @@ def harness(tmp_path: Path) -> Iterator[DaemonHarness]:
     yield harness
     if harness.proc is not None and harness.proc.poll() is None:
         harness.kill()
+
+
+@pytest.fixture(scope="module")
+def fuzz_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    """One collector for a whole module of fuzzed requests."""
+    server = Collector(tmp_path_factory.mktemp("fuzz-collector"))
+    server.start()
+    yield server
+    server.stop()
