@@ -62,11 +62,23 @@ def per_minute(settings: Settings) -> int | None:
 
 
 def ensure_private_directory(path: str, mode: int) -> None:
-    """Create `path` with `mode`; refuse one that other users may write to."""
+    """Create `path` with `mode`; refuse a symlink, a directory owned by another
+    user, or one that other users may write to.
+
+    Everything the daemon keeps lives in these directories, so once they are
+    its own no other user can plant a link in them for it to follow.
+    """
     os.makedirs(path, mode=mode, exist_ok=True)
-    info = os.stat(path)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise TelemetryError(f"{path} is a symbolic link; it must be a directory of its own")
     if not stat.S_ISDIR(info.st_mode):
         raise TelemetryError(f"{path} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise TelemetryError(
+            f"{path} belongs to uid {info.st_uid}, not to the daemon's uid {os.geteuid()};"
+            f" fix with 'chown {os.geteuid()} {path}'"
+        )
     if info.st_mode & stat.S_IWOTH:
         raise TelemetryError(f"{path} is writable by other users; fix with 'chmod o-w {path}'")
 
@@ -271,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG
     setup_logging(settings.log_level)
     _raise_fd_limit()
+    # Files the daemon makes are for itself and its group (telemctl), never others.
+    os.umask(0o027)
     try:
         return asyncio.run(Daemon(settings, args.config_file).run())
     except TelemetryError as exc:
