@@ -209,140 +209,154 @@ def run(directory: Path) -> None:
         check=False,
     )
     daemon = Telemd(str(directory))
-    state = directory / "probe-state"
-    state.mkdir()
-    (directory / "no-privacy-filters").touch()
-    config = directory / "probes.toml"
-    config.write_text(
-        f'socket_path = "{daemon.socket}"\nopt_in_file = "{directory}/opt-in"\n'
-        f'no_privacy_filters_file = "{directory}/no-privacy-filters"\n'
-        f'state_dir = "{state}"\ncrash_dedup_window = 0\nklog_quiet_period = 0.2\n'
-    )
-    env = dict(os.environ, TELEMD_CONFIG=str(config))
-    cmd = {
-        name: str(venv / name)
-        for name in ("hprobe", "crashprobe", "klogscanner", "pstoreprobe", "journalprobe", "python")
-    }
-    rows: list[tuple[str, Measured]] = []
-    expected = 0
+    try:
+        state = directory / "probe-state"
+        state.mkdir()
+        (directory / "no-privacy-filters").touch()
+        config = directory / "probes.toml"
+        config.write_text(
+            f'socket_path = "{daemon.socket}"\nopt_in_file = "{directory}/opt-in"\n'
+            f'no_privacy_filters_file = "{directory}/no-privacy-filters"\n'
+            f'state_dir = "{state}"\ncrash_dedup_window = 0\nklog_quiet_period = 0.2\n'
+        )
+        env = dict(os.environ, TELEMD_CONFIG=str(config))
+        cmd = {
+            name: str(venv / name)
+            for name in (
+                "hprobe",
+                "crashprobe",
+                "klogscanner",
+                "pstoreprobe",
+                "journalprobe",
+                "python",
+            )
+        }
+        rows: list[tuple[str, Measured]] = []
+        expected = 0
 
-    def bench(label: str, runs: int, once: Callable[[Measured], None]) -> None:
-        nonlocal expected
-        measured = Measured()
-        for _ in range(runs):
-            once(measured)
-        rows.append((label, measured))
-        expected += runs
+        def bench(label: str, runs: int, once: Callable[[Measured], None]) -> None:
+            nonlocal expected
+            measured = Measured()
+            for _ in range(runs):
+                once(measured)
+            rows.append((label, measured))
+            expected += runs
 
-    baseline = Measured()
-    for _ in range(RUNS):
-        run_once([cmd["python"], "-I", "-c", "pass"], baseline)
+        baseline = Measured()
+        for _ in range(RUNS):
+            run_once([cmd["python"], "-I", "-c", "pass"], baseline)
 
-    # hprobe reads only the daemon's keys, and its loader rejects the probe keys.
-    bench(
-        "hprobe: one heartbeat", RUNS, lambda m: run_once([cmd["hprobe"], "-f", daemon.config], m)
-    )
+        # hprobe reads only the daemon's keys, and its loader rejects the probe keys.
+        bench(
+            "hprobe: one heartbeat",
+            RUNS,
+            lambda m: run_once([cmd["hprobe"], "-f", daemon.config], m),
+        )
 
-    crashme = (ROOT / "tests" / "data" / "crash" / "crashme.c").read_text()
-    small = make_core(directory, crashme, "crashme")
-    big = make_core(directory, BIG_PROGRAM % (BIG_CORE_MIB, BIG_CORE_MIB), "bigcrash")
-    if small is None or big is None or shutil.which("eu-stack") is None:
-        print("crashprobe: skipped (needs gcc, elfutils and cores written to files)")
-    else:
-        for label, core, runs in (
-            (f"crashprobe: {small.stat().st_size >> 10} KiB core, 2 threads", small, RUNS),
-            (f"crashprobe: {big.stat().st_size >> 20} MiB core", big, BIG_RUNS),
-        ):
-            program = core.parent / core.parent.name
-            args = [
-                cmd["crashprobe"],
-                "-f",
-                str(config),
-                "-p",
-                program.name,
-                "-E",
-                str(program).replace("/", "!"),
-                "-s",
-                "11",
-                "-P",
-                "1",
-                "-u",
-                str(os.getuid()),
-                "-t",
-                str(int(time.time())),
-            ]
-            bench(label, runs, lambda m, a=args, c=core: run_once(a, m, stdin_file=c))
-
-    if shutil.which("journalctl") and _journal_remote():
-        from journal_files import coredump_entry, write_journal
-
-        journal = directory / "journal"
-        write_journal(journal, [coredump_entry(4242)])
-
-        def from_journal(measured: Measured) -> None:
-            cursor_dir = Path(tempfile.mkdtemp(dir=directory))
-            run_once(
-                [
+        crashme = (ROOT / "tests" / "data" / "crash" / "crashme.c").read_text()
+        small = make_core(directory, crashme, "crashme")
+        big = make_core(directory, BIG_PROGRAM % (BIG_CORE_MIB, BIG_CORE_MIB), "bigcrash")
+        if small is None or big is None or shutil.which("eu-stack") is None:
+            print("crashprobe: skipped (needs gcc, elfutils and cores written to files)")
+        else:
+            for label, core, runs in (
+                (f"crashprobe: {small.stat().st_size >> 10} KiB core, 2 threads", small, RUNS),
+                (f"crashprobe: {big.stat().st_size >> 20} MiB core", big, BIG_RUNS),
+            ):
+                program = core.parent / core.parent.name
+                args = [
                     cmd["crashprobe"],
-                    "--from-journal",
-                    "--once",
-                    "-D",
-                    str(journal),
-                    "-S",
-                    str(cursor_dir),
                     "-f",
                     str(config),
-                ],
-                measured,
-            )
+                    "-p",
+                    program.name,
+                    "-E",
+                    str(program).replace("/", "!"),
+                    "-s",
+                    "11",
+                    "-P",
+                    "1",
+                    "-u",
+                    str(os.getuid()),
+                    "-t",
+                    str(int(time.time())),
+                ]
+                bench(label, runs, lambda m, a=args, c=core: run_once(a, m, stdin_file=c))
 
-        bench("crashprobe --from-journal: one coredump entry", RUNS, from_journal)
-    else:
-        print("crashprobe --from-journal: skipped (needs systemd-journal-remote)")
+        if shutil.which("journalctl") and _journal_remote():
+            from journal_files import coredump_entry, write_journal
 
-    oops = ROOT / "tests" / "data" / "klog" / "bug_x86_nullderef.kmsg"
-    bench(
-        "klogscanner --once: one oops",
-        RUNS,
-        lambda m: run_once([cmd["klogscanner"], "--once", "-s", str(oops), "-f", str(config)], m),
-    )
+            journal = directory / "journal"
+            write_journal(journal, [coredump_entry(4242)])
 
-    from test_pstoreprobe import write_split_dump
+            def from_journal(measured: Measured) -> None:
+                cursor_dir = Path(tempfile.mkdtemp(dir=directory))
+                run_once(
+                    [
+                        cmd["crashprobe"],
+                        "--from-journal",
+                        "--once",
+                        "-D",
+                        str(journal),
+                        "-S",
+                        str(cursor_dir),
+                        "-f",
+                        str(config),
+                    ],
+                    measured,
+                )
 
-    def pstore(measured: Measured) -> None:
-        dump = Path(tempfile.mkdtemp(dir=directory))
-        write_split_dump(dump, "bug_x86_nullderef", "Oops", 1, 3)
-        run_once([cmd["pstoreprobe"], "-d", str(dump), "-f", str(config)], measured)
+            bench("crashprobe --from-journal: one coredump entry", RUNS, from_journal)
+        else:
+            print("crashprobe --from-journal: skipped (needs systemd-journal-remote)")
 
-    bench("pstoreprobe: one dump in 3 parts", RUNS, pstore)
-
-    has_dbus_fast = subprocess.run([cmd["python"], "-c", "import dbus_fast"], check=False)
-    if shutil.which("dbus-daemon") and has_dbus_fast.returncode == 0:
+        oops = ROOT / "tests" / "data" / "klog" / "bug_x86_nullderef.kmsg"
         bench(
-            "journalprobe: start, one failed unit, record sent",
+            "klogscanner --once: one oops",
             RUNS,
-            lambda m: _journalprobe(directory, cmd["journalprobe"], env, state, m),
+            lambda m: run_once(
+                [cmd["klogscanner"], "--once", "-s", str(oops), "-f", str(config)], m
+            ),
         )
-    else:
-        print("journalprobe: skipped (needs dbus-daemon and dbus-fast)")
 
-    crash = "raise ValueError('bench')"
-    hooked = f"import telemd_probes.python as p; p.install({str(config)!r}); {crash}"
-    plain = Measured()
-    for _ in range(RUNS):
-        _python(cmd["python"], crash, plain)
-    rows.append(("Python, uncaught exception, no hook", plain))
-    bench(
-        "Python, uncaught exception, hook sends a record",
-        RUNS,
-        lambda m: _python(cmd["python"], hooked, m),
-    )
+        from test_pstoreprobe import write_split_dump
 
-    deadline = time.monotonic() + 30
-    while daemon.stored() < expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stored = daemon.stored()
-    daemon.stop()
+        def pstore(measured: Measured) -> None:
+            dump = Path(tempfile.mkdtemp(dir=directory))
+            write_split_dump(dump, "bug_x86_nullderef", "Oops", 1, 3)
+            run_once([cmd["pstoreprobe"], "-d", str(dump), "-f", str(config)], measured)
+
+        bench("pstoreprobe: one dump in 3 parts", RUNS, pstore)
+
+        has_dbus_fast = subprocess.run([cmd["python"], "-c", "import dbus_fast"], check=False)
+        if shutil.which("dbus-daemon") and has_dbus_fast.returncode == 0:
+            bench(
+                "journalprobe: start, one failed unit, record sent",
+                RUNS,
+                lambda m: _journalprobe(directory, cmd["journalprobe"], env, state, m),
+            )
+        else:
+            print("journalprobe: skipped (needs dbus-daemon and dbus-fast)")
+
+        crash = "raise ValueError('bench')"
+        hooked = f"import telemd_probes.python as p; p.install({str(config)!r}); {crash}"
+        plain = Measured()
+        for _ in range(RUNS):
+            _python(cmd["python"], crash, plain)
+        rows.append(("Python, uncaught exception, no hook", plain))
+        bench(
+            "Python, uncaught exception, hook sends a record",
+            RUNS,
+            lambda m: _python(cmd["python"], hooked, m),
+        )
+
+        deadline = time.monotonic() + 30
+        while daemon.stored() < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stored = daemon.stored()
+    finally:
+        # Also on failure: a daemon left running would hold run-all's pipe open.
+        daemon.stop()
 
     base = statistics.median(baseline.walls)
     print(f"python -I -c pass: {base * 1000:.1f} ms, peak RSS {baseline.peak_kib / 1024:.1f} MiB")
@@ -375,7 +389,7 @@ def _journalprobe(
     directory: Path, journalprobe: str, env: dict[str, str], state: Path, measured: Measured
 ) -> None:
     """A private bus, a stand-in systemd with one failed unit, and journalprobe to its record."""
-    from test_journalprobe import BUS_CONFIG
+    from private_bus import BUS_CONFIG
 
     run_dir = Path(tempfile.mkdtemp(dir=directory))
     (run_dir / "bus.conf").write_text(BUS_CONFIG.format(socket=run_dir / "bus.socket"))
