@@ -20,7 +20,6 @@ server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -118,11 +117,16 @@ class Delivery:
         return len(self._in_flight)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             self._wake.clear()
             delay = self._dispatch()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            # A timer that sets the event, rather than asyncio.wait_for, which
+            # would wrap every wait in a new task: this loop turns per request.
+            timer = None if delay is None else loop.call_later(delay, self._wake.set)
+            await self._wake.wait()
+            if timer is not None:
+                timer.cancel()
 
     async def stop(self, grace: float) -> None:
         """Take no new work; give requests in flight `grace` seconds, then cancel them."""
@@ -184,7 +188,7 @@ class Delivery:
             self.limiter.spend(len(records), size)
             task = asyncio.create_task(self._post(request))
             self._requests.add(task)
-            task.add_done_callback(self._requests.discard)
+            task.add_done_callback(self._request_done)
         return _soonest(waits)
 
     def _batch_bounds(self) -> tuple[int, int]:
@@ -251,9 +255,12 @@ class Delivery:
         except TransportError as exc:
             self._transient(list(request.records), str(exc), None)
             return
-        finally:
-            self._wake.set()
         self._handle(request, reply)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        # Woken only once the task has left _requests, so the slot is free.
+        self._requests.discard(task)
+        self._wake.set()
 
     def _handle(self, request: Request, reply: Reply) -> None:
         records = list(request.records)
