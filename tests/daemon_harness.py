@@ -99,6 +99,15 @@ class DaemonHarness:
         if ready is not None and not self.wait_for_log(ready, timeout, after=mark):
             raise RuntimeError("telemd did not become ready:\n" + "\n".join(self.log))
 
+    def run_to_exit(self, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run the daemon where it is expected to refuse to start; its exit and output."""
+        return subprocess.run(
+            [sys.executable, "-m", "telemd.daemon", "-f", str(self.config)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def _read_log(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None
         for line in proc.stderr:

@@ -8,23 +8,12 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from daemon_harness import DaemonHarness
 
 from telemd.record import Record
-
-
-def run_daemon(harness: DaemonHarness) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "telemd.daemon", "-f", str(harness.config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_directories_and_files_are_created_private(harness: DaemonHarness) -> None:
@@ -48,7 +37,7 @@ def test_a_symlinked_directory_is_refused(
     link = harness.root / f"{which}-link"
     link.symlink_to(elsewhere)
     harness.write_config(**{which: str(link)})
-    result = run_daemon(harness)
+    result = harness.run_to_exit()
     assert result.returncode == 1
     assert f"{link} is a symbolic link" in result.stderr
     assert list(elsewhere.iterdir()) == []  # nothing was written through the link
@@ -59,7 +48,7 @@ def test_a_directory_of_another_user_is_refused(harness: DaemonHarness) -> None:
         pytest.skip("needs root to give the spool directory to another uid")
     harness.spool_dir.mkdir(mode=0o700)
     os.chown(harness.spool_dir, 65534, 65534)
-    result = run_daemon(harness)
+    result = harness.run_to_exit()
     assert result.returncode == 1
     assert "belongs to uid 65534, not to the daemon's uid 0" in result.stderr
 
@@ -70,7 +59,7 @@ def test_a_world_writable_directory_is_refused(harness: DaemonHarness, which: st
     directory.mkdir()
     directory.chmod(0o777)
     harness.write_config(**{which: str(directory)})
-    result = run_daemon(harness)
+    result = harness.run_to_exit()
     assert result.returncode == 1
     assert "writable by other users" in result.stderr
 
@@ -82,7 +71,7 @@ def test_a_symlink_at_the_socket_path_is_neither_followed_nor_removed(
     victim.write_text("precious\n")
     Path(harness.socket).parent.mkdir(parents=True)
     Path(harness.socket).symlink_to(victim)
-    result = run_daemon(harness)
+    result = harness.run_to_exit()
     assert result.returncode == 1
     assert "exists and is not a socket" in result.stderr
     assert victim.read_text() == "precious\n"

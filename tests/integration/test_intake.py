@@ -304,12 +304,7 @@ def test_a_stale_socket_is_replaced_but_a_live_daemon_is_not(harness: DaemonHarn
     stale.bind(harness.socket)
     stale.close()  # bound but nobody listens: what a killed daemon leaves
     harness.start()
-    second = subprocess.run(
-        [sys.executable, "-m", "telemd.daemon", "-f", str(harness.config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    second = harness.run_to_exit()
     assert second.returncode == 1
     assert f"another daemon is already listening on {harness.socket}" in second.stderr
     with harness.client() as client:
@@ -319,24 +314,14 @@ def test_a_stale_socket_is_replaced_but_a_live_daemon_is_not(harness: DaemonHarn
 def test_a_world_writable_spool_directory_is_refused(harness: DaemonHarness) -> None:
     harness.spool_dir.mkdir(mode=0o777)
     harness.spool_dir.chmod(0o777)
-    result = subprocess.run(
-        [sys.executable, "-m", "telemd.daemon", "-f", str(harness.config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = harness.run_to_exit()
     assert result.returncode == 1
     assert f"{harness.spool_dir} is writable by other users" in result.stderr
 
 
 def test_bad_configuration_exits_78_with_one_line(harness: DaemonHarness) -> None:
     harness.config.write_text("spool_max_size = '5 MB'\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "telemd.daemon", "-f", str(harness.config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = harness.run_to_exit()
     assert result.returncode == 78
     assert result.stderr.count("\n") == 1
     assert str(harness.config) in result.stderr and "spool_max_size" in result.stderr
