@@ -22,6 +22,8 @@ import os
 import time
 from collections.abc import Callable
 
+from telemd.atomic_file import replace_file
+
 MAX_KEYS = 256
 LEDGER_NAME = "crashprobe-storms.json"
 _LOCK_NAME = "crashprobe-storms.lock"
@@ -114,9 +116,5 @@ class StormLedger:
         }
 
     def _store(self, entries: dict[str, list[float]]) -> None:
-        temporary = f"{self.path}.{os.getpid()}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temporary, flags, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(entries, handle)
-        os.replace(temporary, self.path)
+        # Crash handlers may run at once: each writes its own temporary file.
+        replace_file(self.path, json.dumps(entries), temporary=f"{self.path}.{os.getpid()}")

@@ -10,9 +10,10 @@ reader starts at the beginning of the current boot.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
+
+from telemd.atomic_file import replace_file
 
 _MAX_ENTRY_BYTES = 1 << 20  # an entry's JSON line; longer ones are skipped
 _BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
@@ -31,14 +32,7 @@ class CursorFile:
         return cursor or None
 
     def save(self, cursor: str) -> None:
-        temporary = f"{self.path}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(temporary, flags, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(cursor + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        replace_file(self.path, cursor + "\n")
 
 
 def current_boot_id() -> str:

@@ -15,6 +15,7 @@ import asyncio
 import os
 import signal
 
+from telemd.atomic_file import replace_file
 from telemd.errors import ErrorCode
 from telemd.record import Record
 
@@ -59,11 +60,8 @@ class Reported:
 
     def add(self, key: str) -> None:
         self._keys = [*self._keys, key][-_MAX_REPORTED:]
-        temporary = f"{self.path}.tmp"
         try:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write("".join(f"{k}\n" for k in self._keys))
-            os.replace(temporary, self.path)
+            replace_file(self.path, "".join(f"{k}\n" for k in self._keys))
         except OSError as exc:
             log(PROG, f"cannot save {self.path}: {exc.strerror}")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from telemd.atomic_file import replace_file
 from telemd.record import Record
 
 from .cli import (
@@ -73,10 +74,7 @@ class Position:
             return -1
 
     def save(self, seq: int) -> None:
-        temporary = f"{self.path}.tmp"
-        with open(temporary, "w", encoding="ascii") as handle:
-            handle.write(f"{self.boot_id} {seq}\n")
-        os.replace(temporary, self.path)
+        replace_file(self.path, f"{self.boot_id} {seq}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

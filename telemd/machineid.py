@@ -13,6 +13,8 @@ import os
 import time
 from collections.abc import Callable
 
+from telemd.atomic_file import replace_file
+
 log = logging.getLogger("telemd.machineid")
 
 ROTATION_SECONDS = 3 * 24 * 3600
@@ -86,16 +88,4 @@ class MachineId:
         self._expires_at = now + self._rotation
 
     def _persist(self, value: str, now: float) -> None:
-        temporary = f"{self._path}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
-        try:
-            os.write(fd, f"{value}\n{int(now)}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, self._path)
-        directory = os.open(os.path.dirname(self._path) or ".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        replace_file(self._path, f"{value}\n{int(now)}\n", mode=0o640)
