@@ -14,24 +14,17 @@ import json
 import logging
 import os
 import socket
-import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from telemd.daemon.peers import peer_credentials
 
 log = logging.getLogger("telemd.control")
 
 Handler = Callable[[], Awaitable[dict[str, Any]]]
 PRIVILEGED = frozenset({"flush", "purge"})
-_PEERCRED = struct.Struct("3i")
 _MAX_REQUEST = 4096
 _TIMEOUT = 10.0
-
-
-def peer_credentials(sock: Any) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process at the other end of a Unix socket."""
-    data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-    pid, uid, gid = _PEERCRED.unpack(data)
-    return pid, uid, gid
 
 
 def may_change_state(uid: int, gid: int) -> bool:

@@ -21,19 +21,18 @@ import os
 import random
 import socket
 import stat
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
 
 from telemd.daemon.budget import UidBudget
+from telemd.daemon.peers import peer_credentials
 from telemd.daemon.spool import Entry, HostKey, Spool
 from telemd.errors import ErrorCode, FrameError, TelemetryError
 from telemd.frame import decode_frame, encode_error, encode_ok, frame_size, max_frame_size
 
 log = logging.getLogger("telemd.intake")
 
-_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # Also how many connections asyncio accepts per turn of the loop: a burst of
 # libtelemetry connections waits in the kernel rather than in our memory
 # (1024 here cost 20 MiB of RSS under 8 legacy senders, for no more throughput).
@@ -82,9 +81,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         sock = transport.get_extra_info("socket")
         with contextlib.suppress(OSError):
-            self.pid, self.uid, _ = _PEERCRED.unpack(
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-            )
+            self.pid, self.uid, _ = peer_credentials(sock)
         self.active_at = self.intake.monotonic()
         self.intake.register(self)
         self._deadline = self.intake.loop.call_later(
