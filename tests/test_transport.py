@@ -13,6 +13,7 @@ from telemd.daemon.transport import (
     Reply,
     batch_verdicts,
     build_request,
+    environment_proxy,
     error_message,
     request_size,
     retry_after,
@@ -113,3 +114,27 @@ def test_error_messages_quote_the_collector() -> None:
 
 def test_the_tid_header_setting_splits_into_name_and_value() -> None:
     assert tid_header("X-Telemetry-TID: 6907c830") == ("X-Telemetry-TID", "6907c830")
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, None),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://proxy:3128"),
+        ({"https_proxy": "http://proxy:3128"}, "http://proxy:3128"),
+        ({"ALL_PROXY": "http://proxy:3128"}, "http://proxy:3128"),
+        ({"http_proxy": "http://proxy:3128"}, None),  # for http:// servers only
+        ({"https_proxy": "http://proxy:3128", "no_proxy": "collector.example"}, None),
+        ({"https_proxy": "http://proxy:3128", "NO_PROXY": ".example"}, None),
+        ({"https_proxy": "http://proxy:3128", "no_proxy": "other.example"}, "http://proxy:3128"),
+    ],
+)
+def test_the_proxy_comes_from_the_environment(
+    environ: dict[str, str], expected: str | None
+) -> None:
+    assert environment_proxy("https://collector.example:8443/v2/collector", environ) == expected
+
+
+def test_no_proxy_matches_an_ipv6_collector() -> None:
+    environ = {"https_proxy": "http://proxy:3128", "no_proxy": "::1"}
+    assert environment_proxy("https://[::1]:8443/v2/collector", environ) is None

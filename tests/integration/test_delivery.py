@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 import trustme
+from connect_proxy import ConnectProxy
 from daemon_harness import DaemonHarness
 from http_sink import Behaviour, HttpSink
 
@@ -235,6 +237,36 @@ def test_plain_http_is_used_only_when_asked_and_warned_about(tmp_path: Path) -> 
         harness.stop()
     finally:
         sink.stop()
+
+
+def without_proxies() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.lower().endswith("proxy")}
+
+
+def test_an_https_proxy_from_the_environment_carries_the_records(
+    delivering: DaemonHarness, sink: HttpSink
+) -> None:
+    proxy = ConnectProxy()
+    try:
+        delivering.start(env={**without_proxies(), "HTTPS_PROXY": proxy.url})
+        [record_id] = send(delivering)
+        assert settled(delivering, record_id, "delivered")
+        assert proxy.targets == [f"127.0.0.1:{sink.port}"]
+        assert sink.seen[0].headers["x-telemetry-record-id"] == record_id
+    finally:
+        proxy.stop()
+
+
+def test_no_proxy_exempts_the_collector(delivering: DaemonHarness, sink: HttpSink) -> None:
+    proxy = ConnectProxy()
+    try:
+        environment = {**without_proxies(), "https_proxy": proxy.url, "no_proxy": "127.0.0.1"}
+        delivering.start(env=environment)
+        [record_id] = send(delivering)
+        assert settled(delivering, record_id, "delivered")
+        assert proxy.targets == []
+    finally:
+        proxy.stop()
 
 
 def test_rate_limit_spool_keeps_records_for_later(
