@@ -18,6 +18,7 @@ silently: a failed commit is reported to every submitter in the batch.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import queue
@@ -502,7 +503,10 @@ def _journal_and_delete(
         retention_count=retention_count or 0,
         prune=prune,
     )
-    conn.executemany("DELETE FROM records WHERE seq = ?", [(record.seq,) for record, _ in fates])
+    conn.execute(
+        "DELETE FROM records WHERE seq IN (SELECT value FROM json_each(?))",
+        (json.dumps([record.seq for record, _ in fates]),),
+    )
 
 
 def fate_entry(
