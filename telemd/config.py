@@ -151,6 +151,13 @@ OWN_KEYS: tuple[Key, ...] = (
     ),
     Key("log_level", "choice", "info", "Least severe messages logged.", choices=_LEVELS),
     Key(
+        "event_loop",
+        "choice",
+        "auto",
+        "The daemon's event loop: auto (uvloop when installed, else asyncio's), uvloop, asyncio.",
+        choices=("auto", "uvloop", "asyncio"),
+    ),
+    Key(
         "post_format",
         "choice",
         "headers",
@@ -311,6 +318,7 @@ class Settings:
     max_payload_size: int
     uid_records_per_minute: int
     log_level: Literal["debug", "info", "warning", "error"]
+    event_loop: Literal["auto", "uvloop", "asyncio"]
     post_format: Literal["headers", "json", "ndjson"]
     http2: bool
     max_in_flight: int

@@ -24,6 +24,7 @@ import stat
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 from telemd.daemon.budget import UidBudget
 from telemd.daemon.peers import peer_credentials
@@ -77,8 +78,8 @@ class Connection(asyncio.Protocol):
     # asyncio.Protocol --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         with contextlib.suppress(OSError):
             self.pid, self.uid, _ = peer_credentials(sock)

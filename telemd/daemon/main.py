@@ -22,6 +22,7 @@ from typing import Any
 
 from telemd import __version__
 from telemd.config import Settings, load_settings
+from telemd.daemon import eventloop
 from telemd.daemon.budget import UidBudget
 from telemd.daemon.control import ControlServer
 from telemd.daemon.delivery import Delivery
@@ -130,12 +131,13 @@ class Daemon:
         if activated and settings.daemon_recycling_enabled:
             loop.call_later(settings.idle_exit_after, self._idle_check)
         log.info(
-            "telemd %s ready: socket %s%s, spool %s (%d records waiting)",
+            "telemd %s ready: socket %s%s, spool %s (%d records waiting), event loop %s",
             __version__,
             settings.socket_path,
             " (socket-activated)" if activated else "",
             self.spool.path,
             self.spool.depth,
+            eventloop.loop_name(loop),
         )
         self.notifier.ready()
         self._update_status()
@@ -229,7 +231,7 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc.message)
             return
-        for key in ("socket_path", "spool_dir", "state_dir"):
+        for key in ("socket_path", "spool_dir", "state_dir", "event_loop"):
             if getattr(settings, key) != getattr(self.settings, key):
                 log.warning("%s changed; it takes effect at the next restart", key)
         self.settings = settings
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     # Files the daemon makes are for itself and its group (telemctl), never others.
     os.umask(0o027)
     try:
-        return asyncio.run(Daemon(settings, args.config_file).run())
+        return eventloop.run(Daemon(settings, args.config_file).run(), settings.event_loop)
     except TelemetryError as exc:
         log.error("%s", exc.message)
         return 1

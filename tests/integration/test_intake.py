@@ -325,3 +325,17 @@ def test_bad_configuration_exits_78_with_one_line(harness: DaemonHarness) -> Non
     assert result.returncode == 78
     assert result.stderr.count("\n") == 1
     assert str(harness.config) in result.stderr and "spool_max_size" in result.stderr
+
+
+@pytest.mark.parametrize("choice", ["asyncio", "uvloop"])
+def test_the_daemon_serves_on_either_event_loop(harness: DaemonHarness, choice: str) -> None:
+    pytest.importorskip("uvloop", reason="uvloop is a dependency on Linux (pyproject.toml)")
+    harness.write_config(event_loop=choice)
+    harness.start()
+    assert harness.wait_for_log(f"event loop {choice}")
+    with harness.client() as client:
+        client.write_frames([frame(f"on {choice} {i}") for i in range(50)])
+        record_ids = [client.read_reply() for _ in range(50)]
+    rows = harness.records()
+    assert [row["record_id"] for row in rows] == record_ids
+    assert [row["payload"] for row in rows] == [f"on {choice} {i}" for i in range(50)]
