@@ -4,6 +4,8 @@ It reads each length-prefixed frame and answers `OK <32 hex>` at once, storing
 nothing: what an asyncio server costs before any validation or durability.
 Writes "done" on stdout each time it has answered the number of frames last
 written to its stdin.
+
+usage: bare_server.py SOCKET [asyncio|uvloop]   (the event loop; asyncio's own by default)
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import ClassVar
+from typing import ClassVar, cast
 
 
 class Echo(asyncio.Protocol):
     counter: ClassVar[dict[str, int]] = {"seen": 0, "target": -1}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
         self.buffer = bytearray()
 
     def data_received(self, data: bytes) -> None:
@@ -60,4 +61,10 @@ async def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    if sys.argv[2:] == ["uvloop"]:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main(sys.argv[1]))
+    else:
+        asyncio.run(main(sys.argv[1]))

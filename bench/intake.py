@@ -2,7 +2,8 @@
 """bench/intake: how fast telemd takes records durably, against baselines of the same run.
 
 Prints, for telemd and for a bare asyncio server (bench/bare_server.py) that
-answers each frame without storing it:
+answers each frame without storing it, each on both event loops (uvloop,
+which telemd uses when installed, and asyncio's own):
   - legacy: 8 C processes, one connection per record, write and close (libtelemetry's way)
   - connect: 1 and 8 clients, a connection per record, each waiting for its OK
   - wait: 1 and 8 clients, one connection each, every frame waits for its OK
@@ -84,7 +85,8 @@ class RssSampler(threading.Thread):
 
 
 class Telemd:
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, loop: str) -> None:
+        os.makedirs(directory, exist_ok=True)
         self.dir = directory
         self.socket = os.path.join(directory, "telem-0")
         self.spool = os.path.join(directory, "spool", "spool.sqlite")
@@ -101,6 +103,7 @@ class Telemd:
             "spool_max_size = -1\n"
             "uid_records_per_minute = -1\n"
             'log_level = "warning"\n'
+            f'event_loop = "{loop}"\n'
         )
         self.config = config
         self.proc = subprocess.Popen([PYTHON, "-m", "telemd.daemon", "-f", config])
@@ -123,10 +126,10 @@ class Telemd:
 
 
 class Bare:
-    def __init__(self, directory: str) -> None:
-        self.socket = os.path.join(directory, "bare-0")
+    def __init__(self, directory: str, loop: str) -> None:
+        self.socket = os.path.join(directory, f"bare-{loop}")
         self.proc = subprocess.Popen(
-            [PYTHON, str(ROOT / "bench" / "bare_server.py"), self.socket],
+            [PYTHON, str(ROOT / "bench" / "bare_server.py"), self.socket, loop],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -245,76 +248,89 @@ def main() -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+LOOPS = ("uvloop", "asyncio")
+MODES = (
+    ("legacy", "legacy, 8 C senders, connect-write-close"),
+    ("connect1", "connect, send, wait for OK, 1 client"),
+    ("connect8", "connect, send, wait for OK, 8 clients"),
+    ("wait1", "wait for each OK, 1 client"),
+    ("wait8", "wait for each OK, 8 clients"),
+    ("pipe1", "pipelined, 1 client"),
+    ("pipe8", "pipelined, 8 clients"),
+)
+
+
+def measure(sender: str, socket_path: str, legacy_done: callable) -> dict[str, float]:  # type: ignore[valid-type]
+    rates = {"legacy": legacy_run(sender, socket_path, legacy_done)}
+    for clients in (1, 8):
+        rates[f"connect{clients}"] = client_run(socket_path, "connect", clients, CONNECT_TOTAL)
+        rates[f"wait{clients}"] = client_run(socket_path, "wait", clients, WAIT_TOTAL)
+        rates[f"pipe{clients}"] = client_run(socket_path, "pipeline", clients, PIPELINE_TOTAL)
+    return rates
+
+
 def run(directory: str) -> None:
     sender = compile_sender(directory)
-    rows: list[tuple[str, float, float | None]] = []
-
     disk = fsync_rate(directory)
 
-    bare = Bare(directory)
-    bare_results = {}
-    bare.expect(8 * LEGACY_PER_SENDER)
-    bare_results["legacy"] = legacy_run(sender, bare.socket, bare.wait_done)
-    for clients in (1, 8):
-        bare_results[f"connect{clients}"] = client_run(
-            bare.socket, "connect", clients, CONNECT_TOTAL
-        )
-        bare_results[f"wait{clients}"] = client_run(bare.socket, "wait", clients, WAIT_TOTAL)
-        bare_results[f"pipe{clients}"] = client_run(
-            bare.socket, "pipeline", clients, PIPELINE_TOTAL
-        )
-    bare.stop()
+    bare: dict[str, dict[str, float]] = {}
+    for loop in LOOPS:
+        server = Bare(directory, loop)
+        server.expect(8 * LEGACY_PER_SENDER)
+        bare[loop] = measure(sender, server.socket, server.wait_done)
+        server.stop()
 
-    daemon = Telemd(directory)
-    expected = 8 * LEGACY_PER_SENDER
+    telemd: dict[str, dict[str, float]] = {}
+    peak_rss: dict[str, int] = {}
+    for loop in LOOPS:
+        daemon = Telemd(os.path.join(directory, loop), loop)
+        expected = 8 * LEGACY_PER_SENDER
 
-    def all_stored() -> None:
-        deadline = time.monotonic() + 120
-        while daemon.stored() < expected and time.monotonic() < deadline:
-            time.sleep(0.005)
+        def all_stored(daemon: Telemd = daemon, expected: int = expected) -> None:
+            deadline = time.monotonic() + 120
+            while daemon.stored() < expected and time.monotonic() < deadline:
+                time.sleep(0.005)
 
-    legacy = legacy_run(sender, daemon.socket, all_stored)
-    rows.append(("legacy, 8 C senders, connect-write-close", legacy, bare_results["legacy"]))
-    for clients in (1, 8):
-        rate = client_run(daemon.socket, "connect", clients, CONNECT_TOTAL)
-        rows.append(
-            (
-                f"connect, send, wait for OK, {clients} client(s)",
-                rate,
-                bare_results[f"connect{clients}"],
+        telemd[loop] = measure(sender, daemon.socket, all_stored)
+        if loop == "uvloop":
+            env = dict(os.environ, TELEMD_CONFIG=daemon.config)
+            venv = installed_venv(directory)
+            gen = median_wall(
+                [str(venv / "telem-record-gen"), "-c", "org.example/bench/gen", "-p", "hi"],
+                env=env,
             )
-        )
-    for clients in (1, 8):
-        rate = client_run(daemon.socket, "wait", clients, WAIT_TOTAL)
-        rows.append(
-            (f"wait for each OK, {clients} client(s)", rate, bare_results[f"wait{clients}"])
-        )
-    for clients in (1, 8):
-        rate = client_run(daemon.socket, "pipeline", clients, PIPELINE_TOTAL)
-        rows.append((f"pipelined, {clients} client(s)", rate, bare_results[f"pipe{clients}"]))
-
-    env = dict(os.environ, TELEMD_CONFIG=daemon.config)
-    venv = installed_venv(directory)
-    gen = median_wall(
-        [str(venv / "telem-record-gen"), "-c", "org.example/bench/gen", "-p", "hi"], env=env
-    )
-    bare_python = median_wall([str(venv / "python"), "-I", "-c", "pass"])
-    daemon.stop()
-    peak_rss = daemon.rss.peak
+            bare_python = median_wall([str(venv / "python"), "-I", "-c", "pass"])
+        daemon.stop()
+        peak_rss[loop] = daemon.rss.peak
 
     print(f"disk write+fsync: {disk:,.0f}/s (one fsync per commit bounds 'wait, 1 client')")
     print()
-    print("| intake (records/s, durable) | telemd | bare asyncio server | ratio |")
-    print("|---|---:|---:|---:|")
-    for name, rate, baseline in rows:
-        ratio = f"{rate / baseline:.2f}x" if baseline else "-"
-        print(f"| {name} | {rate:,.0f} | {baseline or 0:,.0f} | {ratio} |")
+    print(
+        'telemd runs on uvloop when it is installed (event_loop = "auto"), else on'
+        " asyncio's own loop;\nboth are measured, against a bare server on each loop."
+    )
+    print()
+    print(
+        "| intake (records/s, durable) | telemd (uvloop) | bare asyncio server | ratio |"
+        " telemd, asyncio's loop | ratio | bare server on uvloop | ratio, both on uvloop |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for key, name in MODES:
+        fast, stock = telemd["uvloop"][key], telemd["asyncio"][key]
+        base, base_uv = bare["asyncio"][key], bare["uvloop"][key]
+        print(
+            f"| {name} | {fast:,.0f} | {base:,.0f} | {fast / base:.2f}x | {stock:,.0f} |"
+            f" {stock / base:.2f}x | {base_uv:,.0f} | {fast / base_uv:.2f}x |"
+        )
     print()
     print(
         f"telem-record-gen wall time (median of 30): {gen * 1000:.1f} ms; "
         f"python -I -c pass: {bare_python * 1000:.1f} ms; ratio {gen / bare_python:.2f}x"
     )
-    print(f"telemd peak RSS under load: {peak_rss / 2**20:.1f} MiB")
+    print(
+        f"telemd peak RSS under load: {peak_rss['uvloop'] / 2**20:.1f} MiB on uvloop,"
+        f" {peak_rss['asyncio'] / 2**20:.1f} MiB on asyncio's loop"
+    )
 
 
 if __name__ == "__main__":
