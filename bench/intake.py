@@ -85,7 +85,7 @@ class RssSampler(threading.Thread):
 
 
 class Telemd:
-    def __init__(self, directory: str, loop: str) -> None:
+    def __init__(self, directory: str, loop: str = "auto") -> None:
         os.makedirs(directory, exist_ok=True)
         self.dir = directory
         self.socket = os.path.join(directory, "telem-0")
