@@ -15,6 +15,8 @@ import os
 import sys
 from typing import ClassVar, cast
 
+from telemd.daemon import eventloop
+
 
 class Echo(asyncio.Protocol):
     counter: ClassVar[dict[str, int]] = {"seen": 0, "target": -1}
@@ -61,10 +63,4 @@ async def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[2:] == ["uvloop"]:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(main(sys.argv[1]))
-    else:
-        asyncio.run(main(sys.argv[1]))
+    eventloop.run(main(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "asyncio")

@@ -34,6 +34,7 @@ import psutil
 import trustme
 
 from telemd.client import Client
+from telemd.daemon import eventloop
 from telemd.daemon.spool import Spool
 from telemd.daemon.transport import build_request
 from telemd.frame import encode_frame
@@ -110,6 +111,7 @@ class Daemon:
         }
         config = directory / "telemd.toml"
         config.write_text("".join(f"{key} = {toml(value)}\n" for key, value in lines.items()))
+        self._spool: sqlite3.Connection | None = None
         self.proc = subprocess.Popen([PYTHON, "-m", "telemd.daemon", "-f", str(config)])
         deadline = time.monotonic() + 20
         while not os.path.exists(self.socket):
@@ -118,13 +120,15 @@ class Daemon:
             time.sleep(0.01)
 
     def depth(self) -> int:
-        conn = sqlite3.connect(f"file:{self.dir}/spool/spool.sqlite?mode=ro", uri=True)
-        try:
-            return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
-        finally:
-            conn.close()
+        # One connection for all the polling: opening one per look costs CPU
+        # the daemon and the sink are competing for.
+        if self._spool is None:
+            self._spool = sqlite3.connect(f"file:{self.dir}/spool/spool.sqlite?mode=ro", uri=True)
+        return int(self._spool.execute("SELECT count(*) FROM records").fetchone()[0])
 
     def stop(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
         self.proc.terminate()
         self.proc.wait(30)
 
@@ -153,21 +157,13 @@ def run_telemd(
         event_loop=loop,
     )
     process = psutil.Process(daemon.proc.pid)
-    # One connection for all the polling: opening one per look costs CPU the
-    # daemon and the sink are competing for.
-    spool = sqlite3.connect(f"file:{directory}/spool/spool.sqlite?mode=ro", uri=True)
-
-    def depth() -> int:
-        return int(spool.execute("SELECT count(*) FROM records").fetchone()[0])
-
-    total = depth()
+    total = daemon.depth()
     cpu = process.cpu_times()
     start = time.perf_counter()
-    while depth() > 0:
+    while daemon.depth() > 0:
         time.sleep(0.005)
     elapsed = time.perf_counter() - start
     used = process.cpu_times()
-    spool.close()
     daemon.stop()
     return total / elapsed, (used.user + used.system - cpu.user - cpu.system) / total
 
@@ -222,15 +218,9 @@ def run_bare(
     sink: Sink, requests: list[tuple[bytes, dict[str, str]]], count: int, in_flight: int, loop: str
 ) -> tuple[float, float]:
     """Records/s and CPU seconds per record of the bare httpx client on `loop`."""
-    factory = None
-    if loop == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
     me = psutil.Process()
     before = me.cpu_times()
-    with asyncio.Runner(loop_factory=factory) as runner:
-        elapsed = runner.run(bare_client(sink, requests, in_flight))
+    elapsed = eventloop.run(bare_client(sink, requests, in_flight), loop)
     after = me.cpu_times()
     return count / elapsed, (after.user + after.system - before.user - before.system) / count
 
