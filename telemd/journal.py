@@ -52,7 +52,7 @@ _COLUMNS = (
 # Rows arrive as one JSON array of arrays (see `append`).
 _INSERT_ENTRIES = (
     f"INSERT INTO journal.entries ({_COLUMNS}) SELECT "
-    + ", ".join(f"json_extract(value, '$[{index}]')" for index in range(11))
+    + ", ".join(f"json_extract(value, '$[{index}]')" for index in range(_COLUMNS.count(",") + 1))
     + " FROM json_each(?)"
 )
 

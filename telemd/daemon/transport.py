@@ -194,7 +194,7 @@ class Transport:
                 settings.request_timeout, connect=settings.connect_timeout
             ).as_dict()
         }
-        self._client = httpx.AsyncHTTPTransport(
+        self._pool = httpx.AsyncHTTPTransport(
             http2=settings.http2,
             verify=ssl_context(settings),
             limits=httpx.Limits(
@@ -215,7 +215,7 @@ class Transport:
             "POST", self.url, content=request.content, headers=headers, extensions=self._extensions
         )
         try:
-            response = await self._client.handle_async_request(outgoing)
+            response = await self._pool.handle_async_request(outgoing)
             try:
                 body = await response.aread()
             finally:
@@ -233,7 +233,7 @@ class Transport:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._pool.aclose()
 
 
 def environment_proxy(url: str, environ: Mapping[str, str] | None = None) -> str | None:
