@@ -10,8 +10,9 @@ counting. Pure: no I/O, and nothing here ever sees memory contents.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
+
+from .record_kind import RecordKind
 
 MAX_FRAMES = 64  # per thread, as Clear's probe
 MAX_PAYLOAD_BYTES = 8192
@@ -19,23 +20,13 @@ _MAX_LINE_CHARS = 512  # a C++ symbol can be kilobytes long
 _STORM_FRAMES = 3  # top frames of the crashing thread that make two crashes the same
 
 
-class CrashKind(enum.Enum):
+class CrashKind(RecordKind):
     """Clear's crash classifications; the value is (classification, severity)."""
-
-    _value_: tuple[str, int]
 
     CLR = ("org.clearlinux/crash/clr", 3)
     ERROR = ("org.clearlinux/crash/error", 4)
     UNKNOWN = ("org.clearlinux/crash/unknown", 2)
     CLR_BUILD = ("org.clearlinux/crash/clr-build", 2)
-
-    @property
-    def classification(self) -> str:
-        return self.value[0]
-
-    @property
-    def severity(self) -> int:
-        return self.value[1]
 
 
 # The one line a privacy-filtered record carries, as Clear's probe wrote it.

@@ -10,11 +10,11 @@ register value, and stays printable ASCII within the 8192-byte wire limit.
 
 from __future__ import annotations
 
-import enum
 import re
 from dataclasses import dataclass
 
 from .klog_fields import Fields, Frame, Register, parse_fields, symbol_in
+from .record_kind import RecordKind
 
 MAX_PAYLOAD_BYTES = 8192  # the frame's payload limit (PROTOCOL.md section 1)
 _MAX_FIELD_CHARS = 1024  # so that a long modules list cannot crowd out the backtrace
@@ -47,10 +47,8 @@ _NUMBER = re.compile(r"(?<![A-Za-z_])(?:0x)?[0-9a-fA-F]*[0-9][0-9a-fA-F]*")
 _HARDWARE_ERROR = "[Hardware Error]:"
 
 
-class Kind(enum.Enum):
+class Kind(RecordKind):
     """What the kernel reported; the value is (classification, severity)."""
-
-    _value_: tuple[str, int]
 
     BUG = ("org.clearlinux/kernel/bug", 4)
     WARNING = ("org.clearlinux/kernel/warning", 2)
@@ -64,14 +62,6 @@ class Kind(enum.Enum):
     RCUSTALL = ("org.clearlinux/kernel/rcustall", 3)
     OOM = ("org.clearlinux/kernel/oom", 2)
     MCE = ("org.clearlinux/kernel/mce", 3)
-
-    @property
-    def classification(self) -> str:
-        return self.value[0]
-
-    @property
-    def severity(self) -> int:
-        return self.value[1]
 
 
 @dataclass(frozen=True, slots=True)
