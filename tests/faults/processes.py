@@ -126,8 +126,19 @@ class Senders:
     connecting again, so no thread spins while the daemon is down.
     """
 
-    def __init__(self, socket_path: str, count: int, senders: int, window: int = 32) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        count: int,
+        senders: int,
+        window: int = 32,
+        until: threading.Event | None = None,
+    ) -> None:
+        """Send `count` records over `senders` threads; with `until`, go on
+        sending past `count` until it is set, so the load outlasts what the
+        test does meanwhile however fast the daemon has become."""
         self.socket_path = socket_path
+        self._until = until
         self.up = threading.Event()
         self.acked: list[str] = []
         self.refused: Counter[str] = Counter()
@@ -150,14 +161,17 @@ class Senders:
             thread.join(max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in self._threads)
 
+    def _more(self, done: int, count: int) -> bool:
+        return done < count or (self._until is not None and not self._until.is_set())
+
     def _send(self, number: int, count: int) -> None:
         done = 0
-        while done < count:
+        while self._more(done, count):
             self.up.wait()
             try:
                 with Client(socket_path=self.socket_path, timeout=10) as client:
-                    while done < count:
-                        batch = min(self._window, count - done)
+                    while self._more(done, count):
+                        batch = min(self._window, count - done) if done < count else self._window
                         client.write_frames(
                             [
                                 encode_frame(

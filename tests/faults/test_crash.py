@@ -4,6 +4,7 @@ collector exactly once, whichever process dies and whenever."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 
 from daemon_harness import DaemonHarness, wait_until
@@ -109,7 +110,8 @@ def test_sigkill_of_the_collector_during_batches_loses_and_duplicates_nothing(
     rng = random.Random(seed)
     deliver_to(harness, collector)
     harness.start()
-    senders = Senders(harness.socket, RECORDS // 2, CLIENTS // 2)
+    kills_done = threading.Event()
+    senders = Senders(harness.socket, RECORDS // 2, CLIENTS // 2, until=kills_done)
     senders.up.set()
     senders.start()
     kills = 0
@@ -122,6 +124,7 @@ def test_sigkill_of_the_collector_during_batches_loses_and_duplicates_nothing(
         collector.kill()
         kills += 1
         collector.start()
+    kills_done.set()
     assert senders.join(120), f"senders stalled (seed {seed})"
     acked = list(senders.acked)
     lost_ids, duplicated = settle(collector, acked, timeout=30)
