@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,13 +22,32 @@ _INSERT = insert_sql("?").replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _ROW_MARKS = _INSERT[_INSERT.index("VALUES ") + len("VALUES ") :]
 # Rows per INSERT statement. executemany() would run one statement per row,
 # giving up and retaking the GIL around each, and under load every retake
-# waits for the threads that parse the next batches. 50 rows stay far below
+# waits for the threads that parse the next batches. 500 rows stay far below
 # SQLite's limit on bound parameters.
 ROWS_PER_STATEMENT = 500
 BUSY_TIMEOUT_MS = 10_000
 # 64 MiB of page cache (SQLite's default is 2 MiB): the record_id index takes
 # random keys, and once it outgrows the cache every insert reads pages back.
 CACHE_KIB = 65536
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (a property of the file, set by the first opener).
+
+    Switching needs the database to itself, and SQLite answers "database is
+    locked" at once rather than through the busy timeout when another
+    connection holds it: collectors starting together on a new file wait
+    for each other here instead.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 class SqliteEngine:
@@ -54,7 +74,7 @@ class SqliteEngine:
             check_same_thread=False,  # the reader pool hands sessions between threads
             timeout=BUSY_TIMEOUT_MS / 1000,
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(conn)
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         return SqliteSession(conn)
