@@ -17,6 +17,8 @@ three settings through `telemd.clientconfig`.
 from __future__ import annotations
 
 import _socket
+import _struct
+import errno
 import os
 
 from telemd.clientconfig import client_settings
@@ -44,15 +46,33 @@ class Client:
     ) -> None:
         self.socket_path = socket_path or client_settings(config_file).socket_path
         self._sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
         self._pending = b""
         try:
-            self._sock.connect(self.socket_path)
+            self._connect(timeout)
         except OSError as exc:
             self._sock.close()
+            if exc.errno == errno.EAGAIN:
+                raise DaemonUnavailable(
+                    f"telemd at {self.socket_path} is busy: its queue of new connections "
+                    f"stayed full for {timeout:g} s"
+                ) from None
             raise DaemonUnavailable(
                 f"telemd is not running: cannot connect to {self.socket_path}: {exc.strerror}"
             ) from None
+        self._sock.settimeout(timeout)
+
+    def _connect(self, timeout: float) -> None:
+        # A socket with a Python timeout is non-blocking, and a non-blocking
+        # connect to a Unix socket whose listen queue is full fails at once
+        # with EAGAIN. A blocking connect waits for room instead, as long as
+        # SO_SNDTIMEO allows: a burst of probes queues up rather than fails.
+        seconds = int(timeout)
+        # Both zero would mean "wait for ever".
+        microseconds = max(int((timeout - seconds) * 1_000_000), 0 if seconds else 1)
+        self._sock.setsockopt(
+            _socket.SOL_SOCKET, _socket.SO_SNDTIMEO, _struct.pack("ll", seconds, microseconds)
+        )
+        self._sock.connect(self.socket_path)
 
     def __enter__(self) -> Client:
         return self
