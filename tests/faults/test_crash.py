@@ -62,21 +62,24 @@ def test_sigkill_of_telemd_under_load_loses_and_duplicates_nothing(
     seed = time.time_ns()
     rng = random.Random(seed)
     deliver_to(harness, collector)
-    senders = Senders(harness.socket, RECORDS, CLIENTS)
+    kills_done = threading.Event()
+    senders = Senders(harness.socket, RECORDS, CLIENTS, until=kills_done)
     started = time.monotonic()
     harness.start()
     senders.up.set()
     senders.start()
     kills = 0
-    while not senders.join(rng.uniform(0.0, 0.1)):  # a random moment of the load
+    # A random moment of the load; the senders go on until the last kill.
+    while kills < DAEMON_KILLS and not senders.join(rng.uniform(0.0, 0.1)):
         senders.up.clear()
         harness.kill()
         kills += 1
-        assert kills < 1000, f"senders make no progress (seed {seed})"
         harness.start()
         senders.up.set()
+    kills_done.set()
+    assert senders.join(120), f"senders stalled (seed {seed})"
     acked = list(senders.acked)
-    assert len(acked) == len(set(acked)) == RECORDS, "an acknowledgement was lost or repeated"
+    assert len(acked) == len(set(acked)) >= RECORDS, "an acknowledgement was lost or repeated"
     sent_at = time.monotonic()
     lost_ids, duplicated = settle(collector, acked, timeout=30)
     drained = time.monotonic() - sent_at
@@ -95,7 +98,7 @@ def test_sigkill_of_telemd_under_load_loses_and_duplicates_nothing(
         drain_after_last_ack_s=round(drained, 2),
         total_s=round(time.monotonic() - started, 1),
     )
-    assert kills >= DAEMON_KILLS
+    assert kills == DAEMON_KILLS
     assert lost == 0, (
         f"{lost} acknowledged records never reached the collector (seed {seed}): "
         + whereabouts(harness, lost_ids)
