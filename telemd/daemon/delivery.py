@@ -108,8 +108,23 @@ class Delivery:
         self._settle_timer: asyncio.TimerHandle | None = None
 
     def notify(self) -> None:
-        """Intake committed records: look at the spool again."""
+        """Intake committed records: look at the spool again, unless nothing
+        could be sent now anyway (intake calls this for every record)."""
+        if self._wake.is_set() or self._cannot_send_more():
+            return
         self._wake.set()
+
+    def _cannot_send_more(self) -> bool:
+        """True while new records would wait whatever: every request slot is
+        busy (a finished request wakes delivery), a pause is on (its timer
+        wakes delivery), or no server is configured and that was logged."""
+        if not self.settings.record_server_delivery_enabled or self._stopping:
+            return False
+        return (
+            len(self._requests) >= self.settings.max_in_flight
+            or self.monotonic() < self._paused_until
+            or (self.transport is None and self._warned_no_server)
+        )
 
     @property
     def in_flight(self) -> int:

@@ -99,12 +99,13 @@ class Daemon:
         self._signals = 0
         self._last_activity = 0.0
         self._status_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by run()
 
     def host_key(self) -> HostKey:
         return (self.machine_id.current(), self.host)
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         settings = self.settings
         ensure_private_directory(settings.spool_dir, 0o700)
         ensure_private_directory(settings.state_dir, 0o750)
@@ -184,10 +185,13 @@ class Daemon:
         self._activity()
 
     def _activity(self) -> None:
-        self._last_activity = asyncio.get_running_loop().time()
+        # Runs for every record stored: the loop is kept rather than looked
+        # up, which costs a getpid() system call each time.
+        loop = self._loop
+        assert loop is not None
+        self._last_activity = loop.time()
         if self.notifier.enabled and self._status_timer is None:
             # At most one STATUS= a second, and none while nothing happens.
-            loop = asyncio.get_running_loop()
             self._status_timer = loop.call_later(STATUS_INTERVAL, self._update_status)
 
     def _update_status(self) -> None:
