@@ -12,6 +12,10 @@ plus the disk's raw write+fsync rate, telem-record-gen's wall time against
 `python -I -c pass`, and the daemon's peak RSS. Every telemd figure counts
 records committed to the spool (fsync'd) before they were acknowledged.
 
+All four servers run at once; each measure is taken in 3 rounds that visit
+the servers in turn, and the median of the rounds is printed, so that the
+machine's slow moments fall on telemd and its baselines alike.
+
 usage: python bench/intake.py [--quick]
 """
 
@@ -38,6 +42,9 @@ LEGACY_PER_SENDER = int(5000 * SCALE)
 CONNECT_TOTAL = int(8000 * SCALE)
 WAIT_TOTAL = int(16000 * SCALE)
 PIPELINE_TOTAL = int(80000 * SCALE)
+# Each measure is taken this many times, the servers in turn; the median counts.
+ROUNDS = 1 if QUICK else 3
+CLIENT_MODES = {"connect": "connect", "wait": "wait", "pipe": "pipeline"}
 
 
 def fsync_rate(directory: str, seconds: float = 1.5) -> float:
@@ -260,48 +267,62 @@ MODES = (
 )
 
 
-def measure(sender: str, socket_path: str, legacy_done: callable) -> dict[str, float]:  # type: ignore[valid-type]
-    rates = {"legacy": legacy_run(sender, socket_path, legacy_done)}
-    for clients in (1, 8):
-        rates[f"connect{clients}"] = client_run(socket_path, "connect", clients, CONNECT_TOTAL)
-        rates[f"wait{clients}"] = client_run(socket_path, "wait", clients, WAIT_TOTAL)
-        rates[f"pipe{clients}"] = client_run(socket_path, "pipeline", clients, PIPELINE_TOTAL)
-    return rates
+def measure_once(server: Bare | Telemd, sender: str, mode: str) -> float:
+    """One run of `mode` (a MODES key) against `server`: records/s."""
+    if mode == "legacy":
+        expected = 8 * LEGACY_PER_SENDER
+        if isinstance(server, Bare):
+            server.expect(expected)
+            return legacy_run(sender, server.socket, server.wait_done)
+        target = server.stored() + expected
+
+        def all_stored(daemon: Telemd = server) -> None:
+            deadline = time.monotonic() + 120
+            while daemon.stored() < target and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+        return legacy_run(sender, server.socket, all_stored)
+    kind, clients = mode.rstrip("18"), int(mode[-1])
+    total = {"connect": CONNECT_TOTAL, "wait": WAIT_TOTAL, "pipe": PIPELINE_TOTAL}[kind]
+    return client_run(server.socket, CLIENT_MODES[kind], clients, total)
 
 
 def run(directory: str) -> None:
     sender = compile_sender(directory)
     disk = fsync_rate(directory)
 
-    bare: dict[str, dict[str, float]] = {}
-    for loop in LOOPS:
-        server = Bare(directory, loop)
-        server.expect(8 * LEGACY_PER_SENDER)
-        bare[loop] = measure(sender, server.socket, server.wait_done)
+    # Every server runs at once (idle, each costs nothing) and each mode is
+    # measured in rounds that take the servers in turn: a slow moment of the
+    # machine falls on all of them alike, and the median of the rounds is kept.
+    bare = {loop: Bare(directory, loop) for loop in LOOPS}
+    daemons = {loop: Telemd(os.path.join(directory, loop), loop) for loop in LOOPS}
+    servers: dict[str, Bare | Telemd] = {
+        **{f"bare-{loop}": server for loop, server in bare.items()},
+        **{f"telemd-{loop}": daemon for loop, daemon in daemons.items()},
+    }
+    rates: dict[str, dict[str, float]] = {name: {} for name in servers}
+    for mode, _ in MODES:
+        rounds: dict[str, list[float]] = {name: [] for name in servers}
+        for _ in range(ROUNDS):
+            for name, server in servers.items():
+                rounds[name].append(measure_once(server, sender, mode))
+        for name in servers:
+            rates[name][mode] = statistics.median(rounds[name])
+    for server in bare.values():
         server.stop()
 
-    telemd: dict[str, dict[str, float]] = {}
+    env = dict(os.environ, TELEMD_CONFIG=daemons["uvloop"].config)
+    venv = installed_venv(directory)
+    gen = median_wall(
+        [str(venv / "telem-record-gen"), "-c", "org.example/bench/gen", "-p", "hi"], env=env
+    )
+    bare_python = median_wall([str(venv / "python"), "-I", "-c", "pass"])
     peak_rss: dict[str, int] = {}
-    for loop in LOOPS:
-        daemon = Telemd(os.path.join(directory, loop), loop)
-        expected = 8 * LEGACY_PER_SENDER
-
-        def all_stored(daemon: Telemd = daemon, expected: int = expected) -> None:
-            deadline = time.monotonic() + 120
-            while daemon.stored() < expected and time.monotonic() < deadline:
-                time.sleep(0.005)
-
-        telemd[loop] = measure(sender, daemon.socket, all_stored)
-        if loop == "uvloop":
-            env = dict(os.environ, TELEMD_CONFIG=daemon.config)
-            venv = installed_venv(directory)
-            gen = median_wall(
-                [str(venv / "telem-record-gen"), "-c", "org.example/bench/gen", "-p", "hi"],
-                env=env,
-            )
-            bare_python = median_wall([str(venv / "python"), "-I", "-c", "pass"])
+    for loop, daemon in daemons.items():
         daemon.stop()
         peak_rss[loop] = daemon.rss.peak
+    telemd = {loop: rates[f"telemd-{loop}"] for loop in LOOPS}
+    bare_rates = {loop: rates[f"bare-{loop}"] for loop in LOOPS}
 
     print(f"disk write+fsync: {disk:,.0f}/s (one fsync per commit bounds 'wait, 1 client')")
     print()
@@ -317,7 +338,7 @@ def run(directory: str) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for key, name in MODES:
         fast, stock = telemd["uvloop"][key], telemd["asyncio"][key]
-        base, base_uv = bare["asyncio"][key], bare["uvloop"][key]
+        base, base_uv = bare_rates["asyncio"][key], bare_rates["uvloop"][key]
         print(
             f"| {name} | {fast:,.0f} | {base:,.0f} | {fast / base:.2f}x | {stock:,.0f} |"
             f" {stock / base:.2f}x | {base_uv:,.0f} | {fast / base_uv:.2f}x |"
