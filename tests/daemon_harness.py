@@ -7,20 +7,41 @@ sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from telemd.client import Client
 
 BIN = Path(sys.executable).parent
+# A second, unprivileged uid for the tests that need one: run a command as nobody.
+NOBODY_UID = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY_UID}", f"--regid={NOBODY_UID}", "--clear-groups"]
+
+
+@contextlib.contextmanager
+def directory_for_nobody(tmp_path: Path, purpose: str) -> Iterator[Path]:
+    """A directory nobody can reach (pytest's tmp_path is root's alone), removed
+    afterwards; skips unless running as root with setpriv, which AS_NOBODY needs."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip(f"needs root and setpriv to {purpose}")
+    public = Path("/tmp") / f"telemd-{os.getpid()}-{tmp_path.name}"
+    public.mkdir(mode=0o755)
+    try:
+        yield public
+    finally:
+        shutil.rmtree(public, ignore_errors=True)
 
 
 def command(name: str) -> str:

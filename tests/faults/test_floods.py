@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import resource
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from daemon_harness import DaemonHarness
+from daemon_harness import AS_NOBODY, NOBODY_UID, DaemonHarness, directory_for_nobody
 from processes import report
 
 IDLE_CONNECTIONS = 1000
@@ -72,59 +70,56 @@ class PeakRss(threading.Thread):
 def test_another_uid_is_served_within_a_second_through_a_flood(
     harness: DaemonHarness, tmp_path: Path
 ) -> None:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to send as a second uid")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard < IDLE_CONNECTIONS + 200:
-        pytest.skip(f"needs {IDLE_CONNECTIONS + 200} file descriptors, the hard limit is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, IDLE_CONNECTIONS + 200), hard))
-    public = Path("/tmp") / f"telemd-flood-{os.getpid()}-{tmp_path.name}"
-    public.mkdir(mode=0o755)
-    idle: list[socket.socket] = []
-    try:
-        harness.socket = str(public / "telem-0")
-        harness.write_config(socket_path=harness.socket)
-        harness.start()
-        assert harness.proc is not None
-        rss = PeakRss(harness.proc.pid)
-        rss.start()
-        for _ in range(IDLE_CONNECTIONS):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(harness.socket)
-            idle.append(sock)
-        flooder = subprocess.Popen(
-            [sys.executable, "-c", FLOODER, harness.socket, str(FLOOD_SECONDS)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        other = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-             sys.executable, "-c", OTHER_UID, harness.socket],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )  # fmt: skip
-        flood_out, _ = flooder.communicate(timeout=60)
-        rss.done.set()
-        assert other.returncode == 0, other.stderr
-        worst = float(other.stdout)
-        ok, refused = (int(n) for n in flood_out.split())
-        uids = {row["sender_uid"] for row in harness.records()}
-        report(
-            "floods",
-            idle_connections=IDLE_CONNECTIONS,
-            flood_acknowledged=ok,
-            flood_throttled=refused,
-            other_uid_worst_ack_s=round(worst, 3),
-            daemon_peak_rss_mib=round(rss.peak / 2**20, 1),
-        )
-        assert worst < 1.0, f"the other uid waited {worst:.3f} s for an acknowledgement"
-        assert refused > 0  # the flooder was held to its budget
-        assert {0, 65534} <= uids
-        assert rss.peak < 128 * 2**20
-    finally:
-        for sock in idle:
-            sock.close()
-        if harness.proc is not None and harness.proc.poll() is None:
-            harness.stop()
-        shutil.rmtree(public, ignore_errors=True)
+    with directory_for_nobody(tmp_path, "send as a second uid") as public:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard < IDLE_CONNECTIONS + 200:
+            pytest.skip(
+                f"needs {IDLE_CONNECTIONS + 200} file descriptors, the hard limit is {hard}"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, IDLE_CONNECTIONS + 200), hard))
+        idle: list[socket.socket] = []
+        try:
+            harness.socket = str(public / "telem-0")
+            harness.write_config(socket_path=harness.socket)
+            harness.start()
+            assert harness.proc is not None
+            rss = PeakRss(harness.proc.pid)
+            rss.start()
+            for _ in range(IDLE_CONNECTIONS):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(harness.socket)
+                idle.append(sock)
+            flooder = subprocess.Popen(
+                [sys.executable, "-c", FLOODER, harness.socket, str(FLOOD_SECONDS)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            other = subprocess.run(
+                [*AS_NOBODY, sys.executable, "-c", OTHER_UID, harness.socket],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            flood_out, _ = flooder.communicate(timeout=60)
+            rss.done.set()
+            assert other.returncode == 0, other.stderr
+            worst = float(other.stdout)
+            ok, refused = (int(n) for n in flood_out.split())
+            uids = {row["sender_uid"] for row in harness.records()}
+            report(
+                "floods",
+                idle_connections=IDLE_CONNECTIONS,
+                flood_acknowledged=ok,
+                flood_throttled=refused,
+                other_uid_worst_ack_s=round(worst, 3),
+                daemon_peak_rss_mib=round(rss.peak / 2**20, 1),
+            )
+            assert worst < 1.0, f"the other uid waited {worst:.3f} s for an acknowledgement"
+            assert refused > 0  # the flooder was held to its budget
+            assert {0, NOBODY_UID} <= uids
+            assert rss.peak < 128 * 2**20
+        finally:
+            for sock in idle:
+                sock.close()
+            if harness.proc is not None and harness.proc.poll() is None:
+                harness.stop()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_harness import DaemonHarness, wait_until
+from daemon_harness import AS_NOBODY, NOBODY_UID, DaemonHarness, directory_for_nobody, wait_until
 
 from telemd.daemon.intake import EVICT_AFTER_IDLE
 from telemd.errors import ErrorCode, RejectedError
@@ -231,44 +231,36 @@ def test_the_spool_quota_refuses_with_spool_full(harness: DaemonHarness) -> None
 def test_a_uid_over_budget_is_throttled_while_another_uid_is_not(
     harness: DaemonHarness, tmp_path: Path
 ) -> None:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to send as a second uid")
-    # The other uid must be able to reach the socket.
-    public = Path("/tmp") / f"telemd-test-{os.getpid()}-{tmp_path.name}"
-    public.mkdir(mode=0o755)
-    try:
-        harness.write_config(uid_records_per_minute=3, socket_path=str(public / "telem-0"))
+    with directory_for_nobody(tmp_path, "send as a second uid") as public:
         harness.socket = str(public / "telem-0")
+        harness.write_config(uid_records_per_minute=3, socket_path=harness.socket)
         harness.start()
-        results = []
-        with harness.client() as client:
-            for _ in range(4):
-                try:
-                    results.append(client.send(Record("a/b/c", 1, "root")) and "OK")
-                except RejectedError as exc:
-                    results.append(exc.code)
-        assert results == ["OK", "OK", "OK", ErrorCode.THROTTLED]
-        other = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                sys.executable,
-                "-c",
-                "import sys; from telemd.client import send; from telemd.record import Record;"
-                "print(send(Record('a/b/c', 1, 'nobody'), socket_path=sys.argv[1]))",
-                harness.socket,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert other.returncode == 0, other.stderr
-        assert {row["sender_uid"] for row in harness.records()} == {0, 65534}
-    finally:
-        harness.stop()
-        shutil.rmtree(public, ignore_errors=True)
+        try:
+            results = []
+            with harness.client() as client:
+                for _ in range(4):
+                    try:
+                        results.append(client.send(Record("a/b/c", 1, "root")) and "OK")
+                    except RejectedError as exc:
+                        results.append(exc.code)
+            assert results == ["OK", "OK", "OK", ErrorCode.THROTTLED]
+            other = subprocess.run(
+                [
+                    *AS_NOBODY,
+                    sys.executable,
+                    "-c",
+                    "import sys; from telemd.client import send; from telemd.record import Record;"
+                    "print(send(Record('a/b/c', 1, 'nobody'), socket_path=sys.argv[1]))",
+                    harness.socket,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert other.returncode == 0, other.stderr
+            assert {row["sender_uid"] for row in harness.records()} == {0, NOBODY_UID}
+        finally:
+            harness.stop()
 
 
 def test_sighup_reloads_the_configuration(daemon: DaemonHarness) -> None:

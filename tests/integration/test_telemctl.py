@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import DaemonHarness, command
+from daemon_harness import AS_NOBODY, DaemonHarness, command, directory_for_nobody
 from private_bus import STANDIN, start_bus
 
 from telemd.record import Record
@@ -197,11 +196,7 @@ def test_opt_out_can_keep_the_spool(daemon: DaemonHarness) -> None:
 def test_unprivileged_users_read_status_but_cannot_flush_or_purge(
     harness: DaemonHarness, tmp_path: Path
 ) -> None:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run telemctl as another uid")
-    public = Path("/tmp") / f"telemd-telemctl-{os.getpid()}-{tmp_path.name}"
-    public.mkdir(mode=0o755)
-    try:
+    with directory_for_nobody(tmp_path, "run telemctl as another uid") as public:
         harness.write_config(control_socket_path=str(public / "control"))
         harness.config.chmod(0o644)
         for parent in (harness.root, *harness.root.parents):
@@ -209,24 +204,23 @@ def test_unprivileged_users_read_status_but_cannot_flush_or_purge(
                 break
             parent.chmod(parent.stat().st_mode | 0o005)  # let nobody read the config file
         harness.start()
-        send(harness, "stays")
-        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-        base = [command("telemctl"), "-f", str(harness.config)]
-        status = subprocess.run(
-            [*as_nobody, *base, "status", "--json"], capture_output=True, text=True
-        )
-        assert status.returncode == 0, status.stderr
-        assert json.loads(status.stdout)["running"] is True
-        for action in ("flush", "purge"):
-            refused = subprocess.run(
-                [*as_nobody, *base, "spool", action], capture_output=True, text=True
+        try:
+            send(harness, "stays")
+            base = [command("telemctl"), "-f", str(harness.config)]
+            status = subprocess.run(
+                [*AS_NOBODY, *base, "status", "--json"], capture_output=True, text=True
             )
-            assert refused.returncode == 1
-            assert f"{action} needs root or the telemetry user" in refused.stderr
-        assert len(harness.records()) == 1
-    finally:
-        harness.stop()
-        shutil.rmtree(public, ignore_errors=True)
+            assert status.returncode == 0, status.stderr
+            assert json.loads(status.stdout)["running"] is True
+            for action in ("flush", "purge"):
+                refused = subprocess.run(
+                    [*AS_NOBODY, *base, "spool", action], capture_output=True, text=True
+                )
+                assert refused.returncode == 1
+                assert f"{action} needs root or the telemetry user" in refused.stderr
+            assert len(harness.records()) == 1
+        finally:
+            harness.stop()
 
 
 # systemd through D-Bus: a private bus with a stand-in for systemd's Manager.
