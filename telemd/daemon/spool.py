@@ -120,6 +120,11 @@ HIGH_WATER = 2048
 LOW_WATER = 512
 
 
+def _insert_row(entry: Entry, host_id: int) -> tuple[Any, ...]:
+    """`entry` as _INSERT's values: its host key replaced by the `hosts` row id."""
+    return (*entry[:9], host_id, entry[10], entry[11])
+
+
 def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the spool database with the settings every connection needs."""
     if readonly:
@@ -420,7 +425,7 @@ class Spool:
             host_id = host_ids.get(work[9])
             if host_id is None:
                 return None
-            rows.append((*work[:9], host_id, work[10], work[11]))
+            rows.append(_insert_row(work, host_id))
         return rows
 
     def _row(self, conn: sqlite3.Connection, entry: Entry) -> tuple[Any, ...]:
@@ -428,7 +433,7 @@ class Spool:
         host_id = self._host_ids.get(host_key)
         if host_id is None:
             host_id = self._host_id(conn, host_key)
-        return (*entry[:9], host_id, entry[10], entry[11])
+        return _insert_row(entry, host_id)
 
     def _host_id(self, conn: sqlite3.Connection, host_key: HostKey) -> int:
         machine_id, info = host_key
