@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from daemon_harness import wait_until
 
 from telemd.client import Client
 from telemd.errors import DaemonUnavailable
@@ -69,7 +70,7 @@ def test_a_client_waits_for_room_in_the_queue(full: FullListener) -> None:
 
     sender = threading.Thread(target=send)
     sender.start()
-    _await_waiting_in_connect(outcome, sender)
+    _await_waiting_in_connect(outcome)
     # Accepting the queued connections makes room; the waiting client's
     # connection is the one that carries a frame.
     for probe in full.queued:
@@ -86,16 +87,16 @@ def test_a_client_waits_for_room_in_the_queue(full: FullListener) -> None:
     assert outcome["reply"] == "0123456789abcdef0123456789abcdef"
 
 
-def _await_waiting_in_connect(outcome: dict[str, object], sender: threading.Thread) -> None:
+def _await_waiting_in_connect(outcome: dict[str, object]) -> None:
     """Return once the sender's thread sleeps in the kernel waiting for queue room."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def waiting() -> bool:
         if "reply" in outcome:
             pytest.fail(f"the client gave up at once instead of waiting: {outcome['reply']!r}")
-        if "thread" in outcome and _wchan(outcome["thread"]) == "unix_wait_for_peer":
-            return
-        time.sleep(0.001)
-    pytest.fail("the client never waited for room in the queue")
+        return "thread" in outcome and _wchan(outcome["thread"]) == "unix_wait_for_peer"
+
+    if not wait_until(waiting, 10):
+        pytest.fail("the client never waited for room in the queue")
 
 
 def _wchan(thread_id: object) -> str:
@@ -113,12 +114,7 @@ def _kernel_shows_where_threads_sleep() -> bool:
     )
     sleeper.start()
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if sleeper_id and _wchan(sleeper_id[0]) not in ("", "0"):
-                return True
-            time.sleep(0.001)
-        return False
+        return wait_until(lambda: bool(sleeper_id) and _wchan(sleeper_id[0]) not in ("", "0"), 5)
     finally:
         release.set()
         sleeper.join()
