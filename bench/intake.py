@@ -44,7 +44,6 @@ WAIT_TOTAL = int(16000 * SCALE)
 PIPELINE_TOTAL = int(80000 * SCALE)
 # Each measure is taken this many times, the servers in turn; the median counts.
 ROUNDS = 1 if QUICK else 3
-CLIENT_MODES = {"connect": "connect", "wait": "wait", "pipe": "pipeline"}
 
 
 def fsync_rate(directory: str, seconds: float = 1.5) -> float:
@@ -267,6 +266,17 @@ MODES = (
 )
 
 
+# MODES key: (client_worker.py's mode, clients, records in all).
+CLIENT_RUNS = {
+    "connect1": ("connect", 1, CONNECT_TOTAL),
+    "connect8": ("connect", 8, CONNECT_TOTAL),
+    "wait1": ("wait", 1, WAIT_TOTAL),
+    "wait8": ("wait", 8, WAIT_TOTAL),
+    "pipe1": ("pipeline", 1, PIPELINE_TOTAL),
+    "pipe8": ("pipeline", 8, PIPELINE_TOTAL),
+}
+
+
 def measure_once(server: Bare | Telemd, sender: str, mode: str) -> float:
     """One run of `mode` (a MODES key) against `server`: records/s."""
     if mode == "legacy":
@@ -282,9 +292,8 @@ def measure_once(server: Bare | Telemd, sender: str, mode: str) -> float:
                 time.sleep(0.005)
 
         return legacy_run(sender, server.socket, all_stored)
-    kind, clients = mode.rstrip("18"), int(mode[-1])
-    total = {"connect": CONNECT_TOTAL, "wait": WAIT_TOTAL, "pipe": PIPELINE_TOTAL}[kind]
-    return client_run(server.socket, CLIENT_MODES[kind], clients, total)
+    worker_mode, clients, total = CLIENT_RUNS[mode]
+    return client_run(server.socket, worker_mode, clients, total)
 
 
 def run(directory: str) -> None:
