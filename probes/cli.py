@@ -72,6 +72,20 @@ def load_settings(prog: str, options: Options) -> ProbeSettings | None:
         return None
 
 
+def start_command(
+    prog: str, argv: list[str] | None, options: dict[str, tuple[str, bool]], help_text: str
+) -> tuple[Options, ProbeSettings] | int:
+    """`parse_command` then `load_settings`: the options and settings a probe
+    runs with, or the exit status if it is already done."""
+    parsed = parse_command(prog, argv, options, help_text)
+    if isinstance(parsed, int):
+        return parsed
+    settings = load_settings(prog, parsed)
+    if settings is None:
+        return 1
+    return parsed, settings
+
+
 def log(prog: str, message: str) -> None:
     """One line on stderr; to syslog when there is no stderr (as under the kernel)."""
     if sys.stderr is not None:

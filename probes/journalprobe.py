@@ -19,7 +19,7 @@ from telemd.atomic_file import replace_file
 from telemd.errors import ErrorCode
 from telemd.record import Record
 
-from .cli import COMMON_OPTIONS, Options, deliver, load_settings, log, parse_command, text_option
+from .cli import COMMON_OPTIONS, Options, deliver, log, start_command, text_option
 from .settings import ProbeSettings
 from .subproc import run_bounded
 from .unit_failure import CLASSIFICATION, SEVERITY, UnitFailure, is_ignored, payload
@@ -67,12 +67,10 @@ class Reported:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = parse_command(PROG, argv, OPTIONS, HELP)
-    if isinstance(options, int):
-        return options
-    settings = load_settings(PROG, options)
-    if settings is None:
-        return 1
+    started = start_command(PROG, argv, OPTIONS, HELP)
+    if isinstance(started, int):
+        return started
+    options, settings = started
     state_dir = text_option(options, "state-dir") or settings.state_dir
     reported = Reported(os.path.join(state_dir, REPORTED_NAME))
     return asyncio.run(_watch(settings, options, reported))

@@ -24,9 +24,8 @@ from .cli import (
     Options,
     Shutdown,
     deliver,
-    load_settings,
     log,
-    parse_command,
+    start_command,
     text_option,
 )
 from .klog_event import KernelEvent
@@ -78,12 +77,10 @@ class Position:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = parse_command(PROG, argv, OPTIONS, HELP)
-    if isinstance(options, int):
-        return options
-    settings = load_settings(PROG, options)
-    if settings is None:
-        return 1
+    started = start_command(PROG, argv, OPTIONS, HELP)
+    if isinstance(started, int):
+        return started
+    options, settings = started
     source = text_option(options, "source") or KMSG
     position = None
     if is_device(source):

@@ -17,7 +17,7 @@ import os
 from telemd.errors import DaemonUnavailable, ErrorCode, TelemetryError
 from telemd.record import Record
 
-from .cli import COMMON_OPTIONS, Options, deliver, load_settings, log, parse_command, text_option
+from .cli import COMMON_OPTIONS, Options, deliver, log, start_command, text_option
 from .pstore import Dump, Part, crash_event, group_dumps, is_compressed, is_dump_file, read_part
 from .settings import ProbeSettings
 
@@ -38,12 +38,10 @@ Send a record for each kernel crash saved in pstore, then remove its files.
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = parse_command(PROG, argv, OPTIONS, HELP)
-    if isinstance(options, int):
-        return options
-    settings = load_settings(PROG, options)
-    if settings is None:
-        return 1
+    started = start_command(PROG, argv, OPTIONS, HELP)
+    if isinstance(started, int):
+        return started
+    options, settings = started
     directory = text_option(options, "dir") or settings.pstore_dir
     try:
         names = sorted(name for name in os.listdir(directory) if is_dump_file(name))
