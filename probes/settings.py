@@ -5,8 +5,8 @@ TOML files as the daemon's (`telemd.paths.config_chain`), flat, with the same
 precedence. This module reads only those keys, plus the four shared paths a
 probe acts on itself (socket, opt-in file, privacy-filter override, state
 directory), and ignores every other key: checking the daemon's keys is
-`telemd.config`'s job. Until `telemd.config` knows the probe keys, reading
-the shared paths here lets one file hold both kinds.
+`telemd.config`'s job. `telemd.config` knows the probe keys too, but costs
+a probe more to import than the rest of its run.
 
 On the probe path: `tomllib` is imported only when a file in the chain
 mentions a key read here, and Clear's legacy INI files (which may set only
@@ -16,10 +16,9 @@ was expected, and are raised as `ConfigError`.
 
 from __future__ import annotations
 
-import sys
-
 from telemd.errors import ConfigError
 from telemd.paths import config_chain, is_legacy_config
+from telemd.tomlfile import read_toml
 
 # Keys written in a larger unit than the one the probes use.
 _SCALE = {"crash_max_core_size": 1024 * 1024}  # MiB in the file, bytes in ProbeSettings
@@ -101,7 +100,7 @@ def load_probe_settings(config_file: str | None = None) -> ProbeSettings:
     for path in config_chain(config_file):
         if is_legacy_config(path) or not _mentions_a_key(path):
             continue
-        for name, value in _read_toml(path).items():
+        for name, value in read_toml(path).items():
             if name in KEYS:
                 values[name] = _check(path, name, value)
             elif name in SHARED_KEYS:
@@ -122,21 +121,6 @@ def _mentions_a_key(path: str) -> bool:
     except OSError:
         return True
     return any(name.encode() in data for name in _NAMES)
-
-
-def _read_toml(path: str) -> dict[str, object]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:
-        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-    try:
-        with open(path, "rb") as handle:
-            values: dict[str, object] = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return values
 
 
 def _check(path: str, name: str, value: object) -> object:

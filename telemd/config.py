@@ -14,7 +14,6 @@ import difflib
 import logging
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -22,6 +21,7 @@ from typing import Any, Literal
 
 from telemd import paths
 from telemd.errors import ConfigError
+from telemd.tomlfile import read_text, read_toml
 
 log = logging.getLogger("telemd.config")
 
@@ -388,7 +388,7 @@ def _read_and_check(path: str) -> tuple[dict[str, Any], list[str]]:
     """The valid values of one file, and one message per error in it."""
     legacy = paths.is_legacy_config(path)
     try:
-        raw = _read_ini(path) if legacy else _read_toml(path)
+        raw = _read_ini(path) if legacy else read_toml(path)
     except ConfigError as exc:
         return {}, [exc.message]
     values: dict[str, Any] = {}
@@ -422,36 +422,10 @@ def _read_and_check(path: str) -> tuple[dict[str, Any], list[str]]:
     return values, errors
 
 
-def _read_text(path: str) -> str:
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        return data.decode()
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
-
-
-def _read_toml(path: str) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:
-        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-
-    text = _read_text(path)
-    try:
-        values: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    return values
-
-
 def _read_ini(path: str) -> dict[str, Any]:
     parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
     try:
-        parser.read_string(_read_text(path), source=path)
+        parser.read_string(read_text(path), source=path)
     except configparser.Error as exc:
         raise ConfigError(f"{path}: invalid INI file: {' '.join(str(exc).split())}") from exc
     return dict(parser["settings"]) if parser.has_section("settings") else {}
