@@ -21,35 +21,20 @@ from typing import Any, Literal
 
 from telemd import paths
 from telemd.errors import ConfigError
+from telemd.keys import (
+    NO_PRIVACY_FILTERS_FILE,
+    OPT_IN_FILE,
+    PROBE_KEYS,
+    SOCKET_PATH,
+    STATE_DIR,
+    Key,
+    check,
+    error,
+    expected,
+)
 from telemd.tomlfile import read_text, read_toml
 
 log = logging.getLogger("telemd.config")
-
-Kind = Literal[
-    "url", "header", "path", "optional_path", "int", "float", "bool", "choice", "mode", "patterns"
-]
-
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    """One configuration key: how it is written, checked and documented.
-
-    `default` is written as in a file (minutes stay minutes). Integer keys
-    whose unit is "minutes" or "seconds" are durations: they reach `Settings`
-    as float seconds.
-    """
-
-    name: str
-    kind: Kind
-    default: object
-    doc: str
-    unit: str = ""
-    low: int | None = None
-    high: int | None = None
-    low_exclusive: bool = False
-    off: bool = False  # -1 switches the limit off
-    choices: tuple[str, ...] = ()
-
 
 _LEVELS = ("debug", "info", "warning", "error")
 _TID = "X-Telemetry-TID: 6907c830-eed9-4ce9-81ae-76daf8d88f0f"
@@ -58,7 +43,7 @@ _ETC = "/etc/telemetrics/"
 # Clear Linux's keys, with Clear's meaning; the only keys legacy INI files may set.
 CLEAR_KEYS: tuple[Key, ...] = (
     Key("server", "url", "", "Collector URL; empty keeps every record in the spool."),
-    Key("socket_path", "path", "/run/telem-0", "Socket that probes send records to."),
+    SOCKET_PATH,
     Key("spool_dir", "path", "/var/spool/telemetry", "Directory of records not yet delivered."),
     Key("cainfo", "optional_path", "", "CA bundle for the collector; empty uses the system CAs."),
     Key("tidheader", "header", _TID, "HTTP header sent with every record."),
@@ -96,20 +81,15 @@ CLEAR_KEYS: tuple[Key, ...] = (
 )
 # telemd's own keys.
 OWN_KEYS: tuple[Key, ...] = (
-    Key("opt_in_file", "path", _ETC + "opt-in", "Records are accepted only while this exists."),
+    OPT_IN_FILE,
     Key(
         "static_machine_id_file",
         "path",
         _ETC + "opt-in-static-machine-id",
         "If this file exists, it holds a fixed machine id used instead of a rotating one.",
     ),
-    Key(
-        "no_privacy_filters_file",
-        "path",
-        _ETC + "opt-in-no-privacy-filters",
-        "If this file exists, payloads are sent without the privacy filters.",
-    ),
-    Key("state_dir", "path", "/var/lib/telemetry", "Machine id, journal and retained copies."),
+    NO_PRIVACY_FILTERS_FILE,
+    STATE_DIR,
     Key(
         "control_socket_path",
         "path",
@@ -229,49 +209,6 @@ OWN_KEYS: tuple[Key, ...] = (
         10000000,
     ),
 )
-# The probes' keys: read by the probes (probes/settings.py, cheaply), accepted
-# and checked here so that one file can configure the daemon and its probes.
-PROBE_KEYS: tuple[Key, ...] = (
-    Key("crash_max_core_size", "int", 512, "Largest core crashprobe reads.", "MiB", 1, 1048576),
-    Key("crash_include_cmdline", "bool", False, "Send a crashed program's command line."),
-    Key(
-        "crash_dedup_window",
-        "float",
-        600.0,
-        "Identical crashes within this time become one record with a count.",
-        "seconds",
-        0,
-        86400,
-    ),
-    Key(
-        "crash_unwind_timeout",
-        "float",
-        30.0,
-        "Longest time eu-stack may take on a core.",
-        "seconds",
-        1,
-        600,
-    ),
-    Key("journal_lines", "int", 10, "Log lines sent with a failed unit.", "", 0, 1000),
-    Key(
-        "journal_ignore_units",
-        "patterns",
-        (),
-        "Units whose failures journalprobe ignores (shell patterns).",
-    ),
-    Key("pstore_dir", "path", "/sys/fs/pstore", "Where the kernel's pstore is mounted."),
-    Key("pstore_keep", "bool", False, "Keep pstore files after reporting them."),
-    Key(
-        "klog_quiet_period",
-        "float",
-        2.0,
-        "Silence after which klogscanner sends an unfinished report.",
-        "seconds",
-        0,
-        3600,
-        low_exclusive=True,
-    ),
-)
 KEYS = CLEAR_KEYS + OWN_KEYS + PROBE_KEYS
 _BY_NAME = {key.name: key for key in KEYS}
 
@@ -353,7 +290,7 @@ def load_settings(
     config_file: str | None = None, environ: Mapping[str, str] = os.environ
 ) -> Settings:
     """Merge the defaults and every file of the chain; raise ConfigError on the first error."""
-    values: dict[str, Any] = {key.name: _check(key, key.default) for key in KEYS}
+    values: dict[str, Any] = {key.name: check(key, key.default) for key in KEYS}
     sources = dict.fromkeys(values, "default")
     for path in paths.config_chain(config_file, environ):
         found, errors = _read_and_check(path)
@@ -380,7 +317,7 @@ def render_default_file() -> str:
         "# read only when this file does not exist.",
     ]
     for key in KEYS:
-        lines += ["", f"# {key.doc}", f"# Must be {_expected(key)}.", f"#{key.name} = {_toml(key)}"]
+        lines += ["", f"# {key.doc}", f"# Must be {expected(key)}.", f"#{key.name} = {_toml(key)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -407,9 +344,9 @@ def _read_and_check(path: str) -> tuple[dict[str, Any], list[str]]:
                 errors.append(f"{path}: unknown key {name!r}{hint}")
         else:
             try:
-                values[name] = _check(key, _from_ini(key, value) if legacy else value)
+                values[name] = check(key, _from_ini(key, value) if legacy else value)
             except ValueError:
-                errors.append(f"{path}: {name} must be {_expected(key)}, got {_show(value)}")
+                errors.append(error(path, key, value))
     if legacy:
         unused = f"; ignored keys it does not know: {', '.join(ignored)}" if ignored else ""
         log.warning(
@@ -443,78 +380,6 @@ def _from_ini(key: Key, text: str) -> object:
     return text
 
 
-_URL = re.compile(r"https?://[^\x00-\x20\x7f/]+[^\x00-\x20\x7f]*")
-# An RFC 9110 field name, a colon, and a value without control characters.
-_HEADER = re.compile(
-    r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*[^\x00-\x20\x7f][^\x00-\x08\x0a-\x1f\x7f]*"
-)
-_SECONDS_PER = {"minutes": 60.0, "seconds": 1.0}
-
-
-def _check(key: Key, value: object) -> object:
-    """Return `value` ready for Settings, or raise ValueError."""
-    if isinstance(value, bool):
-        if key.kind == "bool":
-            return value
-    elif (key.kind == "int" and isinstance(value, int)) or (
-        key.kind == "float" and isinstance(value, (int, float))
-    ):
-        if (key.off and value == -1) or _in_range(key, value):
-            scale = _SECONDS_PER.get(key.unit)
-            return value * scale if scale else value
-    elif isinstance(value, (list, tuple)) and key.kind == "patterns":
-        if all(isinstance(item, str) and item for item in value):
-            return tuple(value)
-    elif isinstance(value, int) and key.kind == "mode":
-        if 0 <= value <= 0o777:
-            return value
-    elif isinstance(value, str):
-        if key.kind == "mode" and re.fullmatch("[0-7]{1,4}", value) and int(value, 8) <= 0o777:
-            return int(value, 8)
-        if key.kind == "choice" and value in key.choices:
-            return value
-        if key.kind == "url" and (value == "" or _URL.fullmatch(value)):
-            return value
-        if key.kind == "header" and _HEADER.fullmatch(value):
-            return value
-        if key.kind == "optional_path" and value == "":
-            return value
-        if key.kind in ("path", "optional_path") and os.path.isabs(value) and "\0" not in value:
-            return value
-    raise ValueError(value)
-
-
-def _in_range(key: Key, value: float) -> bool:
-    # Written so that NaN is out of every range.
-    above = key.low is None or (value > key.low if key.low_exclusive else value >= key.low)
-    return above and (key.high is None or value <= key.high)
-
-
-def _expected(key: Key) -> str:
-    """What `key` takes, worded to follow "must be"."""
-    if key.kind in ("int", "float"):
-        text = "an integer" if key.kind == "int" else "a number"
-        if key.unit:
-            text += (" number" if key.kind == "int" else "") + f" of {key.unit}"
-        if key.high is None:
-            text += f" >= {key.low}"
-        elif key.low_exclusive:
-            text += f" > {key.low} and <= {key.high}"
-        else:
-            text += f" from {key.low} to {key.high}"
-        return text + (", or -1 for no limit" if key.off else "")
-    return {
-        "bool": "true or false",
-        "choice": "one of " + ", ".join(repr(choice) for choice in key.choices),
-        "mode": "a file mode from 0o000 to 0o777, written 0o640 or '0640'",
-        "url": "empty or an http:// or https:// URL",
-        "header": "an HTTP header 'Name: value'",
-        "path": "an absolute path",
-        "optional_path": "empty or an absolute path",
-        "patterns": "a list of shell patterns such as ['user@*.service']",
-    }[key.kind]
-
-
 def _toml(key: Key) -> str:
     """The default of `key` as a TOML value."""
     value = key.default
@@ -526,11 +391,4 @@ def _toml(key: Key) -> str:
         return f'"{value}"'  # no default needs escaping; the shipped-file test checks it
     if isinstance(value, tuple):
         return "[" + ", ".join(f'"{item}"' for item in value) + "]"
-    return repr(value)
-
-
-def _show(value: object) -> str:
-    """A value as the message quotes it: TOML booleans, Python reprs otherwise."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
     return repr(value)

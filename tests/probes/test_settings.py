@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from telemd_probes.settings import KEYS, SHARED_KEYS, load_probe_settings
+from telemd_probes.settings import KEYS, load_probe_settings
 
 from telemd.config import load_settings
 from telemd.errors import ConfigError
@@ -33,12 +33,7 @@ def test_defaults() -> None:
     assert settings.client_socket is None
 
 
-def test_shared_defaults_are_the_daemons() -> None:
-    daemon = load_settings()
-    assert {name: getattr(daemon, name) for name in SHARED_KEYS} == SHARED_KEYS
-
-
-def test_probe_defaults_are_the_daemons() -> None:
+def test_defaults_are_the_daemons() -> None:
     """telemd.config accepts the probe keys too; both must agree on the defaults."""
     daemon = load_settings()
     probes = load_probe_settings()
@@ -78,12 +73,12 @@ def test_a_file_overrides_probe_and_shared_keys_and_ignores_the_daemons(tmp_path
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("journal_lines = -1", "journal_lines must be an integer of at least 0, got -1"),
-        ("journal_lines = 2.5", "journal_lines must be an integer of at least 0, got 2.5"),
+        ("journal_lines = -1", "journal_lines must be an integer from 0 to 1000, got -1"),
+        ("journal_lines = 2.5", "journal_lines must be an integer from 0 to 1000, got 2.5"),
         ("pstore_keep = 1", "pstore_keep must be true or false, got 1"),
         ("crash_dedup_window = true", "crash_dedup_window must be a number of seconds"),
-        ("journal_ignore_units = [1]", "journal_ignore_units must be a list of strings"),
-        ("state_dir = 3", "state_dir must be a path, got 3"),
+        ("journal_ignore_units = [1]", "journal_ignore_units must be a list of shell patterns"),
+        ("state_dir = 3", "state_dir must be an absolute path, got 3"),
         ("crash_max_core_size = ", "invalid TOML"),
     ],
 )
@@ -102,5 +97,38 @@ def test_a_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 
 def test_every_key_is_documented() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "probes.md").read_text()
-    for name in (*KEYS, *SHARED_KEYS):
+    for name in KEYS:
         assert f"`{name}`" in doc
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "journal_lines = 1000",
+        "journal_lines = 1001",
+        "klog_quiet_period = 0.005",
+        "klog_quiet_period = 0",
+        "crash_unwind_timeout = 600",
+        "crash_unwind_timeout = 601",
+        "crash_max_core_size = 2.0",
+        'pstore_dir = "relative/dir"',
+        'socket_path = "/run/elsewhere"',
+        'socket_path = ""',
+    ],
+)
+def test_probes_and_daemon_accept_and_reject_the_same_values(tmp_path: Path, text: str) -> None:
+    """Each edge is checked once, in telemd.keys: a value the daemon refuses
+    must not configure a probe, and the reverse."""
+    path = write(tmp_path, text + "\n")
+    daemon_error = probe_error = None
+    try:
+        load_settings(path)
+    except ConfigError as exc:
+        daemon_error = exc.message
+    try:
+        load_probe_settings(path)
+    except ConfigError as exc:
+        probe_error = exc.message
+    assert (daemon_error is None) == (probe_error is None), (daemon_error, probe_error)
+    if probe_error is not None:
+        assert probe_error in str(daemon_error)
