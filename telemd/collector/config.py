@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,11 +19,7 @@ from typing import Any
 from telemd.collector.ingest import CLEAR_LINUX_TID
 from telemd.errors import ConfigError, RecordError
 from telemd.record import validate_classification
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+from telemd.tomlfile import read_toml
 
 SYSTEM_CONFIG = "/etc/telemetrics/collector.toml"
 CONFIG_ENV = "TELEMD_COLLECTOR_CONFIG"
@@ -166,13 +161,7 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
 
 
 def read_file(path: str) -> dict[str, Raw]:
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path)
     for key in data:
         if key not in CONVERTERS:
             raise ConfigError(f"unknown key {key!r} in {path}; known: {', '.join(CONVERTERS)}")

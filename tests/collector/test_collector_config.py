@@ -57,7 +57,7 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
         ("port = 70000\n", "port in {path} must be an integer in 1..65535, got 70000"),
         ('port = "http"\n', "port in {path} must be an integer"),
         ("colour = 1\n", "unknown key 'colour' in {path}"),
-        ("port = \n", "{path} is not valid TOML"),
+        ("port = \n", "{path}: invalid TOML"),
         ('tid = ["not-a-uuid"]\n', "tid in {path} must be a telemetry id"),
         ("tid = []\n", "tid in {path} must be one or more telemetry ids"),
         ('db = "mysql://x/y"\n', "db in {path} must be a URL"),
@@ -77,6 +77,13 @@ def test_bad_file_values_name_file_and_key(tmp_path: Path, text: str, words: str
     with pytest.raises(ConfigError) as caught:
         config.load({}, path, {})
     assert words.format(path=path) in caught.value.message
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "collector.toml"
+    path.write_bytes(b"port = 9100\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=f"{path}: not UTF-8 text"):
+        config.load({}, str(path), {})
 
 
 def test_bad_environment_value_names_the_variable() -> None:
