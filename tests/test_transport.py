@@ -127,12 +127,25 @@ def test_the_tid_header_setting_splits_into_name_and_value() -> None:
         ({"https_proxy": "http://proxy:3128", "no_proxy": "collector.example"}, None),
         ({"https_proxy": "http://proxy:3128", "NO_PROXY": ".example"}, None),
         ({"https_proxy": "http://proxy:3128", "no_proxy": "other.example"}, "http://proxy:3128"),
+        # Lower case wins over upper case, whichever the environment lists first.
+        ({"HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:2"}, "http://lower:2"),
+        ({"https_proxy": "http://lower:2", "HTTPS_PROXY": "http://upper:1"}, "http://lower:2"),
+        ({"https_proxy": "http://p:3", "NO_PROXY": "*", "no_proxy": "other.example"}, "http://p:3"),
+        # An empty variable counts as unset, as in curl.
+        ({"HTTPS_PROXY": "http://upper:1", "https_proxy": ""}, "http://upper:1"),
     ],
 )
 def test_the_proxy_comes_from_the_environment(
     environ: dict[str, str], expected: str | None
 ) -> None:
     assert environment_proxy("https://collector.example:8443/v2/collector", environ) == expected
+
+
+def test_upper_case_http_proxy_is_ignored() -> None:
+    """Under CGI a request's Proxy: header becomes HTTP_PROXY (httpoxy)."""
+    url = "http://collector.example/v2/collector"
+    assert environment_proxy(url, {"HTTP_PROXY": "http://evil:1"}) is None
+    assert environment_proxy(url, {"http_proxy": "http://proxy:3128"}) == "http://proxy:3128"
 
 
 def test_no_proxy_matches_an_ipv6_collector() -> None:

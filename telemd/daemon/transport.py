@@ -239,23 +239,30 @@ class Transport:
 def environment_proxy(url: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The proxy the environment names for `url`, unless no_proxy exempts its host.
 
-    As curl reads them: `<scheme>_proxy`, then `all_proxy`, either case;
-    no_proxy is a comma-separated list of hosts and domains, or `*`.
+    As curl reads them: `<scheme>_proxy`, then `all_proxy`; no_proxy is a
+    comma-separated list of hosts and domains, or `*`. Each is looked up in
+    lower case first, then in upper case, except HTTP_PROXY, which curl
+    ignores: under CGI a client's `Proxy:` header arrives as HTTP_PROXY.
     """
     environ = os.environ if environ is None else environ
-    lower = {key.lower(): value for key, value in environ.items() if key.lower().endswith("proxy")}
     scheme, _, rest = url.partition("://")
-    proxy = lower.get(f"{scheme}_proxy") or lower.get("all_proxy")
+    proxy = _variable(environ, f"{scheme}_proxy") or _variable(environ, "all_proxy")
     if not proxy:
         return None
     authority = rest.split("/", 1)[0].rsplit("@", 1)[-1]
     bracketed = authority.startswith("[")  # an IPv6 address
     host = (authority[1:].split("]")[0] if bracketed else authority.split(":")[0]).lower()
-    for entry in lower.get("no_proxy", "").split(","):
+    for entry in (_variable(environ, "no_proxy") or "").split(","):
         domain = entry.strip().lower().lstrip(".")
         if domain == "*" or (domain and (host == domain or host.endswith("." + domain))):
             return None
     return proxy
+
+
+def _variable(environ: Mapping[str, str], name: str) -> str | None:
+    # As in curl, an empty variable counts as unset.
+    value = environ.get(name) or (None if name == "http_proxy" else environ.get(name.upper()))
+    return value or None
 
 
 def error_message(reply: Reply) -> str:
