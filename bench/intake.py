@@ -349,8 +349,8 @@ def run(directory: str) -> None:
         fast, stock = telemd["uvloop"][key], telemd["asyncio"][key]
         base, base_uv = bare_rates["asyncio"][key], bare_rates["uvloop"][key]
         print(
-            f"| {name} | {fast:,.0f} | {base:,.0f} | {fast / base:.2f}x | {stock:,.0f} |"
-            f" {stock / base:.2f}x | {base_uv:,.0f} | {fast / base_uv:.2f}x |"
+            f"| {name} | {fast:,.0f} | {base:,.0f} | {fast / base:.3f}x | {stock:,.0f} |"
+            f" {stock / base:.3f}x | {base_uv:,.0f} | {fast / base_uv:.3f}x |"
         )
     print()
     print(
