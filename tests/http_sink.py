@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import trustme
 import uvicorn
+from ports import free_port
 
 
 @dataclass
@@ -65,9 +65,7 @@ class HttpSink:
         self._key_file = self.directory / "server.key"
         cert.cert_chain_pems[0].write_to_path(str(self._cert_file))
         cert.private_key_pem.write_to_path(str(self._key_file))
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         scheme = "https" if self.tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}/v2/collector"
         tls: dict[str, Any] = {}

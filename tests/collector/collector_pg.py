@@ -11,11 +11,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from ports import free_port
 
 SERVER_USER = "postgres"
 
@@ -45,13 +46,6 @@ def missing_reason() -> str | None:
         except KeyError:
             return f"running as root and there is no {SERVER_USER!r} user to run postgres"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

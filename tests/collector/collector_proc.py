@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
-from collector_pg import free_port
+from ports import free_port
 
 CLEAR_TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
 # A second accepted telemetry id of the shared test server.

@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import pytest
-from collector_pg import free_port
 from collector_proc import CLEAR_TID, new_id, record
+from ports import free_port
 
 from telemd.collector import ingest
 from telemd.collector.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from ports import free_port
 
 from telemd.client import Client
 from telemd.errors import DaemonUnavailable, RejectedError
@@ -39,12 +39,6 @@ def report(test: str, **figures: Any) -> None:
     if target:
         with open(target, "a") as out:
             out.write(line + "\n")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Collector:
