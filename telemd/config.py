@@ -22,6 +22,7 @@ from typing import Any, Literal
 from telemd import paths
 from telemd.errors import ConfigError
 from telemd.keys import (
+    ETC_DIR,
     NO_PRIVACY_FILTERS_FILE,
     OPT_IN_FILE,
     PROBE_KEYS,
@@ -38,7 +39,6 @@ log = logging.getLogger("telemd.config")
 
 _LEVELS = ("debug", "info", "warning", "error")
 _TID = "X-Telemetry-TID: 6907c830-eed9-4ce9-81ae-76daf8d88f0f"
-_ETC = "/etc/telemetrics/"
 
 # Clear Linux's keys, with Clear's meaning; the only keys legacy INI files may set.
 CLEAR_KEYS: tuple[Key, ...] = (
@@ -85,7 +85,7 @@ OWN_KEYS: tuple[Key, ...] = (
     Key(
         "static_machine_id_file",
         "path",
-        _ETC + "opt-in-static-machine-id",
+        ETC_DIR + "opt-in-static-machine-id",
         "If this file exists, it holds a fixed machine id used instead of a rotating one.",
     ),
     NO_PRIVACY_FILTERS_FILE,

@@ -80,17 +80,17 @@ class Key:
         return f"Key({self.name!r}, {self.kind!r}, {self.default!r})"
 
 
-_ETC = "/etc/telemetrics/"
+ETC_DIR = "/etc/telemetrics/"  # Clear's directory of switch files and settings
 
 # Paths both the daemon and the probes act on.
 SOCKET_PATH = Key("socket_path", "path", "/run/telem-0", "Socket that probes send records to.")
 OPT_IN_FILE = Key(
-    "opt_in_file", "path", _ETC + "opt-in", "Records are accepted only while this exists."
+    "opt_in_file", "path", ETC_DIR + "opt-in", "Records are accepted only while this exists."
 )
 NO_PRIVACY_FILTERS_FILE = Key(
     "no_privacy_filters_file",
     "path",
-    _ETC + "opt-in-no-privacy-filters",
+    ETC_DIR + "opt-in-no-privacy-filters",
     "If this file exists, payloads are sent without the privacy filters.",
 )
 STATE_DIR = Key(
