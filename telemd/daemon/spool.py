@@ -138,6 +138,14 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _attach_journal(conn: sqlite3.Connection, journal_path: str) -> None:
+    """Attach the journal as `journal`, durable like the spool, its tables created."""
+    conn.execute("ATTACH DATABASE ? AS journal", (journal_path,))
+    conn.execute("PRAGMA journal.journal_mode=WAL")
+    conn.execute("PRAGMA journal.synchronous=FULL")
+    conn.executescript(journal.SCHEMA)
+
+
 _SQLITE_FULL = 13  # not exported by the sqlite3 module before Python 3.11
 
 
@@ -185,10 +193,7 @@ class Spool:
         # Write only when it changes: a spool on a full file system must still open.
         if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("ATTACH DATABASE ? AS journal", (journal_path,))
-        conn.execute("PRAGMA journal.journal_mode=WAL")
-        conn.execute("PRAGMA journal.synchronous=FULL")
-        conn.executescript(journal.SCHEMA)
+        _attach_journal(conn, journal_path)
         # The WAL files now exist: make their directory entries durable too.
         fsync_directory(self.directory)
         fsync_directory(os.path.dirname(journal_path) or ".")
@@ -506,8 +511,7 @@ def purge_offline(spool_dir: str, journal_path: str, journal_max: int, now: floa
         return 0
     conn = connect(path)
     try:
-        conn.execute("ATTACH DATABASE ? AS journal", (journal_path,))
-        conn.executescript(journal.SCHEMA)
+        _attach_journal(conn, journal_path)
         conn.execute("BEGIN IMMEDIATE")
         dropped = drop_records(
             conn,
