@@ -244,14 +244,14 @@ def environment_proxy(url: str, environ: Mapping[str, str] | None = None) -> str
     lower case first, then in upper case, except HTTP_PROXY, which curl
     ignores: under CGI a client's `Proxy:` header arrives as HTTP_PROXY.
     """
+    import httpx
+
     environ = os.environ if environ is None else environ
-    scheme, _, rest = url.partition("://")
-    proxy = _variable(environ, f"{scheme}_proxy") or _variable(environ, "all_proxy")
+    parsed = httpx.URL(url)
+    proxy = _variable(environ, f"{parsed.scheme}_proxy") or _variable(environ, "all_proxy")
     if not proxy:
         return None
-    authority = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    bracketed = authority.startswith("[")  # an IPv6 address
-    host = (authority[1:].split("]")[0] if bracketed else authority.split(":")[0]).lower()
+    host = parsed.host  # lower case, an IPv6 address without its brackets
     for entry in (_variable(environ, "no_proxy") or "").split(","):
         domain = entry.strip().lower().lstrip(".")
         if domain == "*" or (domain and (host == domain or host.endswith("." + domain))):
