@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "collector"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "collector")]
 
 import collector_pg  # noqa: E402
 from collector_proc import BATCH_HEADERS, CollectorProcess, headers_request, json_request  # noqa: E402
