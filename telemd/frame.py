@@ -13,6 +13,7 @@ never reads it, telemd's own clients do.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from telemd.errors import ErrorCode, FrameError
 from telemd.record import (
@@ -25,6 +26,9 @@ from telemd.record import (
     validate_classification,
     validate_payload_bytes,
 )
+
+if TYPE_CHECKING:
+    import re
 
 CFG_MAGIC = b"CFG:"
 NUM_HEADERS = len(HEADER_NAMES)
@@ -82,6 +86,38 @@ def _unsigned(value: str, name: str) -> int:
     return int(value)
 
 
+_HEADER_BLOCK: re.Pattern[str] | None = None
+
+
+def _header_block() -> re.Pattern[str]:
+    """The 15 header lines in order, each value a group: one C call per frame.
+
+    Compiled on first use: clients import this module and never decode."""
+    global _HEADER_BLOCK
+    if _HEADER_BLOCK is None:
+        import re
+
+        _HEADER_BLOCK = re.compile("".join(f"{re.escape(p)}([^\n]*)\n" for p in _PREFIXES))
+    return _HEADER_BLOCK
+
+
+def _header_values(block: str) -> tuple[str, ...]:
+    """The header values of a block the fast match refused; raises the reason."""
+    lines = block.split("\n")
+    if len(lines) != NUM_HEADERS + 1 or lines[-1]:
+        count = len(lines) - 1 if not lines[-1] else len(lines)
+        raise FrameError(f"header block must have {NUM_HEADERS} lines, got {count}")
+    values = []
+    for index, line in enumerate(lines[:NUM_HEADERS]):
+        prefix = _PREFIXES[index]
+        if not line.startswith(prefix):
+            raise FrameError(
+                f"header line {index + 1} must be {HEADER_NAMES[index]!r}, got {line[:40]!r}"
+            )
+        values.append(line[len(prefix) :])
+    return tuple(values)
+
+
 def decode_frame(frame: bytes, max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE) -> DecodedFrame:
     """Decode one complete frame (`len(frame)` equals its total_size).
 
@@ -112,18 +148,8 @@ def decode_frame(frame: bytes, max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE)
         block = frame[offset : offset + header_size].decode()
     except UnicodeDecodeError as exc:
         raise FrameError(f"header block is not valid UTF-8 (byte {exc.start})") from None
-    lines = block.split("\n")
-    if len(lines) != NUM_HEADERS + 1 or lines[-1]:
-        count = len(lines) - 1 if not lines[-1] else len(lines)
-        raise FrameError(f"header block must have {NUM_HEADERS} lines, got {count}")
-    values = []
-    for index, line in enumerate(lines[:NUM_HEADERS]):
-        prefix = _PREFIXES[index]
-        if not line.startswith(prefix):
-            raise FrameError(
-                f"header line {index + 1} must be {HEADER_NAMES[index]!r}, got {line[:40]!r}"
-            )
-        values.append(line[len(prefix) :])
+    match = _header_block().fullmatch(block)
+    values = match.groups() if match is not None else _header_values(block)
     payload = validate_payload_bytes(frame[offset + header_size : end - 1], max_payload_size)
     severity = _unsigned(values[_SEVERITY], "severity")
     timestamp_text = values[_TIMESTAMP]
@@ -140,7 +166,7 @@ def decode_frame(frame: bytes, max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE)
         event_id=event_id,
         creation_timestamp=int(timestamp_text),
     )
-    return DecodedFrame(record, tuple(values), config_path)
+    return DecodedFrame(record, values, config_path)
 
 
 def encode_frame(

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from telemd.errors import ErrorCode, FrameError, RecordError
 from telemd.frame import (
     FRAME_OVERHEAD_LIMIT,
+    _header_block,
+    _header_values,
     decode_frame,
     decode_reply,
     encode_error,
@@ -254,3 +256,39 @@ def test_a_valid_frame_with_one_byte_changed_never_crashes(data: st.DataObject) 
     frame[index] = data.draw(st.integers(0, 255))
     with contextlib.suppress(RecordError):
         decode_frame(bytes(frame))
+
+
+header_value = st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)))
+
+
+@settings(max_examples=300)
+@given(st.lists(header_value, min_size=len(HEADER_NAMES), max_size=len(HEADER_NAMES)))
+def test_the_one_call_header_match_reads_what_the_line_by_line_reading_reads(
+    values: list[str],
+) -> None:
+    block = header_block(dict(zip(HEADER_NAMES, values, strict=True))).decode()
+    match = _header_block().fullmatch(block)
+    assert match is not None
+    assert match.groups() == _header_values(block) == tuple(values)
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_a_header_block_the_one_call_match_refuses_is_refused_line_by_line(
+    data: st.DataObject,
+) -> None:
+    lines = [f"{name}: {value}" for name, value in HEADER_VALUES.items()]
+    change = data.draw(st.sampled_from(["drop", "swap", "extra", "rename", "no-end"]))
+    index = data.draw(st.integers(0, len(lines) - 2))
+    if change == "drop":
+        del lines[index]
+    elif change == "swap":
+        lines[index], lines[index + 1] = lines[index + 1], lines[index]
+    elif change == "extra":
+        lines.insert(index, data.draw(header_value))
+    elif change == "rename":
+        lines[index] = "x" + lines[index]
+    block = "\n".join(lines) + ("" if change == "no-end" else "\n")
+    assert _header_block().fullmatch(block) is None
+    with pytest.raises(FrameError):
+        _header_values(block)
