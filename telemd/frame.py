@@ -13,7 +13,6 @@ never reads it, telemd's own clients do.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from telemd.errors import ErrorCode, FrameError
 from telemd.record import (
@@ -27,6 +26,9 @@ from telemd.record import (
     validate_payload_bytes,
 )
 
+# Not typing.TYPE_CHECKING: clients import this module, and typing is no
+# module of the interpreter's start-up set.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import re
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -118,3 +120,20 @@ def _kernel_shows_where_threads_sleep() -> bool:
     finally:
         release.set()
         sleeper.join()
+
+
+@pytest.mark.parametrize(
+    "module", ["telemd.client", "telemd.cli.record_gen", "telemd_probes.hprobe"]
+)
+def test_the_probe_path_imports_only_the_start_up_set_and_two_c_modules(module: str) -> None:
+    # A probe's start-up cost is its imports: typing, re or socket alone would
+    # add milliseconds to every record telem-record-gen sends.
+    probe = (
+        "import sys; before = set(sys.modules); __import__(sys.argv[1]);"
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", probe, module], capture_output=True, text=True, check=True
+    )
+    added = {name for name in result.stdout.split() if not name.startswith("telemd")}
+    assert added <= {"_socket", "_struct"}, sorted(added)
