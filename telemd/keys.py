@@ -2,7 +2,7 @@
 
 `telemd.config` holds the whole table and builds the daemon's settings from
 it. The probes read their own keys and four shared paths through
-`telemd_probes.settings`, which must not pay for `telemd.config` (dataclasses,
+`telemd_probes.common.settings`, which must not pay for `telemd.config` (dataclasses,
 configparser, difflib): so the key description, the check every reader
 applies and the probes' part of the table live here, in a module that
 imports nothing. A value is then valid for a probe exactly when it is valid

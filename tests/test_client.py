@@ -123,7 +123,7 @@ def _kernel_shows_where_threads_sleep() -> bool:
 
 
 @pytest.mark.parametrize(
-    "module", ["telemd.client", "telemd.cli.record_gen", "telemd_probes.hprobe"]
+    "module", ["telemd.client", "telemd.cli.record_gen", "telemd_probes.heartbeat.hprobe"]
 )
 def test_the_probe_path_imports_only_the_start_up_set_and_two_c_modules(module: str) -> None:
     # A probe's start-up cost is its imports: typing, re or socket alone would

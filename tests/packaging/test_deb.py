@@ -78,7 +78,7 @@ def test_telemd_deb_holds_units_config_commands_and_man_pages(debs: Debs) -> Non
         "/usr/lib/sysusers.d/telemd.conf",
         "/usr/share/defaults/telemetrics/telemetrics.toml",
         "/usr/lib/python3/dist-packages/telemd/daemon/main.py",
-        "/usr/lib/python3/dist-packages/telemd_probes/hprobe.py",
+        "/usr/lib/python3/dist-packages/telemd_probes/heartbeat/hprobe.py",
     }
     assert expected - files == set()
     # The collector and the core_pattern switch are packages of their own.

@@ -8,7 +8,7 @@ import pytest
 from daemon_harness import DaemonHarness
 from journal_files import coredump_entry, write_journal
 from probe_support import ProbeConfig, Running, need, probe
-from telemd_probes.coredump_entry import crash_from_entry, field, parse_stack_trace
+from telemd_probes.crash.coredump_entry import crash_from_entry, field, parse_stack_trace
 
 OTHER_ENTRY = {"MESSAGE": "Started demo.service.", "PRIORITY": "6"}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from telemd_probes.klog_event import KernelEvent, Kind
-from telemd_probes.klog_parser import MAX_BYTES, MAX_LINES, Deduper, OopsScanner
-from telemd_probes.kmsg import parse_lines
+from telemd_probes.klog.event import KernelEvent, Kind
+from telemd_probes.klog.kmsg import parse_lines
+from telemd_probes.klog.parser import MAX_BYTES, MAX_LINES, Deduper, OopsScanner
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "klog"
 FRAMINGS = ("kmsg", "dmesg", "bare")

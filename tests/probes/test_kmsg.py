@@ -1,4 +1,4 @@
-"""Tests for telemd_probes.kmsg: /dev/kmsg records and dmesg text lines."""
+"""Tests for telemd_probes.klog.kmsg: /dev/kmsg records and dmesg text lines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from telemd_probes.kmsg import (
+from telemd_probes.klog.kmsg import (
     UNKNOWN,
     KmsgRecord,
     decode,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from daemon_harness import DaemonHarness
 from probe_support import ProbeConfig, probe
-from telemd_probes.pstore import crash_event, group_dumps, read_part
+from telemd_probes.pstore.dump import crash_event, group_dumps, read_part
 
 KLOG = Path(__file__).resolve().parent.parent / "data" / "klog"
 DUMP_TIME = 1_700_000_000

@@ -13,7 +13,7 @@ from daemon_harness import DaemonHarness
 from probe_support import ProbeConfig
 from telemd_probes.python import payload, shorten
 
-PTH = Path(__file__).resolve().parents[2] / "probes" / "telemd_python_exceptions.pth"
+PTH = Path(__file__).resolve().parents[2] / "probes" / "python" / "telemd_python_exceptions.pth"
 # The same code runs with and without the probe, so tracebacks match line for line.
 PROGRAM = """\
 import sys, threading

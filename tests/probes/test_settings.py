@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from telemd_probes.settings import KEYS, load_probe_settings
+from telemd_probes.common.settings import KEYS, load_probe_settings
 
 from telemd.config import load_settings
 from telemd.errors import ConfigError

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .klog_fields import Fields, Frame, Register, parse_fields, symbol_in
-from .record_kind import RecordKind
+from ..common.record_kind import RecordKind
+from .fields import Fields, Frame, Register, parse_fields, symbol_in
 
 MAX_PAYLOAD_BYTES = 8192  # the frame's payload limit (PROTOCOL.md section 1)
 _MAX_FIELD_CHARS = 1024  # so that a long modules list cannot crowd out the backtrace

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from .crash_report import MAX_FRAMES, Crash, Frame, Thread
+from .report import MAX_FRAMES, Crash, Frame, Thread
 
 COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
 _THREAD = re.compile(r"Stack trace of thread (\d+):")

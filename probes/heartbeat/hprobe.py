@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from telemd.record import Record
 
-from .cli import COMMON_OPTIONS, log, parse_command, text_option
+from ..common.cli import COMMON_OPTIONS, log, parse_command, text_option
 
 PROG = "hprobe"
 CLASSIFICATION = "org.clearlinux/hello/world"

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from ..common.settings import ProbeSettings
 from .core_file import save_core
-from .crash_report import Crash
 from .eu_stack import unwind
-from .settings import ProbeSettings
+from .report import Crash
 
 _NOGROUP = 65534
 _MAX_CMDLINE = 4096

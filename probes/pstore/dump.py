@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .klog_event import KernelEvent, Kind
-from .klog_parser import OopsScanner
-from .kmsg import parse_lines
+from ..klog.event import KernelEvent, Kind
+from ..klog.kmsg import parse_lines
+from ..klog.parser import OopsScanner
 
 _FILE = re.compile(r"dmesg-(?P<backend>.+)-(?P<id>\d+)(?P<compressed>\.enc\.z)?")
 _HEADER = re.compile(r"(?P<reason>\w+)#(?P<count>\d+) Part(?P<part>\d+)")

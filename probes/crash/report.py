@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .record_kind import RecordKind
+from ..common.record_kind import RecordKind
 
 MAX_FRAMES = 64  # per thread, as Clear's probe
 MAX_PAYLOAD_BYTES = 8192

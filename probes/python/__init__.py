@@ -74,7 +74,7 @@ def report(
         from telemd.client import send
         from telemd.record import Record
 
-        from .settings import load_probe_settings
+        from ..common.settings import load_probe_settings
 
         settings = load_probe_settings(_config_file)
         if not os.path.exists(settings.opt_in_file):

@@ -16,8 +16,8 @@ import enum
 import re
 from dataclasses import dataclass
 
-from .klog_event import KernelEvent, Kind
-from .klog_fields import is_frame_line, is_register_line
+from .event import KernelEvent, Kind
+from .fields import is_frame_line, is_register_line
 
 MAX_LINES = 256  # a report longer than this is cut and marked truncated
 MAX_BYTES = 16 * 1024

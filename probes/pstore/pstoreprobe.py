@@ -17,9 +17,9 @@ import os
 from telemd.errors import DaemonUnavailable, ErrorCode, TelemetryError
 from telemd.record import Record
 
-from .cli import COMMON_OPTIONS, Options, deliver, log, start_command, text_option
-from .pstore import Dump, Part, crash_event, group_dumps, is_compressed, is_dump_file, read_part
-from .settings import ProbeSettings
+from ..common.cli import COMMON_OPTIONS, Options, deliver, log, start_command, text_option
+from ..common.settings import ProbeSettings
+from .dump import Dump, Part, crash_event, group_dumps, is_compressed, is_dump_file, read_part
 
 PROG = "pstoreprobe"
 _MAX_FILE_BYTES = 1 << 20  # pstore records are a few KiB to a few hundred

@@ -19,9 +19,9 @@ from telemd.atomic_file import replace_file
 from telemd.errors import ErrorCode
 from telemd.record import Record
 
-from .cli import COMMON_OPTIONS, Options, deliver, log, start_command, text_option
-from .settings import ProbeSettings
-from .subproc import run_bounded
+from ..common.cli import COMMON_OPTIONS, Options, deliver, log, start_command, text_option
+from ..common.settings import ProbeSettings
+from ..common.subproc import run_bounded
 from .unit_failure import CLASSIFICATION, SEVERITY, UnitFailure, is_ignored, payload
 
 PROG = "journalprobe"

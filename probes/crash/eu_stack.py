@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 import re
 
-from .crash_report import MAX_FRAMES, Frame, Thread
-from .subproc import run_bounded
+from ..common.subproc import run_bounded
+from .report import MAX_FRAMES, Frame, Thread
 
 _SEARCH_PATH = "/usr/bin:/bin:/usr/local/bin"  # the kernel starts core handlers without PATH
 _OUTPUT_LIMIT = 1 << 20

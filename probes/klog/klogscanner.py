@@ -19,7 +19,7 @@ import os
 from telemd.atomic_file import replace_file
 from telemd.record import Record
 
-from .cli import (
+from ..common.cli import (
     COMMON_OPTIONS,
     Options,
     Shutdown,
@@ -28,10 +28,10 @@ from .cli import (
     start_command,
     text_option,
 )
-from .klog_event import KernelEvent
-from .klog_parser import Deduper, OopsScanner
-from .klog_source import KMSG, is_device, read_records
-from .settings import ProbeSettings
+from ..common.settings import ProbeSettings
+from .event import KernelEvent
+from .parser import Deduper, OopsScanner
+from .source import KMSG, is_device, read_records
 
 PROG = "klogscanner"
 POSITION_NAME = "klogscanner.position"

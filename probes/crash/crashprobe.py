@@ -23,7 +23,7 @@ from telemd.cli.argv import UsageError
 from telemd.errors import DaemonUnavailable, TelemetryError
 from telemd.record import Record
 
-from .cli import (
+from ..common.cli import (
     COMMON_OPTIONS,
     Options,
     Shutdown,
@@ -34,7 +34,8 @@ from .cli import (
     parse_command,
     text_option,
 )
-from .crash_report import (
+from ..common.settings import ProbeSettings
+from .report import (
     Crash,
     CrashKind,
     classify,
@@ -43,8 +44,7 @@ from .crash_report import (
     payload,
     storm_key,
 )
-from .crash_storm import StormLedger
-from .settings import ProbeSettings
+from .storm import StormLedger
 
 PROG = "crashprobe"
 CURSOR_NAME = "crashprobe-journal.cursor"

@@ -1,0 +1,1 @@
+"""What every probe shares: the command line, the settings, bounded subprocesses, record kinds."""

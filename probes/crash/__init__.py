@@ -1,0 +1,1 @@
+"""crashprobe: a user-space process dumped core; its backtrace becomes a record."""

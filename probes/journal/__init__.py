@@ -1,0 +1,1 @@
+"""journalprobe: a systemd unit failed; the unit and its last log lines become a record."""

@@ -1,0 +1,1 @@
+"""klogscanner: oopses, warnings, panics and lockups in the kernel log become records."""

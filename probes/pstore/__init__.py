@@ -1,0 +1,1 @@
+"""pstoreprobe: kernel crash dumps left in pstore by the last boot become records."""
