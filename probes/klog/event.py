@@ -24,9 +24,9 @@ _MAX_SIGNATURE_CHARS = 160
 # has it; a signature made of them would lump unrelated reports together.
 _REPORTING_FRAME_NAMES = """
     dump_stack dump_stack_lvl __dump_stack show_stack show_regs show_trace_log_lvl dump_backtrace
-    __warn __warn_printk warn_slowpath_common warn_slowpath_fmt warn_slowpath_null report_bug
-    handle_bug exc_invalid_op do_invalid_op invalid_op do_error_trap do_trap die __die oops_end
-    page_fault_oops no_context __bad_area_nosemaphore bad_area_nosemaphore page_fault
+    __warn __warn_printk warn_on_slowpath warn_slowpath_common warn_slowpath_fmt warn_slowpath_null
+    report_bug handle_bug exc_invalid_op do_invalid_op invalid_op do_error_trap do_trap die __die
+    oops_end page_fault_oops no_context __bad_area_nosemaphore bad_area_nosemaphore page_fault
     kernelmode_fixup_or_oops do_user_addr_fault exc_page_fault do_page_fault general_protection
     exc_general_protection die_kernel_fault __do_kernel_fault do_translation_fault do_mem_abort
     el1_abort el1_da el1h_64_sync_handler el1h_64_sync el1_dbg bug_handler call_break_hook
@@ -120,12 +120,15 @@ class KernelEvent:
             lines.append(f"Tainted : {fields.tainted}")
         if fields.modules is not None:
             lines.append(f"Modules : {' '.join(fields.modules)}")
-        if fields.frames:
+        if fields.pc is not None or fields.frames:
             lines.append("Backtrace :")
         lines += [
             f"Register {r.name}: {'Non-zero' if r.nonzero else 'Zero'}" for r in self.registers
         ]
-        lines += [f"#{n} {f.function} - [{f.module}]" for n, f in enumerate(fields.frames, 1)]
+        # The faulting function is frame #0, so the call trace keeps Clear's #1 onwards.
+        if fields.pc is not None:
+            lines.append(_frame_line(0, fields.pc))
+        lines += [_frame_line(n, frame) for n, frame in enumerate(fields.frames, 1)]
         if self.kind is Kind.MCE:
             # The bank, status and address lines are the report; an RIP line
             # would carry a register value.
@@ -133,9 +136,21 @@ class KernelEvent:
         return _fit(lines)
 
 
+def _frame_line(number: int, frame: Frame) -> str:
+    # `#4 ? __queue_work - [kernel]`: Clear's mark for a frame the kernel was unsure of.
+    mark = "" if frame.reliable else "? "
+    return f"#{number} {mark}{frame.function} - [{frame.module}]"
+
+
 def _signature(reason: str, fields: Fields) -> str:
-    """The first meaningful function, else the reason with its numbers masked."""
-    for frame in (symbol_in(reason), fields.pc, *fields.frames):
+    """The first meaningful function, else the reason with its numbers masked.
+
+    Reliable frames are tried before unreliable ones, which may be stale
+    return addresses left on the stack.
+    """
+    reliable = [frame for frame in fields.frames if frame.reliable]
+    unreliable = [frame for frame in fields.frames if not frame.reliable]
+    for frame in (symbol_in(reason), fields.pc, *reliable, *unreliable):
         if frame is not None and not _is_reporting(frame.function):
             return str(frame)[:_MAX_SIGNATURE_CHARS]
     return _NUMBER.sub("N", reason)[:_MAX_SIGNATURE_CHARS]

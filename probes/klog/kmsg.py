@@ -23,8 +23,9 @@ UNKNOWN = -1
 # Digit counts are bounded: int() refuses strings of more than 4300 digits.
 _KMSG_HEADER = re.compile(r"([0-9]{1,10}),([0-9]{1,20}),([0-9]{1,20}),[^;]*;")
 _PRIO = re.compile(r"<([0-9]{1,4})>")
-# `[  123.456789] `, optionally followed by a caller id (`[    T42]`).
-_TIMESTAMP = re.compile(r"\[ *([0-9]{1,12})\.([0-9]{1,9})\](?:\[ *[TC][0-9]{1,10}\])? ?")
+# `[  123.456789] `, optionally followed by a caller id (`[    T42]`). Some
+# loggers pad with a tab (`[\t68764.975944]`) or put no space after the `]`.
+_TIMESTAMP = re.compile(r"\[[ \t]*([0-9]{1,12})\.([0-9]{1,9})\](?:\[[ \t]*[TC][0-9]{1,10}\])? ?")
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 
 

@@ -54,6 +54,11 @@ EXPECTED = {
     ],
     "mce_logged": [("mce", "mce: [Hardware Error]: Machine check events logged")],
     "truncated": [("bug", "demo_fill_pages [demo_fill]")],
+    "warning_x86_unreliable": [("warning", "dev_watchdog [kernel]")],
+    "warning_i386_klogd": [("warning", "demo_snd_pointer [demo_snd]")],
+    "warning_i386_symbolic": [("warning", "mtrr_trim_uncached_memory [kernel]")],
+    "bug_i386_eip": [("bug", "demofs_lookup [demofs]")],
+    "bug_arm32_oops": [("bug", "demo_gpio_write [demo_gpio]")],
 }
 
 
@@ -157,12 +162,20 @@ def test_payload_layout_x86() -> None:
     assert "Register knlGS: Zero" in lines
     frames = [line for line in lines if line.startswith("#")]
     assert frames == [
-        "#1 iterate_dir - [kernel]",
-        "#2 __x64_sys_getdents64 - [kernel]",
-        "#3 do_syscall_64 - [kernel]",
-        "#4 entry_SYSCALL_64_after_hwframe - [kernel]",
+        "#0 ext4_readdir - [ext4]",  # RIP: the faulting function
+        "#1 ? __die - [kernel]",
+        "#2 ? page_fault_oops - [kernel]",
+        "#3 ? exc_page_fault - [kernel]",
+        "#4 ? asm_exc_page_fault - [kernel]",
+        "#5 ? ext4_readdir - [ext4]",
+        "#6 iterate_dir - [kernel]",
+        "#7 __x64_sys_getdents64 - [kernel]",
+        "#8 ? __pfx_filldir64 - [kernel]",
+        "#9 do_syscall_64 - [kernel]",
+        "#10 entry_SYSCALL_64_after_hwframe - [kernel]",
     ]
-    assert lines[-1] == frames[-1]
+    # The frames follow the registers and end the payload, as Clear lays them out.
+    assert lines[lines.index(frames[0]) :] == frames
 
 
 def test_payload_layout_arm64() -> None:
@@ -179,16 +192,18 @@ def test_payload_layout_old_x86() -> None:
     assert "Tainted : Not tainted" in lines
     assert "Kernel Version : 3.16.0-4-amd64" in lines
     assert "Register RAX: Non-zero" in lines
-    # `?` frames are unreliable guesses and are left out.
+    # `?` frames are kept, marked as Clear marks them.
     assert [line for line in lines if line.startswith("#")] == [
-        "#1 system_call_fast_compare_end - [kernel]"
+        "#0 do_sys_open - [kernel]",
+        "#1 ? system_call_fast_compare_end - [kernel]",
+        "#2 system_call_fast_compare_end - [kernel]",
     ]
 
 
 def test_payload_hung_task_reads_version_from_not_tainted_line() -> None:
     lines = payload_lines("hungtask")
     assert lines[2:5] == ["Kernel Version : 6.1.0-18-amd64", "Tainted : Not tainted", "Backtrace :"]
-    assert "#7 jbd2_journal_commit_transaction - [jbd2]" in lines
+    assert "#8 jbd2_journal_commit_transaction - [jbd2]" in lines
     assert not any(line.startswith("Modules :") for line in lines)
 
 
@@ -306,7 +321,11 @@ def test_header_without_a_trace_is_bounded() -> None:
 
 def test_truncated_sample_keeps_what_arrived() -> None:
     (event,) = sample("truncated")
-    assert [f.function for f in event.frames] == ["demo_fill_ioctl"]
+    assert [(f.function, f.reliable) for f in event.frames] == [
+        ("show_regs", False),
+        ("__die", False),
+        ("demo_fill_ioctl", True),
+    ]
     assert not event.truncated
 
 

@@ -98,6 +98,11 @@ def test_not_a_kmsg_record(data: str) -> None:
         ("[    0.000000][    T0] BIOS-e820: usable", KmsgRecord(U, U, U, 0, "BIOS-e820: usable")),
         ("[2.123456789] ns precision", KmsgRecord(U, U, U, 2123456, "ns precision")),
         (
+            "<4>[\t68764.975944]WARNING: at demo.c:1",
+            KmsgRecord(4, 0, U, 68764975944, "WARNING: at demo.c:1"),
+        ),
+        ("[ \t 1.5]  [<c0123456>] f+1/2", KmsgRecord(U, U, U, 1500000, " [<c0123456>] f+1/2")),
+        (
             "[0000000000000010] pgd=0800000043b31003",
             KmsgRecord(U, U, U, U, "[0000000000000010] pgd=0800000043b31003"),
         ),
