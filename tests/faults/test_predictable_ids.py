@@ -61,8 +61,7 @@ def test_record_ids_from_ok_replies_do_not_predict_the_next_ones(harness: Daemon
     harness.write_config(uid_records_per_minute=-1, log_level="info")
     harness.start()
     frames = [
-        encode_frame(Record("org.example/faults/ids", 1, f"n{n}"))
-        for n in range(IDS_NEEDED + 100)
+        encode_frame(Record("org.example/faults/ids", 1, f"n{n}")) for n in range(IDS_NEEDED + 100)
     ]
     with harness.client() as client:
         client.write_frames(frames)
