@@ -17,11 +17,14 @@ import os
 from telemd.errors import ErrorCode, FrameError
 from telemd.record import (
     DEFAULT_MAX_PAYLOAD_SIZE,
+    FRAME_SEVERITY_BOUNDS,
     HEADER_NAMES,
     RECORD_FORMAT_VERSION,
+    FieldError,
     Record,
     clamp_severity,
     is_event_id,
+    parse_number,
     validate_classification,
     validate_payload_bytes,
 )
@@ -42,6 +45,7 @@ FRAME_OVERHEAD_LIMIT = 8 + 4 + 4096 + NUM_HEADERS * 80
 PLACEHOLDER_MACHINE_ID = "FFFFFFFF"
 
 _PREFIXES = tuple(f"{name}: " for name in HEADER_NAMES)
+_RECORD_VERSION = 0
 _CLASSIFICATION = 1
 _SEVERITY = 2
 _TIMESTAMP = 4
@@ -80,12 +84,6 @@ class DecodedFrame:
         self.sent_headers = sent_headers
         # The optional CFG: field; the daemon logs it and never acts on it.
         self.config_path = config_path
-
-
-def _unsigned(value: str, name: str) -> int:
-    if not (value.isascii() and value.isdigit()) or len(value) > 10:
-        raise FrameError(f"header {name} must be an unsigned integer, got {value!r}")
-    return int(value)
 
 
 _HEADER_BLOCK: re.Pattern[str] | None = None
@@ -153,20 +151,20 @@ def decode_frame(frame: bytes, max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE)
     match = _header_block().fullmatch(block)
     values = match.groups() if match is not None else _header_values(block)
     payload = validate_payload_bytes(frame[offset + header_size : end - 1], max_payload_size)
-    severity = _unsigned(values[_SEVERITY], "severity")
-    timestamp_text = values[_TIMESTAMP]
-    if not (timestamp_text.lstrip("-").isdigit() and timestamp_text.isascii()):
-        raise FrameError(f"header creation_timestamp must be an integer, got {timestamp_text!r}")
+    # Every numeric header is bounded here, by the rules the collector applies:
+    # a number the spool or the collector cannot store is refused at the door.
+    parse_number("record_format_version", values[_RECORD_VERSION])
+    severity = parse_number("severity", values[_SEVERITY], FRAME_SEVERITY_BOUNDS)
     event_id = values[_EVENT_ID]
     if not is_event_id(event_id):
-        raise FrameError(f"event id must be 32 lowercase hex characters, got {event_id[:40]!r}")
+        raise FieldError("event_id", f"must be 32 lowercase hex characters, got {event_id[:40]!r}")
     record = Record.trusted(
         classification=validate_classification(values[_CLASSIFICATION]),
         severity=clamp_severity(severity),
         payload=payload,
-        payload_format_version=_unsigned(values[_PAYLOAD_VERSION], "payload_format_version"),
+        payload_format_version=parse_number("payload_format_version", values[_PAYLOAD_VERSION]),
         event_id=event_id,
-        creation_timestamp=int(timestamp_text),
+        creation_timestamp=parse_number("creation_timestamp", values[_TIMESTAMP]),
     )
     return DecodedFrame(record, values, config_path)
 

@@ -39,11 +39,60 @@ DEFAULT_MAX_PAYLOAD_SIZE = 8192
 EVENT_ID_LENGTH = 32
 MIN_SEVERITY = 1
 MAX_SEVERITY = 4
+UINT32_MAX = 0xFFFFFFFF
+# 9999-12-31 23:59:59 UTC: the last second every date library can render.
+MAX_TIMESTAMP = 253_402_300_799
+
+# The one rule for each numeric header, shared by the daemon's decoding and
+# the collector's ingest: whatever the daemon acknowledges, its collector
+# stores. Every bound also fits a signed 64-bit SQLite or PostgreSQL INTEGER.
+NUMBER_BOUNDS: dict[str, tuple[int, int]] = {
+    "record_format_version": (1, 2**31 - 1),
+    "severity": (MIN_SEVERITY, MAX_SEVERITY),
+    "creation_timestamp": (0, MAX_TIMESTAMP),
+    "payload_format_version": (0, UINT32_MAX),
+}
+# libtelemetry sends severity as a uint32 and clamps it to 1..4; a frame may
+# carry any uint32, which the daemon clamps the same way.
+FRAME_SEVERITY_BOUNDS = (0, UINT32_MAX)
 
 # Letters, digits and the punctuation real classifications use
 # ("org.clearlinux/crash/clr", "com.example+lab/hw-probe/mce_v2").
 _CLASSIFICATION_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+:@"
 _HEX_LOWER = "0123456789abcdef"
+
+
+class FieldError(RecordError):
+    """A record field breaks a rule; `field` names it (first in the message too)."""
+
+    def __init__(self, field: str, message: str, code: str = ErrorCode.INVALID) -> None:
+        super().__init__(f"{field}: {message}", code)
+        self.field = field
+
+
+def _bounds(name: str, bounds: tuple[int, int] | None) -> tuple[int, int]:
+    return NUMBER_BOUNDS[name] if bounds is None else bounds
+
+
+def check_number(name: str, number: int, bounds: tuple[int, int] | None = None) -> int:
+    """`number` if it lies within the bounds of header `name`, else FieldError."""
+    low, high = _bounds(name, bounds)
+    if not low <= number <= high:
+        raise FieldError(name, f"must be in {low}..{high}, got {str(number)[:40]}")
+    return number
+
+
+def parse_number(name: str, text: str, bounds: tuple[int, int] | None = None) -> int:
+    """A numeric header's value as sent: ASCII decimal digits within its bounds."""
+    # int() alone would also take " 1", "+1", "1_0" and non-ASCII digits, and
+    # it refuses more than 4,300 digits with a ValueError of its own.
+    if not (text.isascii() and text.isdigit()):
+        raise FieldError(name, f"must be a decimal integer, got {text[:40]!r}")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 20:  # beyond every bound; not worth converting
+        low, high = _bounds(name, bounds)
+        raise FieldError(name, f"must be in {low}..{high}, got a number of {len(digits)} digits")
+    return check_number(name, int(digits), bounds)
 
 
 def validate_classification(classification: str) -> str:
@@ -91,6 +140,15 @@ def validate_event_id(event_id: str) -> str:
 
 
 def new_event_id() -> str:
+    return os.urandom(16).hex()
+
+
+def new_record_id() -> str:
+    """128 bits from the kernel's random source.
+
+    Not a seeded generator: ids are shown to the clients that sent the
+    records, and a Mersenne Twister's next outputs follow from 624 of its
+    past ones, so one user could predict the ids of everyone's records."""
     return os.urandom(16).hex()
 
 
@@ -152,18 +210,15 @@ class Record:
         creation_timestamp: int | None = None,
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
     ) -> None:
-        if payload_format_version < 0 or payload_format_version > 0xFFFFFFFF:
-            raise RecordError(
-                f"payload format version must be a 32-bit unsigned integer, "
-                f"got {payload_format_version}"
-            )
         self.classification = validate_classification(classification)
         self.severity = clamp_severity(severity)
         self.payload = validate_payload(payload, max_payload_size)
-        self.payload_format_version = payload_format_version
+        self.payload_format_version = check_number("payload_format_version", payload_format_version)
         self.event_id = new_event_id() if event_id is None else validate_event_id(event_id)
         self.creation_timestamp = (
-            int(time.time()) if creation_timestamp is None else creation_timestamp
+            int(time.time())
+            if creation_timestamp is None
+            else check_number("creation_timestamp", creation_timestamp)
         )
 
     @classmethod

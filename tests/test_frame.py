@@ -21,7 +21,7 @@ from telemd.frame import (
     frame_size,
     max_frame_size,
 )
-from telemd.record import HEADER_NAMES, Record
+from telemd.record import HEADER_NAMES, MAX_TIMESTAMP, Record
 
 EVENT_ID = "0123456789abcdef0123456789abcdef"
 HEADER_VALUES = {
@@ -127,7 +127,7 @@ def test_an_empty_payload_is_a_valid_record() -> None:
         (u32(7) + b"ab\0", "ends before its header size field"),
         (
             build(block=header_block().replace(b"severity: 3", b"severity: high")),
-            "severity must be an unsigned integer",
+            "severity: must be a decimal integer",
         ),
         (
             build(
@@ -135,11 +135,11 @@ def test_an_empty_payload_is_a_valid_record() -> None:
                     b"creation_timestamp: 1754600896", b"creation_timestamp: soon"
                 )
             ),
-            "creation_timestamp must be an integer",
+            "creation_timestamp: must be a decimal integer",
         ),
         (
             build(block=header_block().replace(EVENT_ID.encode(), b"XYZ")),
-            "event id must be 32 lowercase hex",
+            "event_id: must be 32 lowercase hex",
         ),
         (
             build(
@@ -154,6 +154,56 @@ def test_each_malformed_frame_gets_its_own_error(frame: bytes, message: str) -> 
         decode_frame(frame)
     assert message in info.value.message
     assert info.value.code == ErrorCode.INVALID
+
+
+def with_header(name: str, value: str) -> bytes:
+    return build(block=header_block({**HEADER_VALUES, name: value}))
+
+
+# Each numeric header at and past its bounds, the writer-killing timestamp
+# (10**25 once overflowed the spool's INTEGER and killed its writer) among them.
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("creation_timestamp", "1" + "0" * 25),
+        ("creation_timestamp", "-1"),
+        ("creation_timestamp", "253402300800"),
+        ("creation_timestamp", "9" * 5000),
+        ("payload_format_version", "9999999999"),
+        ("payload_format_version", "4294967296"),
+        ("record_format_version", "0"),
+        ("record_format_version", "2147483648"),
+        ("record_format_version", "four"),
+        ("severity", "4294967296"),
+        ("severity", "1" + "0" * 25),
+        ("severity", "-1"),
+    ],
+)
+def test_numeric_headers_out_of_bounds_are_refused_naming_the_field(name: str, value: str) -> None:
+    with pytest.raises(RecordError) as info:
+        decode_frame(with_header(name, value))
+    assert info.value.code == ErrorCode.INVALID
+    assert info.value.message.startswith(f"{name}: must be ")
+    assert encode_error(info.value.code, info.value.message).startswith(
+        f"ERR invalid {name}: ".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "attribute", "expected"),
+    [
+        ("creation_timestamp", "0", "creation_timestamp", 0),
+        ("creation_timestamp", "253402300799", "creation_timestamp", 253402300799),
+        ("creation_timestamp", "000001754600896", "creation_timestamp", 1754600896),
+        ("payload_format_version", "4294967295", "payload_format_version", 4294967295),
+        ("severity", "4294967295", "severity", 4),
+        ("severity", "0", "severity", 1),
+    ],
+)
+def test_numeric_headers_at_their_bounds_decode(
+    name: str, value: str, attribute: str, expected: int
+) -> None:
+    assert getattr(decode_frame(with_header(name, value)).record, attribute) == expected
 
 
 def test_a_cfg_field_without_its_nul_is_invalid() -> None:
@@ -216,7 +266,7 @@ payloads = st.text(
     severity=st.integers(-5, 10),
     payload=payloads,
     version=st.integers(0, 2**32 - 1),
-    timestamp=st.integers(0, 2**40),
+    timestamp=st.integers(0, MAX_TIMESTAMP),
     config=st.none() | st.text("abc/._", min_size=1, max_size=100),
 )
 def test_encode_then_decode_gives_the_record_back(

@@ -8,10 +8,14 @@ from hypothesis import strategies as st
 
 from telemd.errors import ErrorCode, RecordError
 from telemd.record import (
+    NUMBER_BOUNDS,
+    FieldError,
     Record,
     clamp_severity,
     is_event_id,
     new_event_id,
+    new_record_id,
+    parse_number,
     validate_classification,
     validate_payload_bytes,
 )
@@ -82,8 +86,10 @@ def test_a_record_validates_what_it_is_given() -> None:
     assert (record.severity, record.event_id, record.creation_timestamp) == (4, "f" * 32, 5)
     with pytest.raises(RecordError, match="event id"):
         Record("a/b/c", 1, "x", event_id="nope")
-    with pytest.raises(RecordError, match="payload format version"):
+    with pytest.raises(RecordError, match=r"payload_format_version: must be in 0\.\.4294967295"):
         Record("a/b/c", 1, "x", payload_format_version=-1)
+    with pytest.raises(RecordError, match=r"creation_timestamp: must be in 0\.\.253402300799"):
+        Record("a/b/c", 1, "x", creation_timestamp=10**25)
     with pytest.raises(RecordError) as info:
         Record("a/b/c", 1, "é" * 5, max_payload_size=9)
     assert info.value.code == ErrorCode.TOO_LARGE
@@ -95,3 +101,32 @@ def test_records_compare_by_value() -> None:
     other = Record("a/b/c", 2, "x", event_id="a" * 32, creation_timestamp=1)
     assert first == same and hash(first) == hash(same)
     assert first != other
+
+
+def test_record_ids_are_128_random_bits_in_hex() -> None:
+    ids = {new_record_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(is_event_id(record_id) for record_id in ids)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("severity", " 1", "decimal integer"),
+        ("severity", "+1", "decimal integer"),
+        ("severity", "1_0", "decimal integer"),
+        ("severity", "\u0661", "decimal integer"),  # ARABIC-INDIC DIGIT ONE
+        ("creation_timestamp", "9" * 5000, "a number of 5000 digits"),
+        ("creation_timestamp", "253402300800", r"in 0\.\.253402300799"),
+    ],
+)
+def test_numbers_are_ascii_digits_within_their_bounds(name: str, text: str, message: str) -> None:
+    with pytest.raises(FieldError, match=message) as info:
+        parse_number(name, text)
+    assert info.value.field == name
+    assert info.value.message.startswith(f"{name}: ")
+
+
+def test_number_bounds_fit_a_signed_64_bit_integer_column() -> None:
+    for low, high in NUMBER_BOUNDS.values():
+        assert -(2**63) <= low <= high < 2**63

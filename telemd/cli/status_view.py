@@ -69,6 +69,7 @@ def render(state: dict[str, Any]) -> str:
         + (f", oldest {spool['oldest_age']:.0f} s old" if spool["oldest_age"] is not None else ""),
     ]
     if state["running"]:
+        lines.append(f"Spool writer:    {spool.get('writer', 'unknown')}")
         delivery = state["delivery"]
         fates = delivery["fates"]
         counts = ", ".join(

@@ -2,7 +2,9 @@
 
 Pure code: no sockets, no database, no clock of its own (the caller passes
 `now`). The rules are telemetrics-backend's (PROTOCOL.md section 3) plus
-telemd's own record rules, which are reused from `telemd.record`.
+telemd's own record rules, taken from `telemd.record`: the numbers, the
+classification, the event id and the payload obey the very functions the
+daemon decodes frames with, so whatever the daemon acknowledges is stored here.
 
 Formats:
 - "headers": the 15 record headers as HTTP headers, the body is the payload.
@@ -24,11 +26,14 @@ import orjson
 from telemd.errors import ErrorCode, RecordError
 from telemd.record import (
     HEADER_NAMES,
+    check_number,
     is_event_id,
+    parse_number,
     validate_classification,
     validate_payload,
     validate_payload_bytes,
 )
+from telemd.record import FieldError as FieldError  # the collector's routes answer 400 with it
 
 # The values of one stored record, in this order (the store adds `id` and
 # `received_at`). `RECORD_COLUMNS` is the single source of that order.
@@ -71,26 +76,11 @@ ARCHES = frozenset(
 )
 
 INT_FIELDS = ("record_format_version", "severity", "creation_timestamp", "payload_format_version")
-# Upper bounds of the numeric fields (all also have a lower bound of 0 or 1).
-_INT_BOUNDS: dict[str, tuple[int, int]] = {
-    "record_format_version": (1, 2**31 - 1),
-    "severity": (1, 4),
-    "creation_timestamp": (0, 2**63 - 1),
-    "payload_format_version": (0, 2**32 - 1),
-}
 MAX_MACHINE_ID = 32
 MAX_SYSTEM_NAME = 80
 # host_type, build, board_name, cpu_model, bios_version: DMI and os-release
 # strings that are short in practice; the bound keeps rows small.
 MAX_TEXT_FIELD = 256
-
-
-class FieldError(RecordError):
-    """A record field breaks a rule; `field` names it for the 400 answer."""
-
-    def __init__(self, field: str, message: str, code: str = ErrorCode.INVALID) -> None:
-        super().__init__(f"{field}: {message}", code)
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,21 +118,14 @@ def _missing(name: str) -> FieldError:
 
 
 def _int_field(name: str, value: object) -> int:
+    """A numeric field by the daemon's own rule (telemd.record.NUMBER_BOUNDS)."""
     if value is None:
         raise _missing(name)
     if isinstance(value, str):
-        # int() alone would also take " 1", "+1", "1_0" and non-ASCII digits.
-        if not value.isascii() or not value.isdigit():
-            raise FieldError(name, f"must be a decimal integer, got {value!r}")
-        number = int(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        raise FieldError(name, f"must be an integer or a string of digits, got {value!r}")
-    low, high = _INT_BOUNDS[name]
-    if not low <= number <= high:
-        raise FieldError(name, f"must be in {low}..{high}, got {number}")
-    return number
+        return parse_number(name, value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return check_number(name, value)
+    raise FieldError(name, f"must be an integer or a string of digits, got {value!r}")
 
 
 def _text_field(name: str, value: object, max_len: int) -> str:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import stat
 import time
@@ -31,6 +30,7 @@ from telemd.daemon.peers import peer_credentials
 from telemd.daemon.spool import Entry, HostKey, Spool
 from telemd.errors import ErrorCode, FrameError, TelemetryError
 from telemd.frame import decode_frame, encode_error, encode_ok, frame_size, max_frame_size
+from telemd.record import new_record_id
 
 log = logging.getLogger("telemd.intake")
 
@@ -38,9 +38,6 @@ log = logging.getLogger("telemd.intake")
 # libtelemetry connections waits in the kernel rather than in our memory
 # (1024 here cost 20 MiB of RSS under 8 legacy senders, for no more throughput).
 LISTEN_BACKLOG = 128
-# Record ids need uniqueness, not secrecy: 128 bits from a generator seeded
-# by the OS cost a fraction of an os.urandom() system call per record.
-_random_bits = random.Random().getrandbits
 # A connection this long without a complete frame may be evicted at max_clients.
 EVICT_AFTER_IDLE = 0.25
 
@@ -365,7 +362,7 @@ class Intake:
             )
         record = decoded.record
         return (
-            f"{_random_bits(128):032x}",
+            new_record_id(),
             self._wall_clock(),
             record.creation_timestamp,
             record.classification,

@@ -42,6 +42,9 @@ log = logging.getLogger("telemd")
 GIL_SWITCH_INTERVAL = 0.0005  # seconds
 
 EX_CONFIG = 78
+# sysexits' internal software error: the spool writer is gone. Any failure
+# status makes systemd restart the unit (Restart=on-failure).
+EX_SOFTWARE = 70
 # How long SIGTERM waits for received frames to reach the disk.
 SHUTDOWN_GRACE = 10.0
 STATUS_INTERVAL = 1.0
@@ -96,6 +99,7 @@ class Daemon:
         self.notifier = Notifier()
         self.started = time.time()
         self._stop = asyncio.Event()
+        self._exit_status = 0
         self._signals = 0
         self._last_activity = 0.0
         self._status_timer: asyncio.TimerHandle | None = None
@@ -109,6 +113,7 @@ class Daemon:
         settings = self.settings
         ensure_private_directory(settings.spool_dir, 0o700)
         ensure_private_directory(settings.state_dir, 0o750)
+        self.spool.on_writer_gone = self._writer_gone
         self.spool.open(loop, os.path.join(settings.state_dir, JOURNAL_FILE))
         self.delivery = Delivery(settings, self.spool, transport=make_transport(settings))
         self.delivery.on_settled = self._activity
@@ -158,7 +163,7 @@ class Daemon:
         for path in bound:
             _unlink_quietly(path)
         log.info("stopped; %d records spooled", self.spool.depth)
-        return 0
+        return self._exit_status
 
     def _own_sockets(self) -> list[tuple[str, str]]:
         return [
@@ -206,11 +211,26 @@ class Daemon:
             return
 
         def pet() -> None:
-            # Sent from the event loop, so a wedged loop stops the pings.
+            # Sent from the event loop, so a wedged loop stops the pings; and
+            # only while the spool writer lives, for a daemon that cannot
+            # store is as good as wedged.
+            if self.spool.writer_failure is not None:
+                return
             self.notifier.watchdog()
             loop.call_later(interval, pet)
 
         pet()
+
+    def _writer_gone(self) -> None:
+        """The spool writer thread ended: nothing can be stored any more.
+        Exit with a failure status so that the service manager restarts us."""
+        log.critical(
+            "the spool writer is gone (%s); exiting with status %d to be restarted",
+            self.spool.writer_failure,
+            EX_SOFTWARE,
+        )
+        self._exit_status = EX_SOFTWARE
+        self._stop.set()
 
     def _idle_check(self) -> None:
         loop = asyncio.get_running_loop()

@@ -12,12 +12,17 @@ the same transactions; delivery reads the oldest records through a second,
 read-only connection.
 
 This module never acknowledges anything itself, and it never drops a row
-silently: a failed commit is reported to every submitter in the batch.
+silently: every submitter hears how its row or job fared. A batch that
+fails is committed again change by change, so that one bad row (or a job
+with a defect) is refused alone and its neighbours are stored. The writer
+thread outlives every Exception; if it ends all the same, the event loop
+fails what is queued and calls `on_writer_gone`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -104,6 +109,9 @@ Done = Callable[[str | None], None]
 # its callback on the event loop with the error code (None on success).
 Job = Callable[[sqlite3.Connection], Any]
 JobDone = Callable[[str | None, Any], None]
+# What one entry or job came to: (error code or None, the job's result).
+Outcome = tuple[str | None, Any]
+_FAILED: Outcome = (ErrorCode.INTERNAL, None)
 
 _SELECT_OUTGOING = (
     "SELECT r.seq, r.record_id, r.received_at, r.creation_timestamp, r.classification,"
@@ -149,10 +157,20 @@ def _attach_journal(conn: sqlite3.Connection, journal_path: str) -> None:
 _SQLITE_FULL = 13  # not exported by the sqlite3 module before Python 3.11
 
 
-def _error_code(exc: sqlite3.Error) -> str:
-    if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "full" in str(exc):
+def _failure_code(exc: Exception) -> str:
+    if isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "full" in str(exc)
+    ):
         return ErrorCode.SPOOL_FULL
     return ErrorCode.INTERNAL
+
+
+def _log_failure(exc: Exception, changes: int) -> None:
+    """One line for SQLite's own errors, the traceback for anything else."""
+    if isinstance(exc, sqlite3.Error):
+        log.error("spool commit of %d changes failed: %s", changes, exc)
+    else:
+        log.error("spool commit of %d changes failed", changes, exc_info=exc)
 
 
 def fsync_directory(path: str) -> None:
@@ -184,6 +202,9 @@ class Spool:
         self._in_flight = 0
         # Called on the loop whenever a commit brings in_flight below LOW_WATER.
         self.on_drained: Callable[[], None] | None = None
+        # Called on the loop if the writer thread ends without being asked to.
+        self.on_writer_gone: Callable[[], None] | None = None
+        self.writer_failure: str | None = None
 
     def open(self, loop: asyncio.AbstractEventLoop, journal_path: str) -> None:
         """Create or recover the spool and the journal, then start the writer thread."""
@@ -220,17 +241,30 @@ class Spool:
     def congested(self) -> bool:
         return self._in_flight >= HIGH_WATER
 
+    @property
+    def writer_state(self) -> str:
+        """`running`, `stopped` (closed, or not yet opened) or `failed: <why>`."""
+        if self.writer_failure is not None:
+            return f"failed: {self.writer_failure}"
+        return "running" if self._thread is not None else "stopped"
+
     def submit(self, entry: Entry, done: Done) -> None:
         """Queue `entry` for the next commit; `done` runs on the loop afterwards."""
-        self._in_flight += 1
-        self._idle.clear()
-        self._queue.put((entry, done))
+        self._enqueue((entry, done))
 
     def run(self, job: Job, done: JobDone) -> None:
         """Queue `job` for the writer's next transaction."""
+        self._enqueue((job, done))
+
+    def _enqueue(self, item: tuple[Any, Any]) -> None:
         self._in_flight += 1
         self._idle.clear()
-        self._queue.put((job, done))
+        if self.writer_failure is not None and self._thread is None:
+            # No writer will take it: fail it now rather than never.
+            assert self._loop is not None
+            self._loop.call_soon(self._finish, [item], [_FAILED])
+            return
+        self._queue.put(item)
 
     async def wait_idle(self) -> None:
         """Wait until every submitted entry and job has been committed or failed."""
@@ -347,71 +381,108 @@ class Spool:
     # The writer thread -------------------------------------------------
 
     def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is _STOP:
-                break
-            batch = [item]
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            error, results = self._commit(batch)
-            assert self._loop is not None
-            try:
-                self._loop.call_soon_threadsafe(self._finish, batch, error, results)
-            except RuntimeError:
-                return  # the loop is gone: the process is exiting
+        batch: list[tuple[Any, Any]] = []
+        try:
+            while self._write_next(batch):
+                batch = []
+        except BaseException as exc:
+            # _write_next answers for every Exception; only a BaseException
+            # (SystemExit from a job, say) ends the thread. The loop learns of
+            # it, fails what is queued and stops the daemon.
+            self.writer_failure = f"{type(exc).__name__}: {exc}"
+            log.critical("the spool writer stopped", exc_info=exc)
+            self._post(self._writer_gone, batch)
 
-    def _commit(self, batch: list[tuple[Any, Any]]) -> tuple[str | None, list[Any]]:
+    def _write_next(self, batch: list[tuple[Any, Any]]) -> bool:
+        """Commit everything queued (filling `batch`); False once asked to stop."""
+        item = self._queue.get()
+        if item is _STOP:
+            return False
+        batch.append(item)
+        more = True
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                more = False
+                break
+            batch.append(item)
+        try:
+            outcomes = self._commit(batch)
+        except Exception:  # a defect of the writer itself: this batch fails, not the writer
+            log.exception("spool writer failed on a batch of %d changes", len(batch))
+            outcomes = [_FAILED] * len(batch)
+        self._post(self._finish, batch, outcomes)
+        return more
+
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        # The loop is gone only when the process is exiting.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _commit(self, batch: list[tuple[Any, Any]]) -> list[Outcome]:
+        """Commit a batch; if it fails, each of its changes alone, so that
+        one bad row or job is refused and its neighbours are stored."""
+        try:
+            return [(None, result) for result in self._commit_together(batch)]
+        except Exception as exc:
+            code = _failure_code(exc)
+            # A full disk is no one row's fault: retrying each would only fail again.
+            if len(batch) == 1 or code == ErrorCode.SPOOL_FULL:
+                _log_failure(exc, len(batch))
+                return [(code, None)] * len(batch)
+            log.warning(
+                "spool commit of %d changes failed (%s: %s); committing them one by one",
+                len(batch),
+                type(exc).__name__,
+                exc,
+            )
+        return [self._commit_alone(item) for item in batch]
+
+    def _commit_alone(self, item: tuple[Any, Any]) -> Outcome:
+        try:
+            [result] = self._commit_together([item])
+        except Exception as exc:
+            _log_failure(exc, 1)
+            return _failure_code(exc), None
+        return None, result
+
+    def _commit_together(self, batch: list[tuple[Any, Any]]) -> list[Any]:
+        """One transaction for the batch, or an exception and nothing written."""
         conn = self._conn
         assert conn is not None
         simple = self._simple_rows(batch)
         if simple is not None:
-            try:
-                # In autocommit mode the statement is its own transaction.
-                conn.execute(_INSERT_ROWS[len(simple) - 1], [v for row in simple for v in row])
-            except sqlite3.Error as exc:
-                log.error("spool commit of %d records failed: %s", len(simple), exc)
-                return _error_code(exc), []
-            return None, [None] * len(simple)
+            # In autocommit mode the statement is its own transaction.
+            conn.execute(_INSERT_ROWS[len(simple) - 1], [v for row in simple for v in row])
+            return [None] * len(simple)
         results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows: list[tuple[Any, ...]] = []
-                for work, _ in batch:
-                    if isinstance(work, tuple):
-                        rows.append(self._row(conn, work))
-                        results.append(None)
-                        continue
-                    if rows:  # keep the order of inserts and jobs
-                        conn.executemany(_INSERT, rows)
-                        rows = []
-                    results.append(work(conn))
-                if rows:
+            rows: list[tuple[Any, ...]] = []
+            for work, _ in batch:
+                if isinstance(work, tuple):
+                    rows.append(self._row(conn, work))
+                    results.append(None)
+                    continue
+                if rows:  # keep the order of inserts and jobs
                     conn.executemany(_INSERT, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                # SQLITE_FULL may roll the transaction back by itself; a second
-                # ROLLBACK would then replace the real error with "no transaction".
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                self._host_ids.clear()  # ids inserted in this transaction are gone
-                raise
-        except sqlite3.Error as exc:
-            log.error("spool commit of %d changes failed: %s", len(batch), exc)
-            return _error_code(exc), []
-        except Exception:
-            log.exception("spool job failed")
-            return ErrorCode.INTERNAL, []
-        return None, results
+                    rows = []
+                results.append(work(conn))
+            if rows:
+                conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            # SQLITE_FULL may roll the transaction back by itself; a second
+            # ROLLBACK would then replace the real error with "no transaction".
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._host_ids.clear()  # ids inserted in this transaction are gone
+            raise
+        return results
 
     def _simple_rows(self, batch: list[tuple[Any, Any]]) -> list[tuple[Any, ...]] | None:
         """The rows of a batch that can commit as one multi-row INSERT: at most
@@ -465,8 +536,8 @@ class Spool:
 
     # Back on the event loop ----------------------------------------------
 
-    def _finish(self, batch: list[tuple[Any, Any]], error: str | None, results: list[Any]) -> None:
-        for index, (work, done) in enumerate(batch):
+    def _finish(self, batch: list[tuple[Any, Any]], outcomes: list[Outcome]) -> None:
+        for (work, done), (error, result) in zip(batch, outcomes, strict=True):
             if isinstance(work, tuple):
                 if error is None:
                     self.depth += 1
@@ -474,12 +545,28 @@ class Spool:
                     self.release(work[8])
                 done(error)
             else:
-                done(error, results[index] if error is None else None)
+                done(error, result)
         self._in_flight -= len(batch)
         if self._in_flight == 0:
             self._idle.set()
         if self._in_flight < LOW_WATER and self.on_drained is not None:
             self.on_drained()
+
+    def _writer_gone(self, batch: list[tuple[Any, Any]]) -> None:
+        """On the loop, once the writer thread has ended unasked: fail its batch
+        and everything queued, refuse what comes, tell the daemon."""
+        self._thread = None
+        pending = list(batch)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                pending.append(item)
+        self._finish(pending, [_FAILED] * len(pending))
+        if self.on_writer_gone is not None:
+            self.on_writer_gone()
 
 
 def drop_records(

@@ -33,6 +33,7 @@ def snapshot(
         "delivery_enabled": settings.record_server_delivery_enabled,
         "post_format": settings.post_format,
         "spool": {
+            "writer": spool.writer_state,
             "records": spool.depth,
             "bytes": spool.bytes,
             "limit_bytes": spool.max_bytes,
@@ -67,6 +68,8 @@ def status_line(state: dict[str, Any]) -> str:
     delivery = state["delivery"]
     delivered = delivery["fates"].get("delivered", 0)
     text = f"{spool['records']} records spooled; {delivered} delivered"
+    if spool["writer"] != "running":
+        text += f"; spool writer {spool['writer']}"
     if delivery["last_error"] and delivery["consecutive_failures"]:
         text += f"; last delivery failed: {delivery['last_error']}"
     return text

@@ -36,6 +36,11 @@ BAD_FIELDS: list[tuple[str, Any, str]] = [
     ("machine_id", "a\nb", "control characters"),
     ("creation_timestamp", "yesterday", "decimal integer"),
     ("creation_timestamp", "1700000000.5", "decimal integer"),
+    # The daemon's own bounds (telemd.record): what it refuses, the collector refuses.
+    ("creation_timestamp", "253402300800", "in 0..253402300799"),
+    ("creation_timestamp", -1, "in 0..253402300799"),
+    ("creation_timestamp", "1" + "0" * 25, "in 0..253402300799"),
+    ("creation_timestamp", "9" * 5000, "a number of 5000 digits"),
     ("arch", "vax", "not a known architecture"),
     ("arch", 64, "not a known architecture"),
     ("kernel_version", "6", "N.N."),

@@ -40,8 +40,10 @@ def test_status_of_a_running_daemon(daemon: DaemonHarness) -> None:
     assert "Opted in:        yes" in result.stdout
     assert f"running, pid {daemon.proc.pid}" in result.stdout  # type: ignore[union-attr]
     assert "Spool:           2 records" in result.stdout
+    assert "Spool writer:    running" in result.stdout
     state = json.loads(telemctl(daemon, "status", "--json").stdout)
     assert state["running"] and state["spool"]["records"] == 2
+    assert state["spool"]["writer"] == "running"
     assert state["intake"]["accepted"] == 2
     assert set(state["delivery"]) >= {"fates", "last_error", "retry_at"}
 
