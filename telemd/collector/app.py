@@ -19,7 +19,7 @@ from typing import Any
 import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -124,12 +124,15 @@ async def read_body(request: Request, limit: int = MAX_BODY_SIZE) -> bytes:
         raise too_large
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > DRAIN_LIMIT:
-            break
-        if size <= limit:
-            chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > DRAIN_LIMIT:
+                break
+            if size <= limit:
+                chunks.append(chunk)
+    except ClientDisconnect:  # gone, or closed by the body deadline (connections.py)
+        raise Refused(400, "the connection closed before the body ended", "body") from None
     if size > limit:
         raise too_large
     return b"".join(chunks)
