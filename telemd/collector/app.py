@@ -19,7 +19,7 @@ from typing import Any
 import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,6 +28,7 @@ from telemd.collector import ingest
 from telemd.collector.config import MAX_BODY_SIZE, CollectorConfig
 from telemd.collector.ingest import FieldError, Row, Rules
 from telemd.collector.metrics import Metrics
+from telemd.collector.params import ROUTE_PARAMS, read_query
 from telemd.collector.query import parse_query, parse_since, record_json
 from telemd.collector.store import Retention, StorageError, Store
 from telemd.collector.writer import Writer
@@ -123,12 +124,15 @@ async def read_body(request: Request, limit: int = MAX_BODY_SIZE) -> bytes:
         raise too_large
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > DRAIN_LIMIT:
-            break
-        if size <= limit:
-            chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > DRAIN_LIMIT:
+                break
+            if size <= limit:
+                chunks.append(chunk)
+    except ClientDisconnect:  # gone, or closed by the body deadline (connections.py)
+        raise Refused(400, "the connection closed before the body ended", "body") from None
     if size > limit:
         raise too_large
     return b"".join(chunks)
@@ -251,7 +255,7 @@ def _parse_batch(
 async def list_records(request: Request) -> Response:
     c = collector_of(request)
     try:
-        query = parse_query(request.query_params, c.clock())
+        query = parse_query(query_of(request), c.clock())
     except FieldError as exc:
         raise Refused.from_field(exc) from None
     rows = await c.read(c.store.records, query)
@@ -262,10 +266,7 @@ async def list_records(request: Request) -> Response:
 
 async def summary(request: Request) -> Response:
     c = collector_of(request)
-    unknown = set(request.query_params) - {"since"}
-    if unknown:
-        raise Refused(400, f"{sorted(unknown)[0]}: is not a parameter; use since", "query")
-    since = request.query_params.get("since")
+    since = query_of(request).get("since")
     try:
         moment = parse_since(since) if since else None
     except FieldError as exc:
@@ -287,12 +288,16 @@ async def metrics(request: Request) -> Response:
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-async def refused(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Refused)
+def refusal(exc: Refused) -> Response:
     body: dict[str, str] = {"message": exc.message}
     if exc.field:
         body["field"] = exc.field
     return JSONResponse(body, status_code=exc.status)
+
+
+async def refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return refusal(exc)
 
 
 ROUTES = [
@@ -305,6 +310,36 @@ ROUTES = [
     Route("/metrics", metrics, methods=["GET"]),
 ]
 ROUTE_PATHS = frozenset(route.path for route in ROUTES)
+
+
+QUERY_KEY = "telemd.query"
+
+
+def query_of(request: Request) -> dict[str, str]:
+    """The request's query parameters, as CheckedQuery read and checked them."""
+    query: dict[str, str] = request.scope[QUERY_KEY]
+    return query
+
+
+class CheckedQuery:
+    """ASGI middleware: every route's query string through `params.read_query`.
+
+    A route takes the parameters ROUTE_PARAMS names for it and no others;
+    anything else is answered 400 here, before the route runs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in ROUTE_PATHS:
+            allowed = ROUTE_PARAMS.get(scope["path"], ())
+            try:
+                scope[QUERY_KEY] = read_query(scope["query_string"], allowed)
+            except FieldError as exc:
+                await refusal(Refused.from_field(exc))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class Timing:
@@ -344,4 +379,4 @@ def create_app(collector: Collector) -> ASGIApp:
 
     app = Starlette(routes=ROUTES, exception_handlers={Refused: refused}, lifespan=lifespan)
     app.state.collector = collector
-    return Timing(app, collector)
+    return Timing(CheckedQuery(app), collector)

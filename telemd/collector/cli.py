@@ -36,6 +36,10 @@ SERVE_FLAGS = (
     "purge_interval",
     "log_level",
     "allow_insecure_http",
+    "header_timeout",
+    "body_timeout",
+    "keep_alive_timeout",
+    "max_connections",
 )
 
 
@@ -76,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         const=True,
         help="serve plain HTTP on a non-loopback address (behind a TLS proxy)",
+    )
+    serve.add_argument(
+        "--header-timeout", help="seconds a request head may take to arrive (default 10)"
+    )
+    serve.add_argument(
+        "--body-timeout", help="seconds a request body may take to arrive (default 60)"
+    )
+    serve.add_argument(
+        "--keep-alive-timeout", help="seconds an idle connection is kept open (default 5)"
+    )
+    serve.add_argument(
+        "--max-connections", help="connections served at once; beyond, the slowest is shed"
     )
 
     query = command("query", "Print stored records, newest first.")
@@ -120,12 +136,22 @@ def serve(config: CollectorConfig) -> int:
     import uvicorn
 
     from telemd.collector.app import Collector, create_app
+    from telemd.collector.connections import (
+        ConnectionLimits,
+        fit_descriptor_limit,
+        guarded_protocol,
+    )
 
     collector_config.check_listening(config)
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     store = open_store(config)
+    limits = ConnectionLimits(
+        header_timeout=config.header_timeout,
+        body_timeout=config.body_timeout,
+        max_connections=fit_descriptor_limit(config.max_connections),
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(Collector(config, store)),
@@ -139,8 +165,12 @@ def serve(config: CollectorConfig) -> int:
             lifespan="on",
             # h11, even where httptools is installed: h11 bounds a request's
             # head (16 KiB) and answers 400 beyond; uvicorn's httptools
-            # protocol buffers headers without a limit.
-            http="h11",
+            # protocol buffers headers without a limit. The guard adds head
+            # and body deadlines and the connection cap; uvicorn's own
+            # limit_concurrency is left unset, as it counts slow connections
+            # and would answer 503 to everyone once they are many.
+            http=guarded_protocol(limits),
+            timeout_keep_alive=config.keep_alive_timeout,
         )
     )
     # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the

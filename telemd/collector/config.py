@@ -47,6 +47,11 @@ class CollectorConfig:
     log_level: str = "info"
     # Plain HTTP beyond loopback sends machine ids in clear text: opt in.
     allow_insecure_http: bool = False
+    # Slow and surplus connections (telemd/collector/connections.py).
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    keep_alive_timeout: int = 5
+    max_connections: int = 4096
 
     @property
     def tls(self) -> bool:
@@ -157,6 +162,10 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "purge_interval": _seconds,
     "log_level": _level,
     "allow_insecure_http": _bool,
+    "header_timeout": _seconds,
+    "body_timeout": _seconds,
+    "keep_alive_timeout": _int(1, 3600),
+    "max_connections": _int(1, 1_000_000),
 }
 
 

@@ -17,21 +17,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from telemd.collector.ingest import INT_FIELDS, RECORD_COLUMNS, FieldError
+from telemd.collector.params import RECORD_FILTERS, integer, unix_time
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 # The stored columns, in the order every SELECT of a record lists them.
 SELECT_COLUMNS: tuple[str, ...] = ("id", "received_at", *RECORD_COLUMNS)
-FILTER_NAMES = (
-    "severity",
-    "classification",
-    "build",
-    "machine_id",
-    "created_in_days",
-    "created_in_sec",
-    "limit",
-    "before",
-)
+FILTER_NAMES = RECORD_FILTERS
+MAX_DAYS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,53 +40,37 @@ class RecordQuery:
     before: int | None = None
 
 
-def _int(name: str, value: str, low: int, high: int) -> int:
-    if not value.isascii() or not value.isdigit():
-        raise FieldError(name, f"must be a non-negative integer, got {value!r}")
-    number = int(value)
-    if not low <= number <= high:
-        raise FieldError(name, f"must be in {low}..{high}, got {number}")
-    return number
-
-
 def parse_query(params: Mapping[str, str], now: float) -> RecordQuery:
-    """Build a query from telemetrics-backend's parameter names; unknown ones are refused."""
+    """Build a query from telemetrics-backend's parameter names; unknown ones are refused.
+
+    `params` come from `params.read_query` (HTTP) or the command line; an
+    empty value counts as absent.
+    """
     unknown = sorted(set(params) - set(FILTER_NAMES))
     if unknown:
         raise FieldError(unknown[0], f"is not a filter; use one of {', '.join(FILTER_NAMES)}")
+    given = {name: value for name, value in params.items() if value}
     since: float | None = None
-    if params.get("created_in_days"):
-        days = _int("created_in_days", params["created_in_days"], 0, 100_000)
+    if "created_in_days" in given:
+        days = integer("created_in_days", given["created_in_days"], 0, MAX_DAYS)
         since = now - days * 86400
-    if params.get("created_in_sec"):
-        seconds = _int("created_in_sec", params["created_in_sec"], 0, 100_000 * 86400)
+    if "created_in_sec" in given:
+        seconds = integer("created_in_sec", given["created_in_sec"], 0, MAX_DAYS * 86400)
         since = max(since or 0.0, now - seconds)
     return RecordQuery(
-        severity=_int("severity", params["severity"], 1, 4) if params.get("severity") else None,
-        classification=params.get("classification") or None,
-        build=params.get("build") or None,
-        machine_id=params.get("machine_id") or None,
+        severity=integer("severity", given["severity"], 1, 4) if "severity" in given else None,
+        classification=given.get("classification"),
+        build=given.get("build"),
+        machine_id=given.get("machine_id"),
         since=since,
-        limit=_int("limit", params["limit"], 1, MAX_LIMIT)
-        if params.get("limit")
-        else DEFAULT_LIMIT,
-        before=_int("before", params["before"], 1, 2**63 - 1) if params.get("before") else None,
+        limit=integer("limit", given["limit"], 1, MAX_LIMIT) if "limit" in given else DEFAULT_LIMIT,
+        before=integer("before", given["before"], 1, 2**63 - 1) if "before" in given else None,
     )
 
 
 def parse_since(value: str) -> float:
     """`since` for the summary: unix seconds or an ISO-8601 time (UTC if no zone)."""
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise FieldError("since", f"must be unix seconds or ISO-8601, got {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    return unix_time("since", value)
 
 
 def iso_utc(seconds: float) -> str:

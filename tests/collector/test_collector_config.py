@@ -70,6 +70,10 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
         ('log_level = "loud"\n', "log_level in {path} must be one of"),
         ('host = ""\n', "host in {path} must be a non-empty string"),
         ('allow_insecure_http = "maybe"\n', "allow_insecure_http in {path} must be true or false"),
+        ("header_timeout = 0\n", "header_timeout in {path} must be a number of seconds"),
+        ('body_timeout = "inf"\n', "body_timeout in {path} must be a number of seconds"),
+        ("keep_alive_timeout = 0\n", "keep_alive_timeout in {path} must be an integer in 1.."),
+        ("max_connections = 0\n", "max_connections in {path} must be an integer in 1.."),
     ],
 )
 def test_bad_file_values_name_file_and_key(tmp_path: Path, text: str, words: str) -> None:
@@ -77,6 +81,16 @@ def test_bad_file_values_name_file_and_key(tmp_path: Path, text: str, words: str
     with pytest.raises(ConfigError) as caught:
         config.load({}, path, {})
     assert words.format(path=path) in caught.value.message
+
+
+def test_connection_limits_from_file_and_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, "header_timeout = 2.5\nbody_timeout = 30\nmax_connections = 100\n")
+    loaded = config.load({"keep_alive_timeout": ("7", "option --keep-alive-timeout")}, path, {})
+    assert (loaded.header_timeout, loaded.body_timeout) == (2.5, 30.0)
+    assert (loaded.keep_alive_timeout, loaded.max_connections) == (7, 100)
+    defaults = config.load({}, environ={})
+    assert (defaults.header_timeout, defaults.body_timeout) == (10.0, 60.0)
+    assert (defaults.keep_alive_timeout, defaults.max_connections) == (5, 4096)
 
 
 def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,9 @@ def report(test: str, **figures: Any) -> None:
 class Collector:
     """`python -m telemd.collector serve` on SQLite, on one port across restarts."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, args: Sequence[str] = ()) -> None:
+        """`args`: more `serve` options."""
+        self.args = list(args)
         self.db = workdir / "collector.sqlite"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -57,7 +60,7 @@ class Collector:
         argv = [
             sys.executable, "-m", "telemd.collector", "serve",
             "--db", f"sqlite:///{self.db}", "--host", "127.0.0.1", "--port", str(self.port),
-            "--log-level", "warning",
+            "--log-level", "warning", *self.args,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMD_COLLECTOR")}
         with open(self.log_path, "ab") as log:

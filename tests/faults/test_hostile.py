@@ -14,6 +14,7 @@ import random
 import socket
 import threading
 import time
+from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
@@ -218,3 +219,118 @@ def test_fuzzed_json_records_get_4xx_never_500(
             content=json.dumps(fields).encode(),
         )
     assert answer.status_code < 500, answer.text
+
+
+# Hostile query values. Every numeric parameter must refuse each of them
+# with a 400 naming it; a text filter may take the printable ones as text.
+NOT_A_NUMBER = [
+    b"inf", b"-inf", b"Infinity", b"nan", b"NaN", b"1e20", b"1e308", b"-1", b"-0", b"+1",
+    b"0x10", b"1_000", b"1.5e3", b"%201", b"1%20", b"9" * 20, b"9" * 5000,
+    b"%EF%BC%91", b"%C2%B2", b"%D9%A1", b"99999999999999999999999999",
+    b"18446744073709551616", b"2999-13-01",
+    b"0001-01-01T00:00:00%2B14:00", b"9999-12-31T23:59:59-14:00", b"1969-12-31",
+]  # fmt: skip
+# The first value past each end of each numeric parameter's range.
+PAST_THE_ENDS = {
+    "severity": [b"0", b"5"],
+    "created_in_days": [b"100001"],
+    "created_in_sec": [b"8640000001"],
+    "limit": [b"0", b"1001"],
+    "before": [b"0", b"9223372036854775808"],
+    "since": [b"253402300800", b"10000-01-01"],
+}
+# Refused by every parameter, text filters included.
+NOT_TEXT = [b"%FF", b"%C0%80", b"%ED%A0%80", b"%00", b"%0A", b"a%09b", b"x" * 300]
+# Bytes a request line may not hold: h11 answers 400 before any route runs.
+NOT_A_TARGET = [b"\xff\xfe", b"a\x00b", b"a\x7fb"]
+
+
+def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
+    from telemd.collector.app import ROUTES
+    from telemd.collector.params import ROUTE_PARAMS
+
+    return [
+        (method, route.path, ROUTE_PARAMS.get(route.path, ()))
+        for route in ROUTES
+        for method in sorted(route.methods or ())
+        if method != "HEAD"
+    ]
+
+
+def _raw_request(port: int, method: str, target: bytes) -> tuple[int, bytes]:
+    """One request with the target's bytes as given (no client re-encodes them)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            method.encode() + b" " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def _hostile_queries() -> list[tuple[str, str, bytes, str | None]]:
+    """(method, path, query string, the field a 400 must name: None if 200 is
+    fine, "" if the 400 comes from the HTTP layer)."""
+    cases: list[tuple[str, str, bytes, str | None]] = []
+    for method, path, names in _route_table():
+        cases += [
+            (method, path, b"color=red", "color"),
+            (method, path, b"%FF=1", "query"),
+            (method, path, b"%00=1", "query"),
+            (method, path, b"&".join(b"p%d=1" % i for i in range(200)), "query"),
+        ]
+        for name in names:
+            key = name.encode()
+            cases.append((method, path, key + b"=1&" + key + b"=1", name))
+            numeric = name not in ("classification", "build", "machine_id")
+            for value in NOT_A_NUMBER:
+                cases.append((method, path, key + b"=" + value, name if numeric else None))
+            for value in [*NOT_TEXT, *PAST_THE_ENDS.get(name, [])]:
+                cases.append((method, path, key + b"=" + value, name))
+            for value in NOT_A_TARGET:
+                cases.append((method, path, key + b"=" + value, ""))
+    return cases
+
+
+def test_hostile_query_parameters_of_every_route_get_400_naming_them(
+    fuzz_collector: Collector,
+) -> None:
+    cases = _hostile_queries()
+    statuses: dict[int, int] = {}
+    for method, path, query, field in cases:
+        status, body = _raw_request(fuzz_collector.port, method, path.encode() + b"?" + query)
+        statuses[status] = statuses.get(status, 0) + 1
+        where = f"{method} {path}?{query[:60]!r}"
+        assert status < 500, f"{where}: {status} {body[:300]!r}"
+        if field is not None:
+            assert status == 400, f"{where}: {status} {body[:300]!r}"
+            if field:
+                assert json.loads(body)["field"] == field, f"{where}: {body[:300]!r}"
+    report("hostile-http/query-parameters", requests=len(cases), statuses=statuses)
+    # The bounds themselves are accepted: the refusals above are about the values.
+    for query in (b"since=0", b"since=253402300799", b"since=9999-12-31T23:59:59Z"):
+        assert _raw_request(fuzz_collector.port, "GET", b"/api/v1/summary?" + query)[0] == 200
+    assert _raw_request(fuzz_collector.port, "GET", b"/api/records?limit=1000&before=1")[0] == 200
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(_route_table()), st.data())
+def test_fuzzed_query_strings_get_4xx_never_500(
+    fuzz_collector: Collector, route: tuple[str, str, tuple[str, ...]], data: st.DataObject
+) -> None:
+    method, path, names = route
+    name = data.draw(st.sampled_from(names) if names else st.binary(max_size=20))
+    value = data.draw(
+        st.sampled_from([*NOT_A_NUMBER, *NOT_TEXT])
+        | st.binary(max_size=300)
+        | st.text(max_size=40).map(str.encode)
+        | st.integers().map(lambda n: str(n).encode())
+        | st.floats().map(lambda x: repr(x).encode())
+    )
+    key = name.encode() if isinstance(name, str) else name
+    query = quote_from_bytes(key) + "=" + quote_from_bytes(value)
+    status, body = _raw_request(fuzz_collector.port, method, f"{path}?{query}".encode())
+    assert status < 500, f"{method} {path}?{query[:80]}: {status} {body[:300]!r}"

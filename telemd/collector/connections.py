@@ -1,0 +1,215 @@
+"""The collector's guard against slow and surplus connections (uvicorn's h11 protocol).
+
+uvicorn times out only an idle keep-alive connection: a client that opens a
+connection and trickles its request head one byte at a time, or its body,
+holds a descriptor for ever, and uvicorn's `limit_concurrency` counts those
+connections too, so enough of them turn every request, /healthz included,
+into a 503. This protocol adds what uvicorn lacks:
+
+- a request head must arrive whole within `header_timeout` seconds of its
+  first byte (or of the connection); else 408 and the connection is closed;
+- a request body must arrive whole within `body_timeout` seconds of its head;
+  else the connection is closed and the route sees the client gone;
+- at most `max_connections` at once: beyond, the connection that has waited
+  longest for a request head (slow or idle) is closed to make room, and when
+  every connection is busy with a request the new one gets 503.
+
+Each closing is logged: the first of its cause at once, then one line per
+`LOG_INTERVAL` with the count. This module never reads a request's content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("telemd.collector")
+LOG_INTERVAL = 60.0
+# Descriptors kept beside connections: database, log, TLS files, worker threads.
+DESCRIPTOR_RESERVE = 64
+
+
+def _answer(status: str, message: str) -> bytes:
+    """A whole HTTP/1.1 answer that closes the connection, written past h11."""
+    body = b'{"message": "' + message.encode() + b'"}'
+    head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    return head.encode() + b"content-length: %d\r\n\r\n" % len(body) + body
+
+
+HEAD_TIMEOUT_ANSWER = _answer("408 Request Timeout", "the request head did not arrive in time")
+FULL_ANSWER = _answer("503 Service Unavailable", "too many connections; try again later")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections: int = 4096
+
+
+class ClosingLog:
+    """Closings per cause: the first logged at once, then a count per interval."""
+
+    def __init__(self, interval: float = LOG_INTERVAL) -> None:
+        self.interval = interval
+        self.pending: dict[str, int] = {}
+        self.total: dict[str, int] = {}
+
+    def closed(self, cause: str, peer: object) -> None:
+        self.total[cause] = self.total.get(cause, 0) + 1
+        if cause in self.pending:
+            self.pending[cause] += 1
+            return
+        log.warning("closed a connection from %s: %s", peer, cause)
+        self.pending[cause] = 0
+        asyncio.get_running_loop().call_later(self.interval, self._summarize, cause)
+
+    def _summarize(self, cause: str) -> None:
+        count = self.pending.pop(cause)
+        if count:
+            log.warning("closed %d more connections in %.0f s: %s", count, self.interval, cause)
+            self.pending[cause] = 0
+            asyncio.get_running_loop().call_later(self.interval, self._summarize, cause)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with head and body deadlines and a connection cap.
+
+    A connection is in one phase at a time: "idle" (keep-alive, between
+    requests: uvicorn's own timer), "head" (reading a request head), "body"
+    (reading its body) or "app" (the route runs; no deadline here).
+    """
+
+    limits: ClassVar[ConnectionLimits]
+    closing: ClassVar[ClosingLog]
+    # Connections waiting for a request head (idle or head), longest first.
+    waiting: ClassVar[OrderedDict[GuardedH11Protocol, None]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.phase = "head"
+        self.deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections and not self._make_room():
+            self.closing.closed(f"more than {self.limits.max_connections} connections", self.client)
+            transport.write(FULL_ANSWER)
+            transport.close()
+            return
+        self._enter("head")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._leave()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._follow(data_arrived=True)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._follow(data_arrived=False)
+
+    def _follow(self, data_arrived: bool) -> None:
+        """Move to the phase h11's state says the request is in."""
+        if self.transport.is_closing():
+            return
+        state = self.conn.their_state
+        if state is h11.IDLE:
+            if self.phase in ("idle", "head") and not data_arrived:
+                return
+            phase = "head" if self.phase in ("idle", "head") else "idle"
+        elif state is h11.SEND_BODY:
+            phase = "body"
+        else:
+            phase = "app"
+        if phase != self.phase:
+            self._enter(phase)
+
+    def _enter(self, phase: str) -> None:
+        self._leave()
+        self.phase = phase
+        loop = asyncio.get_running_loop()
+        if phase in ("idle", "head"):
+            self.waiting[self] = None
+        if phase == "head":
+            self.deadline = loop.call_later(self.limits.header_timeout, self._too_slow, phase)
+        elif phase == "body":
+            self.deadline = loop.call_later(self.limits.body_timeout, self._too_slow, phase)
+
+    def _leave(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        self.waiting.pop(self, None)
+
+    def _too_slow(self, phase: str) -> None:
+        self.deadline = None
+        if self.transport.is_closing():
+            return
+        if phase == "head":
+            self.closing.closed(
+                f"request head not complete within {self.limits.header_timeout:g} s", self.client
+            )
+            self.transport.write(HEAD_TIMEOUT_ANSWER)
+        else:
+            self.closing.closed(
+                f"request body not complete within {self.limits.body_timeout:g} s", self.client
+            )
+        self.transport.close()
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request head."""
+        for other in self.waiting:
+            if other is not self:
+                self.waiting.pop(other)
+                self.closing.closed(
+                    f"shed to stay within {self.limits.max_connections} connections", other.client
+                )
+                other.transport.close()
+                return True
+        return False
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
+    """A protocol class for uvicorn.Config(http=...) bound to `limits`."""
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"limits": limits, "closing": ClosingLog(), "waiting": OrderedDict()},
+    )
+
+
+def fit_descriptor_limit(max_connections: int) -> int:
+    """Raise the soft descriptor limit to what max_connections needs; the cap that fits.
+
+    Each connection is a descriptor, and the store, logs and TLS files need
+    some beside (DESCRIPTOR_RESERVE). If the hard limit is too low, the cap
+    is lowered to fit and a warning says so.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + DESCRIPTOR_RESERVE
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    if soft == resource.RLIM_INFINITY or soft >= max_connections + DESCRIPTOR_RESERVE:
+        return max_connections
+    fitted = max(1, soft - DESCRIPTOR_RESERVE)
+    log.warning(
+        "max_connections %d does not fit the descriptor limit %d (LimitNOFILE=); serving %d",
+        max_connections,
+        hard,
+        fitted,
+    )
+    return fitted

@@ -1,0 +1,203 @@
+"""Slow and surplus connections against a real collector: slowloris.
+
+A thousand connections trickle a request head one byte at a time (some send
+nothing at all) while /healthz must keep answering; each is closed, with a
+408, once the head deadline passes. A slow body is closed at its deadline,
+and past max_connections the connection that has waited longest for a head
+is shed to make room for the new one.
+"""
+
+from __future__ import annotations
+
+import resource
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from processes import Collector, report
+
+SLOW_CONNECTIONS = 1000
+HEADER_TIMEOUT = 5.0
+# Generous for a shared 2-core machine; bench/slowloris.py measures the figure.
+HEALTHZ_BOUND = 1.0
+HEAD_START = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+
+
+@pytest.fixture(autouse=True)
+def enough_descriptors() -> Iterator[None]:
+    """This process holds the slow sockets and the collector inherits the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * SLOW_CONNECTIONS + 512
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"needs {wanted} file descriptors; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def open_slow(port: int, count: int, first: bytes) -> dict[socket.socket, float]:
+    """`count` connections that sent `first`; when each was opened."""
+    opened = {}
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if first:
+            sock.sendall(first)
+        sock.setblocking(False)
+        opened[sock] = time.monotonic()
+    return opened
+
+
+class Trickle(threading.Thread):
+    """One byte to each socket every `every` seconds, until stopped."""
+
+    def __init__(self, sockets: list[socket.socket], every: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.sockets = sockets
+        self.every = every
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        live = list(self.sockets)
+        while live and not self.halt.wait(self.every):  # the attack's own pace
+            for sock in list(live):
+                try:
+                    sock.send(b"X")
+                except OSError:  # closed by the collector
+                    live.remove(sock)
+
+
+def wait_closed(opened: dict[socket.socket, float], deadline: float) -> dict[socket.socket, bytes]:
+    """Wait until the collector closes each socket; what each received before."""
+    received = {sock: b"" for sock in opened}
+    closed: dict[socket.socket, bytes] = {}
+    with selectors.DefaultSelector() as selector:
+        for sock in opened:
+            selector.register(sock, selectors.EVENT_READ)
+        while len(closed) < len(opened) and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if data:
+                    received[sock] += data
+                    continue
+                selector.unregister(sock)
+                closed[sock] = received[sock]
+                opened[sock] = time.monotonic() - opened[sock]  # now: how long it was held
+    return closed
+
+
+def healthz_latencies(base_url: str, probes: int) -> list[float]:
+    latencies = []
+    for _ in range(probes):
+        started = time.monotonic()
+        with httpx.Client(base_url=base_url, timeout=10) as http:  # a new connection each
+            assert http.get("/healthz").status_code == 200
+        latencies.append(time.monotonic() - started)
+    return latencies
+
+
+def test_a_thousand_slowloris_connections_neither_block_healthz_nor_stay(tmp_path: Path) -> None:
+    collector = Collector(tmp_path, args=["--header-timeout", str(HEADER_TIMEOUT)])
+    collector.start()
+    try:
+        silent = open_slow(collector.port, SLOW_CONNECTIONS // 10, b"")
+        trickling = open_slow(collector.port, SLOW_CONNECTIONS - len(silent), HEAD_START)
+        trickle = Trickle(list(trickling))
+        trickle.start()
+        latencies = healthz_latencies(collector.base_url, 20)
+        held_while_probing = time.monotonic() - min(silent.values())
+        opened = {**silent, **trickling}
+        closed = wait_closed(opened, time.monotonic() + HEADER_TIMEOUT + 60)
+        trickle.halt.set()
+        trickle.join(10)
+        held = sorted(opened[sock] for sock in closed)
+        answers = {data.split(b"\r\n", 1)[0] for data in closed.values()}
+        for sock in opened:
+            sock.close()
+        assert collector.proc is not None and collector.proc.poll() is None
+        log = collector.log_path.read_text()
+    finally:
+        collector.stop()
+    report(
+        "slowloris/1000-trickling",
+        slow_connections=SLOW_CONNECTIONS,
+        healthz_worst_s=round(max(latencies), 3),
+        healthz_median_s=round(sorted(latencies)[len(latencies) // 2], 3),
+        closed=len(closed),
+        held_min_s=round(held[0], 2) if held else None,
+        held_max_s=round(held[-1], 2) if held else None,
+    )
+    # Every probe ran while all the slow connections were still open.
+    assert held_while_probing < HEADER_TIMEOUT
+    assert max(latencies) < HEALTHZ_BOUND
+    assert len(closed) == SLOW_CONNECTIONS, "some slow connections were held past the deadline"
+    assert held[0] >= HEADER_TIMEOUT - 0.1
+    assert answers == {b"HTTP/1.1 408 Request Timeout"}
+    assert f"request head not complete within {HEADER_TIMEOUT:g} s" in log
+    assert "Traceback" not in log
+
+
+def test_a_slow_body_is_closed_at_its_deadline_without_a_traceback(tmp_path: Path) -> None:
+    collector = Collector(tmp_path, args=["--body-timeout", "1"])
+    collector.start()
+    try:
+        head = (
+            b"POST /api/v1/records HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"X-Telemetry-TID: 6907c830-eed9-4ce9-81ae-76daf8d88f0f\r\n"
+            b"Content-Type: application/x-ndjson\r\nContent-Length: 100000\r\n\r\n{"
+        )
+        opened = open_slow(collector.port, 20, head)
+        trickle = Trickle(list(opened), every=0.2)
+        trickle.start()
+        closed = wait_closed(opened, time.monotonic() + 30)
+        trickle.halt.set()
+        trickle.join(10)
+        for sock in opened:
+            sock.close()
+        healthz_latencies(collector.base_url, 1)
+        log = collector.log_path.read_text()
+    finally:
+        collector.stop()
+    assert len(closed) == len(opened)
+    assert min(opened[sock] for sock in closed) >= 1.0 - 0.1
+    assert "request body not complete within 1 s" in log
+    assert "Traceback" not in log
+
+
+def test_past_max_connections_the_longest_waiting_is_shed(tmp_path: Path) -> None:
+    cap = 50
+    collector = Collector(tmp_path, args=["--max-connections", str(cap), "--header-timeout", "600"])
+    collector.start()
+    try:
+        oldest = open_slow(collector.port, 1, HEAD_START)
+        rest = open_slow(collector.port, cap - 1, HEAD_START)
+        # The cap is full of slow heads; a new client still gets its answer.
+        healthz_latencies(collector.base_url, 3)
+        closed = wait_closed(oldest, time.monotonic() + 30)
+        still_open = [sock for sock in rest if _is_open(sock)]
+        for sock in [*oldest, *rest]:
+            sock.close()
+        log = collector.log_path.read_text()
+    finally:
+        collector.stop()
+    assert len(closed) == 1
+    assert len(still_open) >= cap - 1 - 3  # one shed per probe at most
+    assert f"shed to stay within {cap} connections" in log
+
+
+def _is_open(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
