@@ -14,7 +14,7 @@ from ports import free_port
 
 from telemd.collector import ingest
 from telemd.collector.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
-from telemd.collector.store import Store, open_engine
+from telemd.collector.store import SCHEMA_VERSION, Store, open_engine
 
 RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)
 
@@ -111,7 +111,7 @@ def test_bad_filter_is_a_usage_error(
 
 def test_migrate(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(["migrate", "--db", db_url], capsys)
-    assert status == EXIT_OK and "version 1" in out
+    assert status == EXIT_OK and f"version {SCHEMA_VERSION}" in out
 
 
 def test_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
