@@ -142,10 +142,18 @@ class CollectorProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
 
-    def client(self, *, token: str | None = "", **kwargs: Any) -> httpx.Client:
-        """An HTTP(S) client sending `token` (default: self.token; None: no token)."""
+    def client(
+        self, *, token: str | None = "", source: str | None = None, **kwargs: Any
+    ) -> httpx.Client:
+        """An HTTP(S) client sending `token` (default: self.token; None: no token).
+
+        `source` is the address to connect from (any of 127.0.0.0/8), for
+        tests of limits per client address.
+        """
         if "verify" not in kwargs:
             kwargs["verify"] = ssl.create_default_context(cafile=self.tls[2]) if self.tls else True
+        if source is not None:
+            kwargs["transport"] = httpx.HTTPTransport(verify=kwargs["verify"], local_address=source)
         headers = dict(kwargs.pop("headers", {}))
         token = self.token if token == "" else token
         if token is not None:
