@@ -98,7 +98,7 @@ def test_with_ingest_auth_token_the_daemon_delivers_with_its_token_file(
     try:
         with harness.client() as client:
             waiting = client.send(Record("org.clearlinux/hello/world", 1, "hello\n"))
-        assert harness.wait_for_log("delivery failed (this collector takes records only with")
+        assert harness.wait_for_log("HTTP 401: this collector takes records only with an ingest")
     finally:
         assert harness.stop() == 0
     assert waiting in harness.record_ids()
