@@ -14,6 +14,7 @@ import difflib
 import logging
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -159,6 +160,13 @@ OWN_KEYS: tuple[Key, ...] = (
     Key("tls_client_cert", "optional_path", "", "Client certificate for mutual TLS."),
     Key("tls_client_key", "optional_path", "", "Key of the client certificate."),
     Key(
+        "collector_token_file",
+        "optional_path",
+        "",
+        "File holding the collector's token, sent as Authorization: Bearer; "
+        "readable by root and the daemon only.",
+    ),
+    Key(
         "retry_initial",
         "float",
         1.0,
@@ -263,6 +271,7 @@ class Settings:
     batch_max_bytes: int
     tls_client_cert: str
     tls_client_key: str
+    collector_token_file: str
     retry_initial: float
     retry_max: float
     connect_timeout: float
@@ -298,7 +307,24 @@ def load_settings(
             raise ConfigError(errors[0])
         values.update(found)
         sources.update(dict.fromkeys(found, path))
+    if values["collector_token_file"]:
+        check_secret_file(values["collector_token_file"], sources["collector_token_file"])
     return Settings(**values, sources=MappingProxyType(sources))
+
+
+def check_secret_file(path: str, source: str) -> None:
+    """Refuse a secret that other users can read or change (stat only: any user may check)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ConfigError(f"collector_token_file in {source}: {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"collector_token_file in {source}: {path} is not a regular file")
+    if mode & 0o007:
+        raise ConfigError(
+            f"collector_token_file in {source}: {path} is open to other users "
+            f"(mode {stat.S_IMODE(mode):04o}); fix with 'chmod o-rwx {path}'"
+        )
 
 
 def validate_file(path: str) -> list[str]:

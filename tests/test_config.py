@@ -126,7 +126,7 @@ def test_settings_is_frozen_and_sources_stay_out_of_eq_and_repr(tmp_path: Path) 
 def test_setting_names_are_the_settings_attributes() -> None:
     fields = [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(config.setting_names()) == fields
-    assert len(fields) == len(config.KEYS) == 52
+    assert len(fields) == len(config.KEYS) == 53
 
 
 def test_precedence_defaults_then_system_then_explicit(search_path: Path) -> None:
@@ -417,3 +417,34 @@ def test_out_of_range_integers_name_their_key(tmp_path: Path, data: st.DataObjec
     [message] = validate_file(path)
     assert message.startswith(f"{path}: {name} must be ")
     assert message.endswith(f", got {value}")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o602, 0o601])
+def test_a_collector_token_file_open_to_others_is_refused(tmp_path: Path, mode: int) -> None:
+    token_file = tmp_path / "collector.token"
+    token_file.write_text("telemd_secret\n")
+    token_file.chmod(mode)
+    conf = tmp_path / "telemd.toml"
+    conf.write_text(f'collector_token_file = "{token_file}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(str(conf), environ={})
+    assert str(token_file) in caught.value.message
+    assert "other users" in caught.value.message
+    assert "telemd_secret" not in caught.value.message
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o400])
+def test_a_collector_token_file_for_owner_and_group_is_taken(tmp_path: Path, mode: int) -> None:
+    token_file = tmp_path / "collector.token"
+    token_file.write_text("telemd_secret\n")
+    token_file.chmod(mode)
+    conf = tmp_path / "telemd.toml"
+    conf.write_text(f'collector_token_file = "{token_file}"\n')
+    assert load_settings(str(conf), environ={}).collector_token_file == str(token_file)
+
+
+def test_a_missing_collector_token_file_is_named(tmp_path: Path) -> None:
+    conf = tmp_path / "telemd.toml"
+    conf.write_text(f'collector_token_file = "{tmp_path}/none"\n')
+    with pytest.raises(ConfigError, match=f"{tmp_path}/none"):
+        load_settings(str(conf), environ={})

@@ -21,10 +21,12 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from telemd.collector import ingest
+from telemd.collector.access import token_store
+from telemd.collector.access.guard import Access, Denied, Guard, GuardedRoute, denied
+from telemd.collector.access.tokens import TokenInfo
 from telemd.collector.config import MAX_BODY_SIZE, CollectorConfig
 from telemd.collector.ingest import FieldError, Row, Rules
 from telemd.collector.metrics import Metrics
@@ -300,14 +302,46 @@ async def refused(request: Request, exc: Exception) -> Response:
     return refusal(exc)
 
 
+async def list_tokens(request: Request) -> Response:
+    c = collector_of(request)
+    infos = await c.read(token_store.list_tokens, c.store)
+    return JSONResponse({"tokens": [info.json() for info in infos]})
+
+
+# Every route names who may use it (see telemd.collector.access.guard); the
+# ingest routes also take the token as the URL's last segment, for clients
+# that can be given a URL but not a header.
 ROUTES = [
-    Route("/", ingest_single, methods=["POST"]),
-    Route("/v2/collector", ingest_single, methods=["POST"]),
-    Route("/api/v1/records", ingest_batch, methods=["POST"]),
-    Route("/api/records", list_records, methods=["GET"]),
-    Route("/api/v1/summary", summary, methods=["GET"]),
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
+    GuardedRoute("/", ingest_single, methods=["POST"], access=Access.INGEST, max_body=DRAIN_LIMIT),
+    GuardedRoute(
+        "/v2/collector", ingest_single, methods=["POST"], access=Access.INGEST, max_body=DRAIN_LIMIT
+    ),
+    GuardedRoute(
+        "/v2/collector/{token}",
+        ingest_single,
+        methods=["POST"],
+        access=Access.INGEST,
+        max_body=DRAIN_LIMIT,
+    ),
+    GuardedRoute(
+        "/api/v1/records",
+        ingest_batch,
+        methods=["POST"],
+        access=Access.INGEST,
+        max_body=DRAIN_LIMIT,
+    ),
+    GuardedRoute(
+        "/api/v1/records/{token}",
+        ingest_batch,
+        methods=["POST"],
+        access=Access.INGEST,
+        max_body=DRAIN_LIMIT,
+    ),
+    GuardedRoute("/api/records", list_records, methods=["GET"], access=Access.READ),
+    GuardedRoute("/api/v1/summary", summary, methods=["GET"], access=Access.READ),
+    GuardedRoute("/api/v1/tokens", list_tokens, methods=["GET"], access=Access.ADMIN),
+    GuardedRoute("/healthz", healthz, methods=["GET"], access=Access.OPEN),
+    GuardedRoute("/metrics", metrics, methods=["GET"], access=Access.READ),
 ]
 ROUTE_PATHS = frozenset(route.path for route in ROUTES)
 
@@ -361,6 +395,27 @@ class Timing:
             self.metrics.observe_request(scope["method"], route, time.perf_counter() - start)
 
 
+def make_guard(collector: Collector) -> Guard:
+    async def find(digest: str) -> TokenInfo | None:
+        info: TokenInfo | None = await collector.read(token_store.find, collector.store, digest)
+        return info
+
+    async def touch(name: str) -> None:
+        try:
+            await collector.writer.call(
+                lambda: token_store.touch(collector.store, name, collector.clock())
+            )
+        except StorageError as exc:  # a use not noted is no reason to refuse the request
+            log.warning("could not note the use of token %r: %s", name, exc.message)
+
+    return Guard(
+        ingest_auth=collector.config.ingest_auth,
+        ingest_rate=collector.config.ingest_rate_limit,
+        find=find,
+        touch=touch,
+    )
+
+
 def create_app(collector: Collector) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -377,6 +432,9 @@ def create_app(collector: Collector) -> ASGIApp:
                     await purge
             await anyio.to_thread.run_sync(collector.writer.stop)
 
-    app = Starlette(routes=ROUTES, exception_handlers={Refused: refused}, lifespan=lifespan)
+    app = Starlette(
+        routes=ROUTES, exception_handlers={Refused: refused, Denied: denied}, lifespan=lifespan
+    )
     app.state.collector = collector
+    app.state.guard = make_guard(collector)
     return Timing(CheckedQuery(app), collector)

@@ -1,4 +1,4 @@
-"""`telemd-collector`: serve (the default), query, summary and migrate.
+"""`telemd-collector`: serve (the default), query, summary, migrate and token.
 
 Exit status: 0 success, 1 failure (database unreachable, port taken), 2 usage,
 78 bad configuration; failures print one line naming what to fix.
@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from typing import Any
 
 from telemd import __version__
 from telemd.collector import config as collector_config
+from telemd.collector.access import token_store
+from telemd.collector.access.tokens import Scope, check_name, parse_scopes
 from telemd.collector.config import CollectorConfig, Raw
 from telemd.collector.ingest import FieldError
 from telemd.collector.query import FILTER_NAMES, parse_query, parse_since, record_json
@@ -24,7 +27,7 @@ from telemd.collector.store import StorageError, Store, open_engine
 from telemd.errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
-COMMANDS = ("serve", "query", "summary", "migrate")
+COMMANDS = ("serve", "query", "summary", "migrate", "token")
 # Flags that map one-to-one onto configuration keys.
 SERVE_FLAGS = (
     "host",
@@ -40,6 +43,9 @@ SERVE_FLAGS = (
     "body_timeout",
     "keep_alive_timeout",
     "max_connections",
+    "ingest_auth",
+    "client_ca",
+    "ingest_rate_limit",
 )
 
 
@@ -94,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-connections", help="connections served at once; beyond, the slowest is shed"
     )
 
+    serve.add_argument(
+        "--ingest-auth",
+        choices=("none", "token", "mtls"),
+        help="who may post records: anyone (default), an ingest token, a client certificate",
+    )
+    serve.add_argument("--client-ca", metavar="FILE", help="ask for client certificates of this CA")
+    serve.add_argument(
+        "--ingest-rate-limit", metavar="N", help="ingest requests a second per client; 0 = none"
+    )
+
     query = command("query", "Print stored records, newest first.")
     for name in FILTER_NAMES:
         query.add_argument("--" + name.replace("_", "-"), metavar=name.upper())
@@ -104,6 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--format", choices=("table", "json"), default="table")
 
     command("migrate", "Apply the database schema migrations, then exit.")
+
+    token = command("token", "Create, list or revoke access tokens.")
+    actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="make a token and print it (shown once)")
+    create.add_argument("--name", required=True, help="what the token is for, e.g. grafana")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=[s.value for s in Scope],
+        help="ingest, read or admin (repeatable)",
+    )
+    listing = actions.add_parser("list", help="name, scopes, created, last used (never the token)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    revoke = actions.add_parser("revoke", help="make a token useless at once")
+    revoke.add_argument("name")
+    for sub in (create, listing, revoke):  # also after the action: `token list --db ...`
+        sub.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
+        sub.add_argument("--db", default=argparse.SUPPRESS)
     return parser
 
 
@@ -143,6 +178,14 @@ def serve(config: CollectorConfig) -> int:
     )
 
     collector_config.check_listening(config)
+    client_certs: dict[str, Any] = {}
+    if config.client_ca:
+        # Optional at the handshake: readers come with tokens, and only
+        # ingest_auth = mtls makes a certificate a must.
+        client_certs = {
+            "ssl_ca_certs": config.client_ca,
+            "ssl_cert_reqs": ssl.CERT_OPTIONAL,
+        }
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -169,8 +212,9 @@ def serve(config: CollectorConfig) -> int:
             # and body deadlines and the connection cap; uvicorn's own
             # limit_concurrency is left unset, as it counts slow connections
             # and would answer 503 to everyone once they are many.
-            http=guarded_protocol(limits),
+            http=guarded_protocol(limits, with_client_cert=bool(config.client_ca)),
             timeout_keep_alive=config.keep_alive_timeout,
+            **client_certs,
         )
     )
     # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the
@@ -236,6 +280,36 @@ def print_summary(store: Store, args: argparse.Namespace) -> None:
     print(table([(m["machine_id"], m["count"]) for m in report["machines"]], ("MACHINE", "TOTAL")))
 
 
+def run_token(store: Store, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        try:
+            name = check_name(args.name)
+            scopes = parse_scopes(args.scope)
+        except ValueError as exc:
+            print(f"telemd-collector: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        token = token_store.create(store, name, scopes, time.time())
+        print(f"token {name!r} with scopes {', '.join(sorted(args.scope))}; it is shown only once:")
+        print(token)
+    elif args.action == "revoke":
+        token_store.revoke(store, args.name)
+        print(f"token {args.name!r} revoked")
+    elif args.json:
+        print(json.dumps({"tokens": [t.json() for t in token_store.list_tokens(store)]}, indent=1))
+    else:
+        rows = [
+            (t.name, ",".join(sorted(s.value for s in t.scopes)), _when(t.created_at),
+             _when(t.last_used_at) if t.last_used_at else "never")
+            for t in token_store.list_tokens(store)
+        ]  # fmt: skip
+        print(table(rows, ("NAME", "SCOPES", "CREATED", "LAST_USED")))
+    return EXIT_OK
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (
@@ -256,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print_query(store, args)
             elif args.command == "summary":
                 print_summary(store, args)
+            elif args.command == "token":
+                return run_token(store, args)
             else:
                 print(f"schema is at version {store.migrate()}")
         finally:
@@ -268,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except StorageError as exc:
         print(f"telemd-collector: database error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILURE
+    except token_store.TokenError as exc:
+        print(f"telemd-collector: {exc.message}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:  # `telemd-collector query | head`
         return EXIT_OK

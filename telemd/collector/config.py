@@ -30,6 +30,10 @@ DEFAULT_DB = "sqlite:////var/lib/telemd/collector.db"
 DEFAULT_MAX_PAYLOAD_SIZE = 32768
 MAX_BODY_SIZE = 4 * 1024 * 1024
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+INGEST_AUTH_MODES = ("none", "token", "mtls")
+# Far above what a machine sends (a few records an hour), far below what
+# one client needs to crowd out the others.
+DEFAULT_INGEST_RATE_LIMIT = 200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,12 @@ class CollectorConfig:
     body_timeout: float = 60.0
     keep_alive_timeout: int = 5
     max_connections: int = 4096
+    # Who may post records: anyone with the TID (Clear's backend), an ingest
+    # token, or a client certificate signed by client_ca.
+    ingest_auth: str = "none"
+    client_ca: str | None = None
+    # Ingest requests a second per client (token, certificate or address); 0 = no limit.
+    ingest_rate_limit: float = DEFAULT_INGEST_RATE_LIMIT
 
     @property
     def tls(self) -> bool:
@@ -149,6 +159,22 @@ def _retention(value: object, where: str) -> dict[str, int]:
     return table
 
 
+def _ingest_auth(value: object, where: str) -> str:
+    if not isinstance(value, str) or value.lower() not in INGEST_AUTH_MODES:
+        raise _fail(where, "one of " + ", ".join(INGEST_AUTH_MODES), value)
+    return value.lower()
+
+
+def _rate(value: object, where: str) -> float:
+    try:
+        rate = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        rate = -1.0
+    if isinstance(value, bool) or not 0 <= rate <= 1_000_000:
+        raise _fail(where, "requests a second in 0..1000000 (0 = no limit)", value)
+    return rate
+
+
 CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "db": _db,
     "host": _text,
@@ -166,6 +192,9 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "body_timeout": _seconds,
     "keep_alive_timeout": _int(1, 3600),
     "max_connections": _int(1, 1_000_000),
+    "ingest_auth": _ingest_auth,
+    "client_ca": _path,
+    "ingest_rate_limit": _rate,
 }
 
 
@@ -201,6 +230,10 @@ def load(
     values = {key: CONVERTERS[key](value, where) for key, (value, where) in raw.items()}
     if ("certfile" in values) != ("keyfile" in values):
         raise ConfigError("certfile and keyfile must be given together, for HTTPS")
+    if "client_ca" in values and "certfile" not in values:
+        raise ConfigError("client_ca needs certfile and keyfile: client certificates need HTTPS")
+    if values.get("ingest_auth") == "mtls" and "client_ca" not in values:
+        raise ConfigError("ingest_auth = mtls needs client_ca, the CA of the client certificates")
     if "tid" in values:
         values["tids"] = values.pop("tid")
     return CollectorConfig(**values)

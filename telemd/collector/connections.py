@@ -178,11 +178,22 @@ class GuardedH11Protocol(H11Protocol):
         return False
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[GuardedH11Protocol]:
-    """A protocol class for uvicorn.Config(http=...) bound to `limits`."""
+def guarded_protocol(
+    limits: ConnectionLimits, with_client_cert: bool = False
+) -> type[GuardedH11Protocol]:
+    """A protocol class for uvicorn.Config(http=...) bound to `limits`.
+
+    With `with_client_cert`, requests also carry the verified client
+    certificate's subject (telemd.collector.access.mtls).
+    """
+    bases: tuple[type, ...] = (GuardedH11Protocol,)
+    if with_client_cert:
+        from telemd.collector.access.mtls import ClientCertH11Protocol
+
+        bases = (GuardedH11Protocol, ClientCertH11Protocol)
     return type(
         "GuardedH11Protocol",
-        (GuardedH11Protocol,),
+        bases,
         {"limits": limits, "closing": ClosingLog(), "waiting": OrderedDict()},
     )
 

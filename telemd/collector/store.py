@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +56,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX records_machine ON records (machine_id, id)",
         "CREATE INDEX records_build ON records (build, id)",
         "CREATE INDEX records_received ON records (received_at)",
+    ),
+    (
+        # Tokens of telemd.collector.access: the hash only, never the token.
+        """CREATE TABLE api_tokens (
+            name TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            scopes TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            last_used_at DOUBLE PRECISION
+        )""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -183,6 +193,14 @@ class Store:
             with self._translated():
                 self._writer = self.engine.connect()
         return self._writer
+
+    def reading(self) -> AbstractContextManager[Session]:
+        """A session for reads, from the pool (any thread)."""
+        return self._reader()
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        """A write transaction (the writer thread only, in a running collector)."""
+        return self._transaction()
 
     def close(self) -> None:
         while not self._pool.empty():

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from telemd import __version__
+from telemd.errors import ConfigError
 from telemd.record import HEADER_NAMES
 
 if TYPE_CHECKING:
@@ -113,7 +114,9 @@ def verdict(status: int) -> Verdict:
     """What an HTTP status means for the records of a request."""
     if 200 <= status < 300:
         return "delivered"
-    if status in (408, 429) or status >= 500 or status < 400:
+    # 401 and 403 say the collector refuses this daemon's credentials, not
+    # the records: they wait in the spool until the token or certificate is fixed.
+    if status in (401, 403, 408, 429) or status >= 500 or status < 400:
         return "retry"
     return "rejected"
 
@@ -168,6 +171,18 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def read_token(path: str) -> str:
+    """The collector token in `path` (load_settings checked who may read it)."""
+    try:
+        with open(path) as f:
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"collector_token_file {path}: cannot read it: {exc}") from None
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
+        raise ConfigError(f"collector_token_file {path} must hold one token on one line")
+    return token
+
+
 class TransportError(Exception):
     """The request did not get an HTTP answer (connection refused, timeout, TLS)."""
 
@@ -189,6 +204,8 @@ class Transport:
         name, value = tid_header(settings.tidheader)
         self.url = httpx.URL(settings.server)
         self._headers = {name: value, "User-Agent": USER_AGENT}
+        if settings.collector_token_file:
+            self._headers["Authorization"] = "Bearer " + read_token(settings.collector_token_file)
         self._extensions = {
             "timeout": httpx.Timeout(
                 settings.request_timeout, connect=settings.connect_timeout

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+from access_tokens import make_token
 from ports import free_port
 
 CLEAR_TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
@@ -118,9 +119,13 @@ class CollectorProcess:
         env: Mapping[str, str] | None = None,
         tls: tuple[str, str, str] | None = None,
     ) -> None:
-        """`tls` = (certfile, keyfile, CA bundle the client trusts)."""
+        """`tls` = (certfile, keyfile, CA bundle the client trusts).
+
+        `token` has every scope; `client()` sends it unless told otherwise.
+        """
         self.port = free_port()
         self.db_url = db_url
+        self.token = make_token(db_url, f"test-{self.port}")
         self.tls = tls
         self.scheme = "https" if tls else "http"
         self.base_url = f"{self.scheme}://127.0.0.1:{self.port}"
@@ -137,9 +142,23 @@ class CollectorProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
 
-    def client(self, **kwargs: Any) -> httpx.Client:
-        verify: Any = ssl.create_default_context(cafile=self.tls[2]) if self.tls else True
-        return httpx.Client(base_url=self.base_url, verify=verify, timeout=30, **kwargs)
+    def client(
+        self, *, token: str | None = "", source: str | None = None, **kwargs: Any
+    ) -> httpx.Client:
+        """An HTTP(S) client sending `token` (default: self.token; None: no token).
+
+        `source` is the address to connect from (any of 127.0.0.0/8), for
+        tests of limits per client address.
+        """
+        if "verify" not in kwargs:
+            kwargs["verify"] = ssl.create_default_context(cafile=self.tls[2]) if self.tls else True
+        if source is not None:
+            kwargs["transport"] = httpx.HTTPTransport(verify=kwargs["verify"], local_address=source)
+        headers = dict(kwargs.pop("headers", {}))
+        token = self.token if token == "" else token
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.base_url, timeout=30, headers=headers, **kwargs)
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as f:

@@ -14,7 +14,7 @@ from ports import free_port
 
 from telemd.collector import ingest
 from telemd.collector.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
-from telemd.collector.store import Store, open_engine
+from telemd.collector.store import SCHEMA_VERSION, Store, open_engine
 
 RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)
 
@@ -111,7 +111,7 @@ def test_bad_filter_is_a_usage_error(
 
 def test_migrate(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(["migrate", "--db", db_url], capsys)
-    assert status == EXIT_OK and "version 1" in out
+    assert status == EXIT_OK and f"version {SCHEMA_VERSION}" in out
 
 
 def test_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
@@ -156,3 +156,39 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--help"], capsys)[0] == EXIT_OK
     status, out, _ = run(["--version"], capsys)
     assert status == EXIT_OK and out.startswith("telemd-collector ")
+
+
+def test_token_create_prints_the_token_alone_on_its_last_line(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["token", "create", "--name", "grafana", "--scope", "read", "--scope", "admin"]
+    status, out, _ = run([*argv, "--db", db_url], capsys)
+    assert status == EXIT_OK
+    token = out.splitlines()[-1]
+    assert token.startswith("telemd_") and len(token) == len("telemd_") + 43
+    assert "shown only once" in out
+    status, out, _ = run(["token", "list", "--db", db_url], capsys)
+    assert status == EXIT_OK and token not in out
+    [header, row] = out.splitlines()
+    assert header.split() == ["NAME", "SCOPES", "CREATED", "LAST_USED"]
+    assert row.split()[:2] == ["grafana", "admin,read"] and row.endswith("never")
+    status, out, _ = run(["token", "list", "--json", "--db", db_url], capsys)
+    [listed] = json.loads(out)["tokens"]
+    assert listed["name"] == "grafana" and listed["scopes"] == ["admin", "read"]
+    assert token not in out
+
+
+def test_token_mistakes(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    create = ["token", "create", "--db", db_url, "--name"]
+    assert run([*create, "ci", "--scope", "ingest"], capsys)[0] == EXIT_OK
+    status, _, err = run([*create, "ci", "--scope", "read"], capsys)
+    assert status == EXIT_FAILURE and "a token named 'ci' exists" in err
+    status, _, err = run([*create, "bad name", "--scope", "read"], capsys)
+    assert status == EXIT_USAGE and "token name must be" in err
+    assert run([*create, "x", "--scope", "write"], capsys)[0] == EXIT_USAGE
+    assert run([*create, "x"], capsys)[0] == EXIT_USAGE  # no scope
+    status, _, err = run(["token", "revoke", "nobody", "--db", db_url], capsys)
+    assert status == EXIT_FAILURE and "no token named 'nobody'" in err
+    status, out, _ = run(["token", "revoke", "ci", "--db", db_url], capsys)
+    assert status == EXIT_OK and "revoked" in out
+    assert run(["token", "list", "--json", "--db", db_url], capsys)[1].count('"name"') == 0

@@ -74,6 +74,11 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
         ('body_timeout = "inf"\n', "body_timeout in {path} must be a number of seconds"),
         ("keep_alive_timeout = 0\n", "keep_alive_timeout in {path} must be an integer in 1.."),
         ("max_connections = 0\n", "max_connections in {path} must be an integer in 1.."),
+        ('ingest_auth = "password"\n', "ingest_auth in {path} must be one of none, token, mtls"),
+        ("ingest_rate_limit = -1\n", "ingest_rate_limit in {path} must be requests a second"),
+        ('ingest_rate_limit = "fast"\n', "ingest_rate_limit in {path} must be requests a second"),
+        ('client_ca = "/nonexistent.pem"\n', "client_ca in {path} must be a readable file"),
+        ('ingest_auth = "mtls"\n', "ingest_auth = mtls needs client_ca"),
     ],
 )
 def test_bad_file_values_name_file_and_key(tmp_path: Path, text: str, words: str) -> None:
@@ -126,6 +131,7 @@ def test_certfile_needs_keyfile(tmp_path: Path) -> None:
         (["--retention", "a/b/c=x"], "option --retention 'a/b/c' must be an integer"),
         (["query", "--db", "oracle://x"], "option --db must be a URL"),
         (["--config", "/nonexistent.toml"], "cannot read /nonexistent.toml"),
+        (["--ingest-rate-limit", "lots"], "option --ingest-rate-limit must be requests a second"),
     ],
 )
 def test_cli_exits_78_with_one_line(
@@ -158,3 +164,10 @@ def test_serve_refuses_plain_http_on_all_interfaces(capsys: pytest.CaptureFixtur
         main(["serve", "--host", "0.0.0.0", "--db", "sqlite:////nonexistent/x.db"]) == EXIT_CONFIG
     )
     assert "not a loopback address" in capsys.readouterr().err
+
+
+def test_access_settings_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'ingest_auth = "token"\ningest_rate_limit = 0\n')
+    loaded = config.load({}, path, {})
+    assert (loaded.ingest_auth, loaded.ingest_rate_limit) == ("token", 0.0)
+    assert config.load({}, environ={}).ingest_auth == "none"

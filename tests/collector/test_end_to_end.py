@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from access_tokens import make_token
 from collector_proc import CollectorProcess
 from daemon_harness import DaemonHarness
 
@@ -75,3 +76,43 @@ def test_a_collector_with_another_tid_rejects_and_the_journal_says_why(
     [(_, entry)] = journal.query(str(harness.state_dir / journal.JOURNAL_FILE), journal.Filter())
     assert entry.http_status == 400
     assert "TID" in entry.message or "telemetry id" in entry.message.lower()
+
+
+def test_with_ingest_auth_token_the_daemon_delivers_with_its_token_file(
+    start_collector: Callable[..., CollectorProcess],
+    tls_files: tuple[str, str, str],
+    tmp_path: Path,
+) -> None:
+    collector = start_collector(tls=tls_files, args=["--ingest-auth", "token"])
+    token_file = tmp_path / "collector.token"
+    token_file.write_text(make_token(collector.db_url, "fleet", ["ingest"]) + "\n")
+    token_file.chmod(0o600)
+    # First without the token: refused with 401, the record waits in the spool.
+    harness = DaemonHarness(
+        tmp_path / "telemd",
+        server=f"{collector.base_url}/v2/collector",
+        cainfo=tls_files[2],
+        retry_initial=0.05,
+    )
+    harness.start()
+    try:
+        with harness.client() as client:
+            waiting = client.send(Record("org.clearlinux/hello/world", 1, "hello\n"))
+        assert harness.wait_for_log("HTTP 401: this collector takes records only with an ingest")
+    finally:
+        assert harness.stop() == 0
+    assert waiting in harness.record_ids()
+    # With the token file the spooled record and a new one are delivered.
+    harness.write_config(collector_token_file=str(token_file))
+    harness.start()
+    try:
+        with harness.client() as client:
+            fresh = client.send(Record("org.clearlinux/hello/world", 1, "hello again\n"))
+        for record_id in (waiting, fresh):
+            assert harness.wait_for_log(f"{record_id} delivered")
+    finally:
+        assert harness.stop() == 0
+    with collector.client() as http:
+        answer = http.get("/api/records", params={"classification": "org.clearlinux/hello/world"})
+    assert {r["record_id"] for r in answer.json()["records"]} == {waiting, fresh}
+    assert token_file.read_text().strip() not in "\n".join(harness.log)

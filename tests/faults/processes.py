@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from access_tokens import make_token
 from ports import free_port
 
 from telemd.client import Client
@@ -55,6 +56,7 @@ class Collector:
         self.log_path = workdir / "collector.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.read_token = make_token(f"sqlite:///{self.db}", "faults", ["read"])
 
     def start(self) -> None:
         argv = [
@@ -107,7 +109,8 @@ class Collector:
 
     def metric(self, result: str) -> int:
         """Records the running collector answered with `result` (stored, duplicate)."""
-        with httpx.Client(base_url=self.base_url, timeout=5) as http:
+        auth = {"Authorization": f"Bearer {self.read_token}"}
+        with httpx.Client(base_url=self.base_url, timeout=5, headers=auth) as http:
             text = http.get("/metrics").text
         total = 0
         for line in text.splitlines():

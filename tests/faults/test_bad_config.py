@@ -56,3 +56,16 @@ def run(config: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=30,
     )
+
+
+def test_a_token_file_others_can_read_is_exit_78_naming_it(tmp_path: Path) -> None:
+    token_file = tmp_path / "collector.token"
+    token_file.write_text("telemd_" + "x" * 43 + "\n")
+    token_file.chmod(0o644)
+    config = tmp_path / "telemd.toml"
+    config.write_text(f'collector_token_file = "{token_file}"\n')
+    result = run(config)
+    assert result.returncode == 78, result.stderr
+    assert str(token_file) in result.stderr and "chmod o-rwx" in result.stderr
+    assert "x" * 43 not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
