@@ -14,6 +14,7 @@ import difflib
 import logging
 import os
 import re
+import ssl
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from telemd.keys import (
     expected,
 )
 from telemd.tomlfile import read_text, read_toml
+from telemd.urlcheck import url_problem
 
 log = logging.getLogger("telemd.config")
 
@@ -218,6 +220,7 @@ OWN_KEYS: tuple[Key, ...] = (
     ),
 )
 KEYS = CLEAR_KEYS + OWN_KEYS + PROBE_KEYS
+TLS_FILE_KEYS = ("cainfo", "tls_client_cert", "tls_client_key")
 _BY_NAME = {key.name: key for key in KEYS}
 
 
@@ -296,9 +299,17 @@ def setting_names() -> tuple[str, ...]:
 
 
 def load_settings(
-    config_file: str | None = None, environ: Mapping[str, str] = os.environ
+    config_file: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    open_files: bool = False,
 ) -> Settings:
-    """Merge the defaults and every file of the chain; raise ConfigError on the first error."""
+    """Merge the defaults and every file of the chain; raise ConfigError on the first error.
+
+    `open_files` also opens the TLS files the settings name (`tls_file_errors`):
+    the daemon does, since it will use them; telemctl does not, since the user
+    running it may not be allowed to read them.
+    """
     values: dict[str, Any] = {key.name: check(key, key.default) for key in KEYS}
     sources = dict.fromkeys(values, "default")
     for path in paths.config_chain(config_file, environ):
@@ -309,6 +320,10 @@ def load_settings(
         sources.update(dict.fromkeys(found, path))
     if values["collector_token_file"]:
         check_secret_file(values["collector_token_file"], sources["collector_token_file"])
+    if open_files:
+        errors = tls_file_errors(values, sources)
+        if errors:
+            raise ConfigError(errors[0])
     return Settings(**values, sources=MappingProxyType(sources))
 
 
@@ -329,7 +344,47 @@ def check_secret_file(path: str, source: str) -> None:
 
 def validate_file(path: str) -> list[str]:
     """Every error in one file, as one-line messages; empty if the file is valid."""
-    return _read_and_check(path)[1]
+    values, errors = _read_and_check(path)
+    # Only whether they open: the rest of a TLS setup may come from other files.
+    return errors + unreadable_file_errors(values, dict.fromkeys(values, path))
+
+
+def tls_file_errors(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
+    """What is wrong with the TLS files of complete settings: each must open and hold
+    PEM data of its kind, and a client key needs its certificate."""
+    errors = unreadable_file_errors(values, sources)
+    if errors:
+        return errors
+    cainfo, cert, key = (values[name] for name in TLS_FILE_KEYS)
+    if key and not cert:
+        return [
+            f"{sources['tls_client_key']}: tls_client_key must be empty while tls_client_cert"
+            f" is (mutual TLS needs both), got {key!r}"
+        ]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cainfo:
+        try:
+            context.load_verify_locations(cafile=cainfo)
+        except ssl.SSLError as exc:
+            expected = "a PEM bundle of CA certificates"
+            errors.append(_file_error(sources["cainfo"], "cainfo", cainfo, expected, _reason(exc)))
+    if cert:
+        try:
+            context.load_cert_chain(cert, key or None)
+        except ssl.SSLError as exc:
+            expected = "a PEM certificate" + (" matching tls_client_key" if key else " and its key")
+            source = sources["tls_client_cert"]
+            errors.append(_file_error(source, "tls_client_cert", cert, expected, _reason(exc)))
+    return errors
+
+
+def unreadable_file_errors(values: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
+    """One message per TLS file named in `values` that cannot be opened for reading."""
+    return [
+        _file_error(sources[name], name, values[name], "a readable file", problem)
+        for name in TLS_FILE_KEYS
+        if values.get(name) and (problem := _unreadable(values[name]))
+    ]
 
 
 def render_default_file() -> str:
@@ -373,6 +428,11 @@ def _read_and_check(path: str) -> tuple[dict[str, Any], list[str]]:
                 values[name] = check(key, _from_ini(key, value) if legacy else value)
             except ValueError:
                 errors.append(error(path, key, value))
+                continue
+            problem = url_problem(values[name]) if key.kind == "url" and values[name] else None
+            if problem:
+                del values[name]
+                errors.append(f"{error(path, key, value)}: {problem}")
     if legacy:
         unused = f"; ignored keys it does not know: {', '.join(ignored)}" if ignored else ""
         log.warning(
@@ -383,6 +443,26 @@ def _read_and_check(path: str) -> tuple[dict[str, Any], list[str]]:
             paths.SYSTEM_CONFIG,
         )
     return values, errors
+
+
+def _unreadable(path: str) -> str | None:
+    """Why `path` cannot be read as a file, or None."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    # OpenSSL's PEM_LIB says only that the PEM reading failed.
+    if exc.reason in (None, "PEM_LIB"):
+        return "no PEM data of that kind could be read from it"
+    return str(exc.reason).lower().replace("_", " ")
+
+
+def _file_error(source: str, name: str, value: str, expected: str, problem: str) -> str:
+    return f"{source}: {name} must be {expected}, got {value!r}: {problem}"
 
 
 def _read_ini(path: str) -> dict[str, Any]:

@@ -287,6 +287,16 @@ def test_floats_accept_integers(tmp_path: Path) -> None:
             "server must be empty or an http:// or https:// URL, got 'https://'",
         ),
         (
+            'server = "http://[::1"',
+            "server must be empty or an http:// or https:// URL, got 'http://[::1':"
+            " invalid IPv6 URL",
+        ),
+        (
+            'server = "http://[::1]:99999/"',
+            "server must be empty or an http:// or https:// URL, got 'http://[::1]:99999/':"
+            " the port must be from 1 to 65535, not 99999",
+        ),
+        (
             'tidheader = "no colon"',
             "tidheader must be an HTTP header 'Name: value', got 'no colon'",
         ),
@@ -378,6 +388,27 @@ def test_validate_file_reports_every_error(tmp_path: Path) -> None:
     assert errors[0].startswith(f"{path}: unknown key 'spol_dir'")
     assert errors[1].startswith(f"{path}: max_clients must be")
     assert errors[2].startswith(f"{path}: log_level must be")
+
+
+def test_tls_files_are_opened_only_when_asked(tmp_path: Path) -> None:
+    """telemctl, run by any user, loads without opening them; the daemon opens them."""
+    missing = tmp_path / "ca.pem"
+    path = write(tmp_path / "tls.toml", f'cainfo = "{missing}"\n')
+    assert load_settings(path, environ={}).cainfo == str(missing)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={}, open_files=True)
+    assert info.value.message == (
+        f"{path}: cainfo must be a readable file, got '{missing}': No such file or directory"
+    )
+    assert validate_file(path) == [info.value.message]
+
+
+def test_a_tls_file_error_names_the_file_that_set_the_key(search_path: Path) -> None:
+    write(search_path / "system.toml", f'tls_client_cert = "{search_path / "c.pem"}"\n')
+    (search_path / "c.pem").write_text("not PEM\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={}, open_files=True)
+    assert info.value.message.startswith(f"{search_path / 'system.toml'}: tls_client_cert must be")
 
 
 def test_validate_file_accepts_a_good_file(tmp_path: Path) -> None:

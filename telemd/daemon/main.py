@@ -253,7 +253,7 @@ class Daemon:
     def reload(self) -> None:
         """SIGHUP: re-read the configuration, host metadata and machine id override."""
         try:
-            settings = load_settings(self.config_file)
+            settings = load_settings(self.config_file, open_files=True)
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc.message)
             return
@@ -305,7 +305,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        settings = load_settings(args.config_file)
+        settings = load_settings(args.config_file, open_files=True)
     except ConfigError as exc:
         print(f"telemd: {exc.message}", file=sys.stderr)
         return EX_CONFIG

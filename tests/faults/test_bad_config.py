@@ -1,13 +1,20 @@
 """Bad configuration: every kind gives one line naming the file (and the key
-where there is one) and exit status 78 (EX_CONFIG), never a traceback."""
+where there is one) and exit status 78 (EX_CONFIG), never a traceback; a bad
+reload keeps the running configuration and logs the same line."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from daemon_harness import AS_NOBODY, DaemonHarness, directory_for_nobody
+
+from telemd.client import Client
+from telemd.record import Record
 
 CASES = [
     ("malformed toml", 'spool_dir = "/tmp\n', None),
@@ -49,12 +56,135 @@ def test_an_unreadable_configuration_is_one_line_and_exit_78(tmp_path: Path, kin
     assert str(config) in result.stderr
 
 
-def run(config: Path) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Real PEM files: a CA bundle, a client certificate and its key, another key, junk."""
+    trustme = pytest.importorskip("trustme")
+    folder = tmp_path_factory.mktemp("pem")
+    ca = trustme.CA()
+    client = ca.issue_cert("client.example")
+    other = trustme.CA().issue_cert("other.example")
+    files = {
+        "ca": ca.cert_pem,
+        "cert": client.cert_chain_pems[0],
+        "key": client.private_key_pem,
+        "other_key": other.private_key_pem,
+    }
+    paths = {}
+    for name, blob in files.items():
+        blob.write_to_path(str(folder / f"{name}.pem"))
+        paths[name] = str(folder / f"{name}.pem")
+    (folder / "junk.pem").write_text("not PEM at all\n")
+    paths["junk"] = str(folder / "junk.pem")
+    paths["missing"] = str(folder / "missing.pem")
+    paths["directory"] = str(folder)
+    return paths
+
+
+# (name, the settings as TOML with {pem} names filled in, the key, the value).
+VALUE_CASES = [
+    ("unclosed ipv6", 'server = "http://[::1"', "server", "http://[::1"),
+    ("port too high", 'server = "http://localhost:99999/"', "server", "99999"),
+    ("port zero", 'server = "https://localhost:0/"', "server", ":0/"),
+    ("port not a number", 'server = "http://localhost:80a/"', "server", "80a"),
+    ("bad ipv4", 'server = "http://10.0.0.300/"', "server", "10.0.0.300"),
+    ("bad scheme", 'server = "ftp://example.com/"', "server", "ftp://example.com/"),
+    ("missing cainfo", 'cainfo = "{missing}"', "cainfo", "{missing}"),
+    ("cainfo a directory", 'cainfo = "{directory}"', "cainfo", "{directory}"),
+    ("cainfo not pem", 'cainfo = "{junk}"', "cainfo", "{junk}"),
+    ("missing client cert", 'tls_client_cert = "{missing}"', "tls_client_cert", "{missing}"),
+    (
+        "missing client key",
+        'tls_client_cert = "{cert}"\ntls_client_key = "{missing}"',
+        "tls_client_key",
+        "{missing}",
+    ),
+    ("client key alone", 'tls_client_key = "{key}"', "tls_client_key", "{key}"),
+    ("client cert without key", 'tls_client_cert = "{cert}"', "tls_client_cert", "{cert}"),
+    (
+        "client key of another cert",
+        'tls_client_cert = "{cert}"\ntls_client_key = "{other_key}"',
+        "tls_client_cert",
+        "{cert}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "key", "value"), VALUE_CASES, ids=[case[0] for case in VALUE_CASES]
+)
+def test_a_bad_value_names_file_key_and_value_and_exits_78(
+    tmp_path: Path, pem: dict[str, str], name: str, text: str, key: str, value: str
+) -> None:
+    config = tmp_path / "telemd.toml"
+    config.write_text(text.format(**pem) + "\n")
+    result = run(config)
+    assert result.returncode == 78, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"{config}: {key} must be " in result.stderr
+    assert value.format(**pem) in result.stderr
+
+
+def test_good_tls_files_are_accepted(harness: DaemonHarness, pem: dict[str, str]) -> None:
+    harness.write_config(
+        server="https://localhost:9/",
+        cainfo=pem["ca"],
+        tls_client_cert=pem["cert"],
+        tls_client_key=pem["key"],
+    )
+    harness.start()
+    assert harness.stop() == 0
+
+
+def test_a_file_the_daemon_cannot_read_is_named(tmp_path: Path, pem: dict[str, str]) -> None:
+    with directory_for_nobody(tmp_path, "run the daemon as an unprivileged user") as public:
+        secret = public / "ca.pem"
+        secret.write_text(Path(pem["ca"]).read_text())
+        secret.chmod(0o600)  # root's alone
+        config = public / "telemd.toml"
+        config.write_text(f'cainfo = "{secret}"\n')
+        config.chmod(0o644)
+        result = run(config, wrapper=AS_NOBODY)
+    assert result.returncode == 78, result.stderr
+    assert f"{config}: cainfo must be a readable file, got '{secret}': Permission denied" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "key", "value"),
+    [VALUE_CASES[0], VALUE_CASES[6], VALUE_CASES[13]],
+    ids=["bad url", "missing cainfo", "mismatched key"],
+)
+def test_a_bad_reload_names_file_key_and_value_and_keeps_serving(
+    harness: DaemonHarness, pem: dict[str, str], name: str, text: str, key: str, value: str
+) -> None:
+    harness.start()
+    good = harness.config.read_text()
+    harness.config.write_text(good + text.format(**pem) + "\n")
+    mark = len(harness.log)
+    harness.signal(signal.SIGHUP)
+    expected = f"reload failed, keeping the running configuration: {harness.config}: {key} must be"
+    assert harness.wait_for_log(expected, after=mark), "\n".join(harness.log[mark:])
+    [line] = [line for line in harness.log[mark:] if expected in line]
+    assert value.format(**pem) in line
+    with Client(socket_path=harness.socket, timeout=10) as client:
+        assert client.send(Record("a/b/c", 1, "still served"))
+    harness.config.write_text(good)
+    mark = len(harness.log)
+    harness.signal(signal.SIGHUP)
+    assert harness.wait_for_log("configuration reloaded", after=mark)
+    assert harness.stop() == 0
+
+
+def run(config: Path, wrapper: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "telemd.daemon", "-f", str(config)],
+        [*(wrapper or []), sys.executable, "-m", "telemd.daemon", "-f", str(config)],
         capture_output=True,
         text=True,
         timeout=30,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
     )
 
 
