@@ -236,10 +236,18 @@ def _has_major_minor(kernel: str) -> bool:
 def parse_headers_format(
     headers: Mapping[str, str], body: bytes, *, tid: str, record_id: str, rules: Rules
 ) -> Row:
-    """The "headers" format; `headers` is case-insensitive (Starlette's Headers)."""
+    """The "headers" format; `headers` is case-insensitive (Starlette's Headers).
+
+    Each header is looked up by its dashed name (Machine-Id), then by the
+    record's own name (machine_id), which is what Clear's telempostd up to
+    v2.3.5 sends: its spooled header lines go out as they are.
+    """
     fields: dict[str, object] = {}
     for name, http_name in HTTP_HEADER_NAMES.items():
         value = headers.get(http_name)
+        if value is None:
+            value = headers.get(name)
+            http_name = name
         if value is not None:
             # HTTP headers arrive as latin-1; the daemon sends UTF-8 bytes.
             try:
