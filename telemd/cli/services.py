@@ -14,18 +14,8 @@ from typing import Any
 
 from telemd.errors import TelemetryError
 from telemd.paths import CONFIG_ENV, SYSTEM_CONFIG
+from telemd.units import OWN_UNITS, UNITS
 
-# Started and stopped in this order, as Clear does: the units that activate
-# others (sockets, the timer) go first, so that stopping a service is not
-# undone by its socket starting it again.
-UNITS = (
-    "telemd.socket",
-    "telemd-control.socket",
-    "hprobe.timer",
-    "telemd.service",
-    "klogscanner.service",
-    "journalprobe.service",
-)
 CALL_TIMEOUT = 30.0  # systemctl's own default for a D-Bus call is 25 s
 _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -106,12 +96,15 @@ def states(config_file: str | None = None) -> list[tuple[str, str]]:
 
 
 def control(verb: str, config_file: str | None = None) -> list[str]:
-    """StartUnit / StopUnit / RestartUnit for every unit; the failures, as messages."""
+    """StartUnit / StopUnit / RestartUnit for every unit; the failures, as messages.
+
+    Stop also covers hprobe.service, which only its timer starts."""
     member = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}[verb]
+    units = OWN_UNITS if verb == "stop" else UNITS
 
     async def action(bus: Any) -> list[str]:
         failures = []
-        for unit in UNITS:
+        for unit in units:
             try:
                 await _call(bus, member, "ss", [unit, "replace"])
             except TelemetryError as exc:
