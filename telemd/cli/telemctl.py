@@ -51,11 +51,15 @@ def unit_control(verb: str, config_file: str | None) -> int:
     return 1 if failures else 0
 
 
+EXIT_NOT_ACTIVE = 3  # `systemctl is-active`'s status when no unit is active
+
+
 def is_active(config_file: str | None) -> int:
-    """Clear's shape: one line per unit, `name : state`."""
-    for unit, state in services.states(config_file):
+    """Clear's shape: one line per unit, `name : state`; 0 if any is active."""
+    states = services.states(config_file)
+    for unit, state in states:
         print(f"{unit} : {state}")
-    return 0
+    return 0 if any(state == "active" for _, state in states) else EXIT_NOT_ACTIVE
 
 
 def config_check(path: str) -> int:
