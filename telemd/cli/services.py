@@ -16,6 +16,8 @@ from telemd.errors import TelemetryError
 from telemd.paths import CONFIG_ENV, SYSTEM_CONFIG
 from telemd.units import OWN_UNITS, UNITS
 
+DAEMON_UNIT = "telemd.service"
+
 CALL_TIMEOUT = 30.0  # systemctl's own default for a D-Bus call is 25 s
 _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -112,4 +114,18 @@ def control(verb: str, config_file: str | None = None) -> list[str]:
         return failures
 
     result: list[str] = asyncio.run(_with_bus(action, config_file))
+    return result
+
+
+def reload(config_file: str | None = None) -> str:
+    """Have a running telemd.service re-read its configuration (SIGHUP through
+    its ExecReload=); an idle one is left alone, as it reads the files when
+    next started. The service's state before, "active" if it reloaded."""
+
+    async def action(bus: Any) -> str:
+        state = await _state(bus, DAEMON_UNIT)
+        await _call(bus, "ReloadOrTryRestartUnit", "ss", [DAEMON_UNIT, "replace"])
+        return state
+
+    result: str = asyncio.run(_with_bus(action, config_file))
     return result

@@ -281,11 +281,27 @@ def test_opt_in_starts_and_opt_out_stops_the_units(
     assert stopped == [f"{unit} : inactive" for unit in UNITS]
 
 
+def test_reload_applies_a_valid_configuration_running_or_idle(
+    harness: DaemonHarness, system_bus: dict[str, str]
+) -> None:
+    idle = telemctl(harness, "reload", env=system_bus)
+    assert idle.returncode == 0, idle.stderr
+    assert idle.stdout == "telemd is not running; it reads the configuration when next started.\n"
+    assert telemctl(harness, "start", env=system_bus).returncode == 0
+    running = telemctl(harness, "reload", env=system_bus)
+    assert running.returncode == 0, running.stderr
+    assert running.stdout == "telemd re-read its configuration.\n"
+    harness.config.write_text(harness.config.read_text() + "spool_max_size = '5 MB'\n")
+    refused = telemctl(harness, "reload", env=system_bus)
+    assert refused.returncode == 78
+    assert "spool_max_size" in refused.stderr and refused.stdout == ""
+
+
 def test_without_a_system_bus_the_error_says_how_to_run_in_the_foreground(
     harness: DaemonHarness, tmp_path: Path
 ) -> None:
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={tmp_path}/no-bus")
-    for verb in ("start", "stop", "restart", "is-active"):
+    for verb in ("start", "stop", "restart", "is-active", "reload"):
         result = telemctl(harness, verb, env=env)
         assert result.returncode == 1
         assert result.stderr.count("\n") == 1
