@@ -14,18 +14,10 @@ from typing import Any
 
 from telemd.errors import TelemetryError
 from telemd.paths import CONFIG_ENV, SYSTEM_CONFIG
+from telemd.units import OWN_UNITS, UNITS
 
-# Started and stopped in this order, as Clear does: the units that activate
-# others (sockets, the timer) go first, so that stopping a service is not
-# undone by its socket starting it again.
-UNITS = (
-    "telemd.socket",
-    "telemd-control.socket",
-    "hprobe.timer",
-    "telemd.service",
-    "klogscanner.service",
-    "journalprobe.service",
-)
+DAEMON_UNIT = "telemd.service"
+
 CALL_TIMEOUT = 30.0  # systemctl's own default for a D-Bus call is 25 s
 _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -106,12 +98,15 @@ def states(config_file: str | None = None) -> list[tuple[str, str]]:
 
 
 def control(verb: str, config_file: str | None = None) -> list[str]:
-    """StartUnit / StopUnit / RestartUnit for every unit; the failures, as messages."""
+    """StartUnit / StopUnit / RestartUnit for every unit; the failures, as messages.
+
+    Stop also covers hprobe.service, which only its timer starts."""
     member = {"start": "StartUnit", "stop": "StopUnit", "restart": "RestartUnit"}[verb]
+    units = OWN_UNITS if verb == "stop" else UNITS
 
     async def action(bus: Any) -> list[str]:
         failures = []
-        for unit in UNITS:
+        for unit in units:
             try:
                 await _call(bus, member, "ss", [unit, "replace"])
             except TelemetryError as exc:
@@ -119,4 +114,18 @@ def control(verb: str, config_file: str | None = None) -> list[str]:
         return failures
 
     result: list[str] = asyncio.run(_with_bus(action, config_file))
+    return result
+
+
+def reload(config_file: str | None = None) -> str:
+    """Have a running telemd.service re-read its configuration (SIGHUP through
+    its ExecReload=); an idle one is left alone, as it reads the files when
+    next started. The service's state before, "active" if it reloaded."""
+
+    async def action(bus: Any) -> str:
+        state = await _state(bus, DAEMON_UNIT)
+        await _call(bus, "ReloadOrTryRestartUnit", "ss", [DAEMON_UNIT, "replace"])
+        return state
+
+    result: str = asyncio.run(_with_bus(action, config_file))
     return result

@@ -51,11 +51,24 @@ def unit_control(verb: str, config_file: str | None) -> int:
     return 1 if failures else 0
 
 
-def is_active(config_file: str | None) -> int:
-    """Clear's shape: one line per unit, `name : state`."""
-    for unit, state in services.states(config_file):
-        print(f"{unit} : {state}")
+def reload(config_file: str | None) -> int:
+    """The configuration was read and found valid (dispatch); now the daemon."""
+    if services.reload(config_file) == "active":
+        print("telemd re-read its configuration.")
+    else:
+        print("telemd is not running; it reads the configuration when next started.")
     return 0
+
+
+EXIT_NOT_ACTIVE = 3  # `systemctl is-active`'s status when no unit is active
+
+
+def is_active(config_file: str | None) -> int:
+    """Clear's shape: one line per unit, `name : state`; 0 if any is active."""
+    states = services.states(config_file)
+    for unit, state in states:
+        print(f"{unit} : {state}")
+    return 0 if any(state == "active" for _, state in states) else EXIT_NOT_ACTIVE
 
 
 def config_check(path: str) -> int:
@@ -83,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb in ("start", "stop", "restart"):
         commands.add_parser(verb, help=f"{verb} the telemetry services (systemd)")
     commands.add_parser("is-active", help="the state of each telemetry unit")
+    commands.add_parser("reload", help="check the configuration, then apply it (running or not)")
 
     status = commands.add_parser("status", help="opt-in, daemon, spool and delivery state")
     status.add_argument("--json", action="store_true")
@@ -137,6 +151,7 @@ def dispatch(args: argparse.Namespace) -> int:
         ("stop", None): lambda: unit_control("stop", config_file),
         ("restart", None): lambda: unit_control("restart", config_file),
         ("is-active", None): lambda: is_active(config_file),
+        ("reload", None): lambda: reload(config_file),
     }
     action = getattr(args, "spool_command", None) or getattr(args, "config_command", None)
     return handlers[(args.command, action)]()

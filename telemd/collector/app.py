@@ -17,13 +17,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import anyio.to_thread
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from telemd.collector import ingest
+from telemd.collector import ingest, json_codec
 from telemd.collector.access import token_store
 from telemd.collector.access.guard import Access, Denied, Guard, GuardedRoute, denied
 from telemd.collector.access.tokens import TokenInfo
@@ -44,12 +43,12 @@ DRAIN_LIMIT = 2 * MAX_BODY_SIZE
 
 
 class JSONResponse(Response):
-    """JSON through orjson: a batch answer has a result per record."""
+    """JSON through orjson where installed: a batch answer has a result per record."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return json_codec.dumps(content)
 
 
 class Refused(Exception):
@@ -79,12 +78,16 @@ class Collector:
         self.retention = Retention(config.retention_days, dict(config.retention))
         self.metrics = Metrics()
         self.writer = Writer(store, clock)
-        self.readers = anyio.CapacityLimiter(store.readers)
+        self._readers: anyio.CapacityLimiter | None = None
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a store read in a worker thread."""
+        if self._readers is None:
+            # Made in the running loop: anyio 3 (Debian 12's) cannot make one
+            # before, it asks sniffio which event loop runs.
+            self._readers = anyio.CapacityLimiter(self.store.readers)
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self.readers)
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._readers)
         except StorageError as exc:
             self.metrics.count_storage_error()
             raise Refused(503, f"storage unavailable: {exc.message}") from None

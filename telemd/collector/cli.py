@@ -203,6 +203,10 @@ def serve(config: CollectorConfig) -> int:
             ssl_certfile=config.certfile,
             ssl_keyfile=config.keyfile,
             log_level=config.log_level,
+            # The handler set up above takes uvicorn's lines too: with its
+            # own configuration (and before 0.18, its "uvicorn" logger passing
+            # them on to the root) each line was written twice.
+            log_config=None,
             access_log=False,
             server_header=False,
             lifespan="on",

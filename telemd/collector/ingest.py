@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import orjson
-
+from telemd.collector import json_codec
 from telemd.errors import ErrorCode, RecordError
 from telemd.record import (
     HEADER_NAMES,
@@ -266,8 +265,8 @@ def parse_json_format(body: bytes, *, tid: str, record_id: str | None, rules: Ru
 
 def _load_object(text: bytes | str) -> dict[str, object]:
     try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        obj = json_codec.loads(text)
+    except ValueError as exc:
         raise FieldError("body", f"is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise FieldError("body", f"must be a JSON object, got {type(obj).__name__}")
@@ -300,8 +299,8 @@ def split_batch(body: bytes, content_type: str) -> Iterator[tuple[int, object]]:
     """Yield (line number from 1, decoded JSON value or FieldError) per record."""
     if content_type == "application/json":
         try:
-            items = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            items = json_codec.loads(body)
+        except ValueError as exc:
             raise FieldError("body", f"is not valid JSON: {exc}") from None
         if not isinstance(items, list):
             raise FieldError("body", "must be a JSON array of records")
@@ -310,8 +309,8 @@ def split_batch(body: bytes, content_type: str) -> Iterator[tuple[int, object]]:
     for number, line in enumerate(body.split(b"\n"), 1):
         if line.strip():
             try:
-                yield number, orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
+                yield number, json_codec.loads(line)
+            except ValueError as exc:
                 yield number, FieldError("line", f"is not valid JSON: {exc}")
 
 

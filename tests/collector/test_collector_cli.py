@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -9,7 +10,15 @@ import time
 from typing import Any
 
 import pytest
-from collector_proc import CLEAR_TID, new_id, record
+from collector_proc import (
+    BATCH_HEADERS,
+    CLEAR_TID,
+    CollectorProcess,
+    json_request,
+    ndjson,
+    new_id,
+    record,
+)
 from ports import free_port
 
 from telemd.collector import ingest
@@ -192,3 +201,35 @@ def test_token_mistakes(db_url: str, capsys: pytest.CaptureFixture[str]) -> None
     status, out, _ = run(["token", "revoke", "ci", "--db", db_url], capsys)
     assert status == EXIT_OK and "revoked" in out
     assert run(["token", "list", "--json", "--db", db_url], capsys)[1].count('"name"') == 0
+
+
+def test_serve_without_orjson_logs_each_uvicorn_line_once_in_its_format(tmp_path: Any) -> None:
+    """As on Debian 12, which packages no orjson: the standard library's json
+    serves; uvicorn's lines go through the collector's one handler."""
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "orjson.py").write_text('raise ImportError("orjson is not installed")\n')
+    proc = CollectorProcess(
+        f"sqlite:///{tmp_path}/records.db",
+        str(tmp_path),
+        args=["--log-level", "info", "--tid", CLEAR_TID],
+        env={"PYTHONPATH": str(hidden)},
+    )
+    with contextlib.closing(proc.wait_ready()), proc.client() as client:
+        rec = record()
+        single = client.post("/", headers=json_request(rec)[0], content=json_request(rec)[1])
+        assert single.status_code == 201, single.text
+        batch = client.post("/api/v1/records", headers=BATCH_HEADERS, content=ndjson([record()]))
+        assert batch.status_code == 200 and batch.json()["accepted"] == 1
+        refused = client.post("/api/v1/records", headers=BATCH_HEADERS, content=b"NaN\n")
+        message = refused.json()["rejected"][0]["message"]
+        assert message == "line: is not valid JSON: NaN is not JSON"
+        assert client.get("/api/records", params={"machine_id": rec["machine_id"]}).json()[
+            "records"
+        ]
+    assert proc.stop() == 0
+    lines = proc.log().splitlines()
+    started = [line for line in lines if "Started server process" in line]
+    assert len(started) == 1, lines
+    assert " INFO uvicorn.error: Started server process" in started[0]
+    assert sum("Uvicorn running on" in line for line in lines) == 1, lines

@@ -14,6 +14,7 @@ from daemon_harness import AS_NOBODY, DaemonHarness, command, directory_for_nobo
 from private_bus import STANDIN, start_bus
 
 from telemd.record import Record
+from telemd.units import UNITS
 
 
 def telemctl(harness: DaemonHarness, *args: str, env: dict[str, str] | None = None):
@@ -249,18 +250,21 @@ def test_start_stop_and_is_active_drive_systemd(
     harness: DaemonHarness, system_bus: dict[str, str]
 ) -> None:
     before = telemctl(harness, "is-active", env=system_bus)
-    assert before.returncode == 0, before.stderr
+    assert before.returncode == 3, before.stderr  # as systemctl is-active: none is active
     assert before.stdout.splitlines()[:2] == [
         "telemd.socket : inactive",
         "telemd-control.socket : inactive",
     ]
     assert telemctl(harness, "start", env=system_bus).returncode == 0
-    after = telemctl(harness, "is-active", env=system_bus).stdout.splitlines()
-    assert "telemd.service : active" in after and "hprobe.timer : active" in after
-    assert all(line.endswith(": active") for line in after)
+    after = telemctl(harness, "is-active", env=system_bus)
+    assert after.returncode == 0
+    lines = after.stdout.splitlines()
+    assert "telemd.service : active" in lines and "hprobe.timer : active" in lines
+    assert all(line.endswith(": active") for line in lines)
     assert telemctl(harness, "stop", env=system_bus).returncode == 0
-    stopped = telemctl(harness, "is-active", env=system_bus).stdout.splitlines()
-    assert all(line.endswith(": inactive") for line in stopped)
+    stopped = telemctl(harness, "is-active", env=system_bus)
+    assert stopped.returncode == 3
+    assert all(line.endswith(": inactive") for line in stopped.stdout.splitlines())
     assert telemctl(harness, "restart", env=system_bus).returncode == 0
     assert "telemd.service : active" in telemctl(harness, "is-active", env=system_bus).stdout
 
@@ -270,17 +274,36 @@ def test_opt_in_starts_and_opt_out_stops_the_units(
 ) -> None:
     harness.opt_out()
     assert telemctl(harness, "opt-in", env=system_bus).returncode == 0
-    assert "telemd.socket : active" in telemctl(harness, "is-active", env=system_bus).stdout
+    started = telemctl(harness, "is-active", env=system_bus).stdout.splitlines()
+    for unit in UNITS:  # the probes that read the journal and pstore too
+        assert f"{unit} : active" in started
     result = telemctl(harness, "opt-out", env=system_bus)
     assert result.returncode == 0, result.stderr
-    assert "telemd.socket : inactive" in telemctl(harness, "is-active", env=system_bus).stdout
+    stopped = telemctl(harness, "is-active", env=system_bus).stdout.splitlines()
+    assert stopped == [f"{unit} : inactive" for unit in UNITS]
+
+
+def test_reload_applies_a_valid_configuration_running_or_idle(
+    harness: DaemonHarness, system_bus: dict[str, str]
+) -> None:
+    idle = telemctl(harness, "reload", env=system_bus)
+    assert idle.returncode == 0, idle.stderr
+    assert idle.stdout == "telemd is not running; it reads the configuration when next started.\n"
+    assert telemctl(harness, "start", env=system_bus).returncode == 0
+    running = telemctl(harness, "reload", env=system_bus)
+    assert running.returncode == 0, running.stderr
+    assert running.stdout == "telemd re-read its configuration.\n"
+    harness.config.write_text(harness.config.read_text() + "spool_max_size = '5 MB'\n")
+    refused = telemctl(harness, "reload", env=system_bus)
+    assert refused.returncode == 78
+    assert "spool_max_size" in refused.stderr and refused.stdout == ""
 
 
 def test_without_a_system_bus_the_error_says_how_to_run_in_the_foreground(
     harness: DaemonHarness, tmp_path: Path
 ) -> None:
     env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={tmp_path}/no-bus")
-    for verb in ("start", "stop", "restart", "is-active"):
+    for verb in ("start", "stop", "restart", "is-active", "reload"):
         result = telemctl(harness, verb, env=env)
         assert result.returncode == 1
         assert result.stderr.count("\n") == 1

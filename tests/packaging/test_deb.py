@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from debbuild import SYSTEM_PATH, Debs, deb_files, system_python_lacks
 
-UNITS = [
+from telemd.units import OWN_UNITS, UNITS
+
+UNIT_FILES = [
     "telemd.socket",
     "telemd-control.socket",
     "telemd.service",
@@ -70,7 +72,7 @@ def test_lintian_reports_no_errors_or_warnings(debs: Debs) -> None:
 
 def test_telemd_deb_holds_units_config_commands_and_man_pages(debs: Debs) -> None:
     files = deb_files(debs.telemd)
-    expected = {f"/lib/systemd/system/{unit}" for unit in UNITS}
+    expected = {f"/lib/systemd/system/{unit}" for unit in UNIT_FILES}
     expected |= {f"/usr/bin/{command}" for command in COMMANDS}
     expected |= {f"/usr/share/man/{page}" for page in MAN_PAGES}
     expected |= {
@@ -92,7 +94,7 @@ def test_shipped_files_are_the_trees_files(debs: Debs, tmp_path: Path) -> None:
     top = Path(__file__).resolve().parents[2]
     subprocess.run(["dpkg-deb", "-x", str(debs.telemd), str(tmp_path)], check=True)
     subprocess.run(["dpkg-deb", "-x", str(debs.crashprobe), str(tmp_path)], check=True)
-    pairs = {f"lib/systemd/system/{unit}": f"systemd/{unit}" for unit in UNITS}
+    pairs = {f"lib/systemd/system/{unit}": f"systemd/{unit}" for unit in UNIT_FILES}
     pairs["usr/lib/tmpfiles.d/telemd.conf"] = "systemd/tmpfiles.d/telemd.conf"
     pairs["usr/lib/sysusers.d/telemd.conf"] = "systemd/sysusers.d/telemd.conf"
     pairs["usr/lib/sysctl.d/40-crashprobe.conf"] = "systemd/40-crashprobe.conf"
@@ -122,17 +124,18 @@ def control(deb: Path, tmp_path: Path) -> Path:
     return out
 
 
-def test_maintainer_scripts_start_nothing_and_opt_nobody_in(debs: Debs, tmp_path: Path) -> None:
+def test_maintainer_scripts_opt_nobody_in(debs: Debs, tmp_path: Path) -> None:
     for deb in (debs.telemd, debs.collector, debs.crashprobe):
         ctl = control(deb, tmp_path)
         for script in ctl.iterdir():
             if script.name not in ("preinst", "postinst", "prerm", "postrm"):
                 continue
             text = script.read_text()
-            assert "opt-in" not in text or script.name == "postrm", (deb.name, script.name)
-            assert "deb-systemd-invoke start" not in text, (deb.name, script.name)
-            assert "systemctl start" not in text, (deb.name, script.name)
+            # No script creates the opt-in file or applies the core handler;
+            # what they start and stop is checked under systemd (tests/systemd).
+            assert "touch" not in text and "> /etc/telemetrics" not in text, (deb.name, script.name)
             assert "sysctl" not in text, (deb.name, script.name)
+            assert "#TELEMD_" not in text, (deb.name, script.name)
     control_fields = subprocess.run(
         ["dpkg-deb", "-f", str(debs.collector), "Depends", "Recommends"],
         capture_output=True,
@@ -142,6 +145,16 @@ def test_maintainer_scripts_start_nothing_and_opt_nobody_in(debs: Debs, tmp_path
     # Debian 12 has no python3-orjson: recommended, documented in README.Debian.
     assert "Recommends: python3-orjson" in control_fields
     assert "orjson" not in control_fields.split("Recommends:")[0]
+
+
+def test_maintainer_scripts_take_their_units_from_telemd_units(debs: Debs, tmp_path: Path) -> None:
+    ctl = control(debs.telemd, tmp_path)
+    stop = f"deb-systemd-invoke stop {' '.join(OWN_UNITS)} "
+    assert stop in (ctl / "prerm").read_text()
+    assert stop in (ctl / "postrm").read_text()
+    assert f"for unit in {' '.join(UNITS)}; do" in (ctl / "postinst").read_text()
+    # debhelper's own stop before an upgrade left telemetry off until a reboot.
+    assert not (ctl / "preinst").exists()
 
 
 def run_script(ctl: Path, name: str, arg: str, root: Path, stubs: Path) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 import tomllib
 from debbuild import Debs, deb_files
 
+from telemd.units import OWN_UNITS, UNITS
+
 TOP = Path(__file__).resolve().parents[2]
 RPM_MACROS = {
     "%{_bindir}": "/usr/bin",
@@ -103,3 +105,14 @@ def test_every_man_page_source_is_packaged(debs: Debs) -> None:
     sources = {p.name.removesuffix(".rst") for p in (TOP / "docs/man").glob("*.[1-8].rst")}
     shipped = {Path(p).name for p in debian_files(debs) if p.startswith("/usr/share/man/")}
     assert sources == shipped
+
+
+def test_rpm_and_pkgbuild_scripts_name_the_units_of_telemd_units() -> None:
+    spec = (TOP / "packaging/rpm/telemd.spec").read_text()
+    assert f"%global telemd_units {' '.join(UNITS)}\n" in spec
+    assert "%global telemd_own_units %{telemd_units} hprobe.service\n" in spec
+    restart = [unit for unit in UNITS if not unit.endswith(".socket")]
+    assert f"%global telemd_restart_units {' '.join(restart)}\n" in spec
+    install = (TOP / "packaging/arch/telemd.install").read_text()
+    assert f'_units="{" ".join(OWN_UNITS)}"' in install
+    assert f"systemctl try-restart {' '.join(restart)}\n" in install

@@ -3,7 +3,8 @@
 Owns `org.freedesktop.systemd1` on the bus at $DBUS_SYSTEM_BUS_ADDRESS with
 the parts of the API journalprobe uses: Manager.Subscribe and
 ListUnitsFiltered, and unit objects with the Unit and Service interfaces; and
-the parts telemctl uses: Manager.StartUnit, StopUnit, RestartUnit and GetUnit.
+the parts telemctl uses: Manager.StartUnit, StopUnit, RestartUnit,
+ReloadOrTryRestartUnit and GetUnit.
 Like systemd, it signals property changes only after Subscribe was called.
 
 Driven by lines on stdin; prints a line on stderr for each step done:
@@ -107,6 +108,11 @@ class Manager(ServiceInterface):
     @dbus_method()
     def RestartUnit(self, name: DBusStr, mode: DBusStr) -> ObjectPath:
         return self._job(name, "active", "restarted")
+
+    @dbus_method()
+    def ReloadOrTryRestartUnit(self, name: DBusStr, mode: DBusStr) -> ObjectPath:
+        target, _ = self.unit(name)
+        return self._job(name, target.state, "reloaded" if target.state == "active" else "left")
 
     @dbus_method()
     def GetUnit(self, name: DBusStr) -> ObjectPath:
