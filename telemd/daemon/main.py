@@ -27,7 +27,7 @@ from telemd.daemon.budget import UidBudget
 from telemd.daemon.control import ControlServer
 from telemd.daemon.delivery import Delivery
 from telemd.daemon.intake import Intake, IntakeOptions, bind_unix_socket
-from telemd.daemon.logs import setup_logging
+from telemd.daemon.logs import setup_logging, summarize_repeats_on
 from telemd.daemon.spool import HostKey, Spool
 from telemd.daemon.status import snapshot, status_line
 from telemd.daemon.systemd import Notifier, activated_sockets, watchdog_interval
@@ -110,6 +110,7 @@ class Daemon:
 
     async def run(self) -> int:
         loop = self._loop = asyncio.get_running_loop()
+        summarize_repeats_on(loop)
         settings = self.settings
         ensure_private_directory(settings.spool_dir, 0o700)
         ensure_private_directory(settings.state_dir, 0o750)
