@@ -107,7 +107,10 @@ def test_dev_kmsg_is_read_once_per_boot(daemon: DaemonHarness, probe_config: Pro
     assert sent(again.stderr) == []
 
 
-def test_a_missing_source_is_one_line_and_status_1(probe_config: ProbeConfig) -> None:
-    result = probe("klogscanner", "--once", "-s", "/nonexistent", "-f", str(probe_config()))
+def test_a_missing_source_is_one_line_and_status_1(
+    probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing"  # not a fixed path, which something else may create
+    result = probe("klogscanner", "--once", "-s", str(missing), "-f", str(probe_config()))
     assert result.returncode == 1
-    assert result.stderr == "klogscanner: cannot read /nonexistent: No such file or directory\n"
+    assert result.stderr == f"klogscanner: cannot read {missing}: No such file or directory\n"
