@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 MAX_FRAMES = 64
 
-# `func+0x47/0x73`, or `func+71/115` (decimal) as 2.6-era x86 kernels printed it.
+# `func+0x47/0x73`, or `func+71/115` (decimal) as 2.6-era logs carry it (klogd's translation).
 _SYMBOL = r"(?P<{0}>[A-Za-z_.$][\w.$]*)\+(?:0x[0-9a-f]+(?:/0x[0-9a-f]+)?|[0-9]+/[0-9]+)"
 # `[ext4]`, or `[ext4 5f1c...]` when the kernel prints build ids.
 _MODULE = r"(?:\s+\[(?P<{0}>[\w-]+)(?: [0-9a-f]+)?\])?"
@@ -145,15 +145,19 @@ def parse_fields(lines: Iterable[str]) -> Fields:
             found = _VERSION.search(line)
             if found is not None:
                 version = found["version"]
-                flags = found["flags"]
-                # Some vendor kernels pad the flags with dashes: `P  ------  2.6.32`.
-                words = [] if flags is None else [w for w in flags.split() if w.strip("-")]
-                tainted = "Not tainted" if flags is None else " ".join(words)
+                tainted = _taint(found["flags"])
         elif modules is None:
             listed = _MODULES.match(line)
             if listed is not None:
                 modules = tuple(listed["list"].split())
     return Fields(version, tainted, modules, tuple(registers.values()), pc, tuple(frames))
+
+
+def _taint(flags: str | None) -> str:
+    if flags is None:
+        return "Not tainted"
+    # Padding squeezed; some vendor kernels pad with dashes too: `P  ------  2.6.32`.
+    return " ".join(word for word in flags.split() if word.strip("-"))
 
 
 def _match_frame(line: str) -> Frame | None:

@@ -97,6 +97,7 @@ _STARTERS = (
     _starter(
         r"Eeek! page_mapcount\(page\) went negative!|near stack overflow", Kind.BUG, _Role.MESSAGE
     ),
+    _starter(r"ALSA \S+: BUG:", Kind.BUG, _Role.MESSAGE),  # snd_BUG(), a sound driver's check
     _starter(r"WARNING:", Kind.WARNING, _Role.TRAP),
     _starter(r"NETDEV WATCHDOG: ", Kind.WARNING, _Role.MESSAGE, anywhere=True),
     _starter(

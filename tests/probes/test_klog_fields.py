@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from telemd_probes.klog.event import KernelEvent, Kind
 from telemd_probes.klog.fields import Frame, parse_fields
@@ -52,6 +54,25 @@ def test_frame_counts(name: str, framing: str) -> None:
     for event, (has_pc, frames, _) in zip(events, FRAME_COUNTS[name], strict=True):
         numbered = [line for line in event.payload().splitlines() if line.startswith("#")]
         assert len(numbered) == has_pc + frames
+
+
+# How telemetrics-backend reads a frame line; it stops at the first other line.
+BACKEND_FRAME = re.compile(r"^(#\d+ )(.+)( - \[(.*)\](.*))$")
+
+
+@pytest.mark.parametrize("name", sorted(FRAME_COUNTS))
+def test_the_backend_reads_every_frame_as_one_run(name: str) -> None:
+    for event in sample(name):
+        lines = event.payload().splitlines()
+        numbered = [n for n, line in enumerate(lines) if line.startswith("#")]
+        if not numbered:
+            continue
+        run = lines[numbered[0] : numbered[-1] + 1]
+        assert all(BACKEND_FRAME.match(line) for line in run)
+        first = 0 if event.fields.pc is not None else 1
+        assert [int(line[1:].split(" ", 1)[0]) for line in run] == list(
+            range(first, first + len(run))
+        )
 
 
 def frame_lines(name: str) -> list[str]:

@@ -114,6 +114,7 @@ def test_soft_lockup_line_is_not_a_bug() -> None:
             Kind.BUG,
         ),
         ("Internal error: Oops - BUG: 00000000f2000800 [#1] SMP", Kind.BUG),
+        ("ALSA sound/core/pcm_lib.c:154: BUG: stream = 1, pos = 0x1138", Kind.BUG),
         ("WARNING: at fs/demo.c:12 demo_fn+0x1/0x2()", Kind.WARNING),
         ("sysctl table check failed: /kernel/demo .3.99 Missing strategy", Kind.WARNING),
         ('irq 16: nobody cared (try booting with the "irqpoll" option)', Kind.WARNING),

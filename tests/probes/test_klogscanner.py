@@ -45,6 +45,18 @@ def test_every_sample_gives_its_kind_and_signature(
     assert all(row["payload"].startswith(("Crash Report:\n", "[Hardware Error]")) for row in rows)
 
 
+def test_the_stored_payload_keeps_frame_0_and_the_unreliable_frames(
+    daemon: DaemonHarness, probe_config: ProbeConfig
+) -> None:
+    for name in ("bug_i386_eip", "warning_x86_unreliable"):
+        result = scan(probe_config(), DATA / f"{name}.dmesg")
+        assert result.returncode == 0, result.stderr
+    first, second = (row["payload"].splitlines() for row in daemon.records())
+    assert "#0 demofs_lookup - [demofs]" in first
+    assert "#1 ? d_alloc - [kernel]" in first
+    assert "#4 ? __queue_work - [kernel]" in second
+
+
 def test_garbage_and_random_bytes_never_crash_it(
     daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
 ) -> None:
@@ -107,7 +119,10 @@ def test_dev_kmsg_is_read_once_per_boot(daemon: DaemonHarness, probe_config: Pro
     assert sent(again.stderr) == []
 
 
-def test_a_missing_source_is_one_line_and_status_1(probe_config: ProbeConfig) -> None:
-    result = probe("klogscanner", "--once", "-s", "/nonexistent", "-f", str(probe_config()))
+def test_a_missing_source_is_one_line_and_status_1(
+    probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing"  # not a fixed path, which something else may create
+    result = probe("klogscanner", "--once", "-s", str(missing), "-f", str(probe_config()))
     assert result.returncode == 1
-    assert result.stderr == "klogscanner: cannot read /nonexistent: No such file or directory\n"
+    assert result.stderr == f"klogscanner: cannot read {missing}: No such file or directory\n"
