@@ -91,6 +91,10 @@ def test_ingest_is_open_by_default_but_a_bad_token_is_refused(
         assert post_one(forger).status_code == 401
     with proc.client(token=make_token(proc.db_url, "reader", ["read"])) as reader:
         assert post_one(reader).status_code == 403
+    # A proxy's own Basic credentials are not a token, good or bad.
+    with proc.client(token=None, headers={"Authorization": "Basic dXNlcjpwYXNz"}) as proxied:
+        assert post_one(proxied).status_code == 201
+        assert proxied.get("/api/records").status_code == 401
 
 
 def test_the_token_as_the_last_segment_of_an_ingest_url(
