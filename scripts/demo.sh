@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on an embedded default, unprivileged, in a temporary directory:
 # a collector on SQLite, telemd delivering to it, telem-record-gen and hprobe
-# sending records, and the journal showing them delivered.
+# sending records, the journal showing them delivered, and the collector
+# read back over HTTP with a read token.
 set -euo pipefail
 
 demo=$(mktemp -d /tmp/telemd-demo.XXXXXX)
@@ -47,5 +48,26 @@ for _ in $(seq 100); do
 done
 telemctl journal -V
 
-echo "== what the collector stored (telemd-collector query)"
-telemd-collector query --db "sqlite:///$demo/collector.sqlite" --format table
+echo "== what the collector stored, read over HTTP with a read token"
+token=$(telemd-collector token create --name demo-reader --scope read \
+    --db "sqlite:///$demo/collector.sqlite" | tail -n 1)
+python3 - "http://127.0.0.1:$port/api/records" "$token" <<'PY'
+import json, sys, urllib.error, urllib.request
+
+url, token = sys.argv[1], sys.argv[2]
+try:
+    urllib.request.urlopen(url)
+except urllib.error.HTTPError as exc:
+    print(f"without the token: HTTP {exc.code} {json.load(exc)['message']}")
+request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+for record in json.load(urllib.request.urlopen(request))["records"]:
+    print(f"{record['received_at']}  sev {record['severity']}  {record['classification']}"
+          f"  {record['payload'].strip()!r}")
+PY
+echo "== the collector, for you to query"
+echo "   API:   http://127.0.0.1:$port/api/records (and /api/v1/summary, /metrics)"
+echo "   token: $token"
+echo "   curl -H 'Authorization: Bearer $token' http://127.0.0.1:$port/api/v1/summary"
+if [ -t 0 ]; then
+    read -r -p "== press Enter to stop the demo " _
+fi

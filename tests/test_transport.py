@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -15,11 +16,13 @@ from telemd.daemon.transport import (
     build_request,
     environment_proxy,
     error_message,
+    read_token,
     request_size,
     retry_after,
     tid_header,
     verdict,
 )
+from telemd.errors import ConfigError
 from telemd.record import HEADER_NAMES
 
 
@@ -152,3 +155,16 @@ def test_upper_case_http_proxy_is_ignored() -> None:
 def test_no_proxy_matches_an_ipv6_collector() -> None:
     environ = {"https_proxy": "http://proxy:3128", "no_proxy": "::1"}
     assert environment_proxy("https://[::1]:8443/v2/collector", environ) is None
+
+
+def test_the_token_file_holds_one_token_on_one_line(tmp_path: Path) -> None:
+    token_file = tmp_path / "collector.token"
+    token_file.write_text("telemd_abc\n")
+    assert read_token(str(token_file)) == "telemd_abc"
+    for bad in ("", "\n", "telemd_abc\ntelemd_def\n", "telemd abc\n"):
+        token_file.write_text(bad)
+        with pytest.raises(ConfigError) as caught:
+            read_token(str(token_file))
+        assert str(token_file) in caught.value.message and "one token" in caught.value.message
+    with pytest.raises(ConfigError, match="cannot read it"):
+        read_token(str(tmp_path / "missing"))

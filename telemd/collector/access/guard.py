@@ -106,7 +106,9 @@ class Guard:
         self.touch = touch
         self.clock = clock
         self.failures = RateLimiter(FAILURE_RATE, FAILURE_BURST, clock)
-        self.ingest = RateLimiter(ingest_rate, 2 * ingest_rate, clock) if ingest_rate else None
+        # A burst of twice the rate, and at least one request, however low the rate.
+        burst = max(1.0, 2 * ingest_rate)
+        self.ingest = RateLimiter(ingest_rate, burst, clock) if ingest_rate else None
         self._cache: dict[str, tuple[float, TokenInfo | None]] = {}
         self._touched: dict[str, float] = {}
 

@@ -2,9 +2,9 @@
 
 A bucket holds up to `burst` requests and refills at `rate` a second; a
 request that finds it empty is told how long to wait (Retry-After). Buckets
-are kept for at most `max_clients` clients: past that, the fullest ones (the
-clients idle longest) are forgotten, which only ever forgives, so a flood of
-new addresses costs bounded memory and cannot lock anyone out.
+are kept for at most `max_clients` clients: past that, the clients idle
+longest are forgotten (a forgotten client starts again with a full bucket),
+so a flood of new addresses costs bounded memory and locks nobody out.
 """
 
 from __future__ import annotations

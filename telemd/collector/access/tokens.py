@@ -63,12 +63,16 @@ def well_formed(token: str) -> bool:
 
 
 def bearer(header: str | None) -> str | None:
-    """The token of an `Authorization: Bearer TOKEN` header ("" when malformed)."""
+    """The token of an `Authorization: Bearer TOKEN` header ("" when malformed).
+
+    Another scheme is not ours (a proxy in front may use Basic for itself):
+    it counts as no token at all.
+    """
     if header is None:
         return None
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer":
-        return ""
+        return None
     return token.strip()
 
 
