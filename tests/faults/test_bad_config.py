@@ -178,6 +178,52 @@ def test_a_bad_reload_names_file_key_and_value_and_keeps_serving(
     assert harness.stop() == 0
 
 
+# (name, collector.toml with {pem} names filled in, the key, the value).
+COLLECTOR_CASES = [
+    ("port too high", "port = 99999", "port", "99999"),
+    ("host not a name", 'host = "bad host!"', "host", "bad host!"),
+    ("host bad ipv4", 'host = "10.0.0.300"', "host", "10.0.0.300"),
+    ("db port too high", 'db = "postgresql://u:pw@db.example:99999/t"', "db", "99999"),
+    (
+        "missing certfile",
+        'certfile = "{missing}"\nkeyfile = "{key}"',
+        "certfile",
+        "{missing}",
+    ),
+    ("certfile not pem", 'certfile = "{junk}"\nkeyfile = "{key}"', "certfile", "{junk}"),
+    (
+        "keyfile of another cert",
+        'certfile = "{cert}"\nkeyfile = "{other_key}"',
+        "certfile",
+        "{cert}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "key", "value"), COLLECTOR_CASES, ids=[case[0] for case in COLLECTOR_CASES]
+)
+def test_a_bad_collector_value_names_file_key_and_value_and_exits_78(
+    tmp_path: Path, pem: dict[str, str], name: str, text: str, key: str, value: str
+) -> None:
+    config = tmp_path / "collector.toml"
+    lines = [text.format(**pem)]
+    if not text.startswith("db ="):
+        lines.append(f'db = "sqlite:///{tmp_path}/collector.db"')
+    config.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "telemd.collector", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"{key} in {config} must be " in result.stderr
+    assert value.format(**pem) in result.stderr
+    assert "pw" not in result.stderr  # a database password never reaches the terminal
+
+
 def run(config: Path, wrapper: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*(wrapper or []), sys.executable, "-m", "telemd.daemon", "-f", str(config)],
