@@ -121,7 +121,15 @@ PROBE_KEYS: tuple[Key, ...] = (
         1,
         600,
     ),
-    Key("journal_lines", "int", 10, "Log lines sent with a failed unit.", "", 0, 1000),
+    Key(
+        "journal_lines",
+        "int",
+        10,
+        "Log lines sent with a failed unit, when the privacy filters are lifted.",
+        "",
+        0,
+        1000,
+    ),
     Key(
         "journal_ignore_units",
         "patterns",
