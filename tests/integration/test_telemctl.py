@@ -257,6 +257,11 @@ def test_a_user_who_may_not_read_the_files_is_told_so(tmp_path: Path) -> None:
             assert member.returncode == 0, member.stderr
         finally:
             harness.stop()
+        # With no daemon to ask, purge reads the spool itself: not "Purged 0 records".
+        purge = subprocess.run([*base, "spool", "purge"], capture_output=True, text=True)
+        assert (purge.returncode, purge.stdout) == (1, "")
+        assert f"cannot read {spool}/spool.sqlite: permission denied" in purge.stderr
+        assert len(harness.records()) == 1
 
 
 # systemd through D-Bus: a private bus with a stand-in for systemd's Manager.
