@@ -95,7 +95,7 @@ OWN_KEYS: tuple[Key, ...] = (
     STATE_DIR,
     Key(
         "control_socket_path",
-        "path",
+        "socket",
         "/run/telemd/control",
         "Socket telemctl talks to; anyone may read status, only root or the daemon's"
         " user or group may change state.",

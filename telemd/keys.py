@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         "url",
         "header",
         "path",
+        "socket",
         "optional_path",
         "int",
         "float",
@@ -83,7 +84,7 @@ class Key:
 ETC_DIR = "/etc/telemetrics/"  # Clear's directory of switch files and settings
 
 # Paths both the daemon and the probes act on.
-SOCKET_PATH = Key("socket_path", "path", "/run/telem-0", "Socket that probes send records to.")
+SOCKET_PATH = Key("socket_path", "socket", "/run/telem-0", "Socket that probes send records to.")
 OPT_IN_FILE = Key(
     "opt_in_file", "path", ETC_DIR + "opt-in", "Records are accepted only while this exists."
 )
@@ -121,7 +122,15 @@ PROBE_KEYS: tuple[Key, ...] = (
         1,
         600,
     ),
-    Key("journal_lines", "int", 10, "Log lines sent with a failed unit.", "", 0, 1000),
+    Key(
+        "journal_lines",
+        "int",
+        10,
+        "Log lines sent with a failed unit, when the privacy filters are lifted.",
+        "",
+        0,
+        1000,
+    ),
     Key(
         "journal_ignore_units",
         "patterns",
@@ -146,6 +155,8 @@ _URL = r"https?://[^\x00-\x20\x7f/]+[^\x00-\x20\x7f]*"
 # An RFC 9110 field name, a colon, and a value without control characters.
 _HEADER = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*[^\x00-\x20\x7f][^\x00-\x08\x0a-\x1f\x7f]*"
 _SECONDS_PER = {"minutes": 60.0, "seconds": 1.0}
+# A Unix socket's address holds 108 bytes, the last one a NUL.
+SOCKET_PATH_MAX = 107
 
 
 def check(key: Key, value: object) -> object:
@@ -168,6 +179,8 @@ def check(key: Key, value: object) -> object:
     elif isinstance(value, str):
         if key.kind in ("path", "optional_path") and value.startswith("/") and "\0" not in value:
             return value
+        if key.kind == "socket" and _fits_a_socket_address(value):
+            return value
         if key.kind == "optional_path" and value == "":
             return value
         if key.kind == "choice" and value in key.choices:
@@ -175,6 +188,10 @@ def check(key: Key, value: object) -> object:
         if key.kind in ("mode", "url", "header"):
             return _check_pattern(key, value)
     raise ValueError(value)
+
+
+def _fits_a_socket_address(value: str) -> bool:
+    return value.startswith("/") and "\0" not in value and len(value.encode()) <= SOCKET_PATH_MAX
 
 
 def _check_pattern(key: Key, value: str) -> object:
@@ -216,6 +233,7 @@ def expected(key: Key) -> str:
         "url": "empty or an http:// or https:// URL",
         "header": "an HTTP header 'Name: value'",
         "path": "an absolute path",
+        "socket": f"an absolute path of at most {SOCKET_PATH_MAX} bytes (a Unix socket's limit)",
         "optional_path": "empty or an absolute path",
         "patterns": "a list of shell patterns such as ['user@*.service']",
     }[key.kind]

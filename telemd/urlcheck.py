@@ -48,13 +48,29 @@ def host_problem(host: str) -> str | None:
         pass
     if _DOTTED_NUMBERS.fullmatch(host):
         return f"{host} is not an IPv4 address"
-    try:
-        name = host.rstrip(".").encode("idna").decode("ascii")
-    except UnicodeError:
-        return f"{host} is not a valid host name"
-    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+    name = (host[:-1] if host.endswith(".") else host).lower()  # one root dot may end it
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in _ascii_labels(name)):
         return f"{host} is not a valid host name"
     return None
+
+
+def _ascii_labels(name: str) -> list[str]:
+    """The labels of `name` as DNS carries them; [""] when IDNA refuses it.
+
+    Read with the `idna` package, as httpx reads them: a non-ASCII name is
+    encoded, and an `xn--` label must decode.
+    """
+    import idna  # httpx's dependency; imported only for a server or host to check
+
+    try:
+        if not name.isascii():
+            name = idna.encode(name).decode("ascii")
+        for label in name.split("."):
+            if label.startswith("xn--"):
+                idna.decode(label)
+    except (idna.IDNAError, UnicodeError):
+        return [""]
+    return name.split(".")
 
 
 def _ipv6_problem(host: str) -> str | None:

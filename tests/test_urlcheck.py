@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemd.daemon.transport import environment_proxy
@@ -20,6 +20,7 @@ GOOD = [
     "http://internal_host.lan:1/",
     "https://collector.example.:65535/",
     "http://bücher.example/",
+    "http://xn--bcher-kva.example/",
 ]
 
 BAD = [
@@ -37,6 +38,8 @@ BAD = [
     ("http://a..b/", "a..b is not a valid host name"),
     ("http://" + "a" * 64 + ".example/", "a" * 64 + ".example is not a valid host name"),
     ("ftp://example.com/", "the scheme must be http or https, not ftp"),
+    # httpx would take it, then fail to read its host back at the first request.
+    ("http://xn--e-ssa.example/", "xn--e-ssa.example is not a valid host name"),
 ]
 
 
@@ -63,9 +66,12 @@ def test_hosts() -> None:
     assert host_problem("a b") == "a b is not a valid host name"
 
 
-_HOST_CHARS = st.text(alphabet="ab0-._[]:%9", min_size=0, max_size=12)
+# Pieces that meet httpx's and idna's edges: brackets, ports, IDNA labels.
+_PIECES = ["a", "b", "0", "9", "-", ".", "_", "[", "]", ":", "%", "xn--", "ü", "ǆ", "::1", "e-ssa"]
+_HOST_CHARS = st.lists(st.sampled_from(_PIECES), max_size=8).map("".join)
 
 
+@settings(max_examples=2000)
 @given(
     scheme=st.sampled_from(["http", "https"]),
     host=_HOST_CHARS,

@@ -2,7 +2,8 @@
 
 Runs as a service (journalprobe.service). Watches systemd over D-Bus
 (systemd_watch) for units whose ActiveState becomes `failed`, and sends one
-record per failed run with the unit's Result, exit status and last
+record per failed run with the unit's Result, exit status and, when the
+privacy filters are lifted (`no_privacy_filters_file` exists), its last
 `journal_lines` log lines (`journalctl -u UNIT`). Units matching a pattern
 of `journal_ignore_units` are skipped. Failures already reported are
 remembered under the state directory, so that a restart, which lists the
@@ -117,8 +118,12 @@ async def _handle(
     if failure.key in reported:
         log(PROG, f"{failure.unit}: this failure was reported already")
         return
+    # A unit's log is whatever its programs print (names, paths, tokens): under
+    # the privacy filter only systemd's own account of the failure is sent.
+    filtered = not os.path.exists(settings.no_privacy_filters_file)
+    count = 0 if filtered else settings.journal_lines
     lines = await asyncio.to_thread(
-        journal_lines, failure.unit, settings.journal_lines, text_option(options, "directory")
+        journal_lines, failure.unit, count, text_option(options, "directory")
     )
     record = Record(CLASSIFICATION, SEVERITY, payload(failure, lines))
     error = await asyncio.to_thread(deliver, PROG, record, settings, options, failure.unit)

@@ -6,9 +6,12 @@
 `install` sets `sys.excepthook` and `threading.excepthook`. The hooks that
 were in place run first, so the program prints what it always printed and
 exits with the status it always had; then, if the machine is opted in, one
-record is sent: exception type, message and the traceback's frames (file,
-line, function; no source lines, no local values), with paths under home
-directories shortened to `~`. Sending is silent, waits at most two seconds
+record is sent: the exception type and the traceback's frames (file, line,
+function; no source lines, no local values), with paths under home
+directories shortened to `~`. The exception's message and a thread name the
+program chose carry data (`invalid literal for int() with base 10:
+'my_secret_password'`): they are sent only when the machine lifted the
+privacy filters (`no_privacy_filters_file` exists). Sending is silent, waits at most two seconds
 and never raises. `telemd_python_exceptions.pth` does the same for every
 program of a Python installation, for those who opt in to that.
 
@@ -79,7 +82,8 @@ def report(
         settings = load_probe_settings(_config_file)
         if not os.path.exists(settings.opt_in_file):
             return
-        record = Record(CLASSIFICATION, SEVERITY, payload(kind, value, tb, thread))
+        filtered = not os.path.exists(settings.no_privacy_filters_file)
+        record = Record(CLASSIFICATION, SEVERITY, payload(kind, value, tb, thread, filtered))
         send(
             record,
             config_file=_config_file,
@@ -91,19 +95,25 @@ def report(
 
 
 def payload(
-    kind: type[BaseException], value: BaseException, tb: TracebackType | None, thread: str | None
+    kind: type[BaseException],
+    value: BaseException,
+    tb: TracebackType | None,
+    thread: str | None,
+    filtered: bool = True,
 ) -> str:
-    """Type, message, program and the frames, most recent call last, within the size limit."""
-    message = shorten(str(value))[:_MAX_MESSAGE_CHARS]
+    """Type, program and the frames, most recent call last, within the size limit;
+    the message and the thread's own name too unless `filtered`."""
+    message = "" if filtered else shorten(str(value))[:_MAX_MESSAGE_CHARS]
     name = kind.__qualname__
     if kind.__module__ != "builtins":
         name = f"{kind.__module__}.{name}"
     header = [f"Exception: {name}"]
-    header += [f"Message: {line}" for line in message.splitlines() or [""]]
+    if not filtered:
+        header += [f"Message: {line}" for line in message.splitlines() or [""]]
     program = sys.argv[0] if sys.argv and sys.argv[0] else sys.executable
     header.append(f"Program: {shorten(program)}")
     if thread is not None:
-        header.append(f"Thread: {thread}")
+        header.append(f"Thread: {_thread_name(thread) if filtered else thread}")
     header.append("Python: {}.{}.{}".format(*sys.version_info[:3]))
     frames = []
     while tb is not None:  # walked by hand: the traceback module costs milliseconds to import
@@ -120,6 +130,16 @@ def payload(
     while lines and len(head) + sum(map(len, lines)) + len(tail) > _MAX_PAYLOAD_BYTES:
         lines.pop(0)
     return head + "".join(lines) + tail
+
+
+def _thread_name(name: str) -> str:
+    """The name when Python made it (`Thread-3 (worker)`, from a counter and the
+    target function); one the program chose may hold data, so it is withheld."""
+    import re
+
+    if name == "MainThread" or re.fullmatch(r"Thread-[0-9]+(?: \(\w+\))?", name):
+        return name
+    return "(named by the program)"
 
 
 def shorten(text: str) -> str:

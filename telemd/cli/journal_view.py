@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Iterable
@@ -19,7 +20,9 @@ from datetime import datetime
 from typing import TextIO
 
 from telemd import journal
+from telemd.cli.access import exists_readable
 from telemd.config import Settings
+from telemd.errors import TelemetryError
 
 FOLLOW_INTERVAL = 0.5
 
@@ -91,9 +94,16 @@ def as_json(entry: journal.Entry) -> str:
 
 def show(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     path = os.path.join(settings.state_dir, journal.JOURNAL_FILE)
-    if not os.path.exists(path):
+    if not exists_readable(path):
         print(f"telemctl: no journal at {path} yet", file=sys.stderr)
         return 1
+    try:
+        return _show(path, args, out)
+    except sqlite3.Error as exc:  # such as its -wal or -shm file refused to this user
+        raise TelemetryError(f"cannot read the journal {path}: {exc}") from None
+
+
+def _show(path: str, args: argparse.Namespace, out: TextIO) -> int:
     where = journal.Filter(
         classification=args.classification,
         record_id=args.record_id,

@@ -12,8 +12,9 @@ import sys
 import time
 
 from telemd.cli import control_client, services
+from telemd.cli.access import exists_readable
 from telemd.config import Settings
-from telemd.daemon.spool import purge_offline
+from telemd.daemon.spool import SPOOL_FILE, purge_offline
 from telemd.errors import DaemonUnavailable, TelemetryError
 from telemd.journal import JOURNAL_FILE
 
@@ -57,6 +58,8 @@ def purge(settings: Settings) -> int:
     try:
         return int(control_client.request(settings.control_socket_path, "purge")["purged"])
     except DaemonUnavailable:
+        # A spool this user cannot see is not an empty one.
+        exists_readable(os.path.join(settings.spool_dir, SPOOL_FILE))
         journal_path = os.path.join(settings.state_dir, JOURNAL_FILE)
         return purge_offline(
             settings.spool_dir, journal_path, settings.journal_max_entries, time.time()

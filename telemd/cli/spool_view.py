@@ -12,9 +12,11 @@ import sqlite3
 import sys
 from typing import Any, TextIO
 
+from telemd.cli.access import exists_readable
 from telemd.cli.journal_view import clear_time
 from telemd.config import Settings
 from telemd.daemon.spool import SPOOL_FILE
+from telemd.errors import TelemetryError
 
 _COLUMNS = (
     "r.seq, r.record_id, r.received_at, r.classification, r.severity, r.size, r.attempts,"
@@ -29,17 +31,20 @@ def spool_path(settings: Settings) -> str:
 
 def _rows(settings: Settings, where: str = "", args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     path = spool_path(settings)
-    if not os.path.exists(path):
+    if not exists_readable(path):
         return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM records r JOIN hosts h ON h.id = r.host_id {where}"
-            " ORDER BY r.seq",
-            args,
-        ).fetchall()
-    finally:
-        conn.close()
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM records r JOIN hosts h ON h.id = r.host_id {where}"
+                " ORDER BY r.seq",
+                args,
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:  # such as its -wal or -shm file refused to this user
+        raise TelemetryError(f"cannot read the spool {path}: {exc}") from None
     return [dict(zip(_NAMES, row, strict=True)) for row in rows]
 
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from telemd.collector.ingest import CLEAR_LINUX_TID
 from telemd.errors import ConfigError, RecordError
 from telemd.record import validate_classification
 from telemd.tomlfile import read_toml
+from telemd.urlcheck import host_problem
 
 SYSTEM_CONFIG = "/etc/telemetrics/collector.toml"
 CONFIG_ENV = "TELEMD_COLLECTOR_CONFIG"
@@ -103,17 +106,43 @@ def _text(value: object, where: str) -> str:
     return value.strip()
 
 
+def _host(value: object, where: str) -> str:
+    host = _text(value, where)
+    problem = host_problem(host)
+    if problem:
+        raise ConfigError(f"{_fail(where, 'an IP address or a host name', host)}: {problem}")
+    return host
+
+
 def _db(value: object, where: str) -> str:
     url = _text(value, where)
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise _fail(where, "a URL sqlite:///PATH or postgresql://...", url.split("@")[-1])
+        raise _fail(where, "a URL sqlite:///PATH or postgresql://...", _without_password(url))
+    if url.startswith("postgres"):
+        try:
+            port = urlsplit(url).port
+            problem = "port 0 cannot be connected to" if port == 0 else ""
+        except ValueError as exc:  # a port beyond 65535 or not a number; a bad bracket
+            problem = str(exc)
+        if problem:
+            expected = "a URL postgresql://USER@HOST[:PORT]/DB"
+            raise ConfigError(f"{_fail(where, expected, _without_password(url))}: {problem}")
     return url
+
+
+def _without_password(url: str) -> str:
+    """`url` fit for an error message: the user info, which may hold a password, left out."""
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + rest.rpartition("@")[2] if sep else url.rpartition("@")[2]
 
 
 def _path(value: object, where: str) -> str:
     path = _text(value, where)
-    if not os.access(path, os.R_OK):
-        raise _fail(where, "a readable file", path)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{_fail(where, 'a readable file', path)}: {exc.strerror}") from None
     return path
 
 
@@ -177,7 +206,7 @@ def _rate(value: object, where: str) -> float:
 
 CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "db": _db,
-    "host": _text,
+    "host": _host,
     "port": _int(1, 65535),
     "tid": _tids,
     "certfile": _path,
@@ -234,9 +263,28 @@ def load(
         raise ConfigError("client_ca needs certfile and keyfile: client certificates need HTTPS")
     if values.get("ingest_auth") == "mtls" and "client_ca" not in values:
         raise ConfigError("ingest_auth = mtls needs client_ca, the CA of the client certificates")
+    if "certfile" in values:
+        _check_certificate(raw["certfile"][1], values["certfile"], values["keyfile"])
     if "tid" in values:
         values["tids"] = values.pop("tid")
     return CollectorConfig(**values)
+
+
+def _check_certificate(where: str, certfile: str, keyfile: str) -> None:
+    """Load the pair as the server will, so that a bad one is a configuration error."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:
+        # OpenSSL's PEM_LIB says only that reading the PEM data failed.
+        reason = (
+            "no PEM certificate and key could be read"
+            if exc.reason in (None, "PEM_LIB")
+            else (str(exc.reason).lower().replace("_", " "))
+        )
+        raise ConfigError(
+            f"{_fail(where, 'a PEM certificate matching keyfile ' + repr(keyfile), certfile)}"
+            f": {reason}"
+        ) from None
 
 
 def check_listening(config: CollectorConfig) -> None:

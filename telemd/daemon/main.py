@@ -327,5 +327,5 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc.message)
         return 1
     except OSError as exc:
-        log.error("%s: %s", exc.filename or "telemd", exc.strerror)
+        log.error("%s: %s", exc.filename or "telemd", exc.strerror or exc)
         return 1

@@ -69,6 +69,12 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
         ("purge_interval = 0\n", "purge_interval in {path} must be a number of seconds"),
         ('log_level = "loud"\n', "log_level in {path} must be one of"),
         ('host = ""\n', "host in {path} must be a non-empty string"),
+        ('host = "a b"\n', "host in {path} must be an IP address or a host name, got 'a b'"),
+        (
+            'db = "postgresql://me:secret@db.example:0/t"\n',
+            "db in {path} must be a URL postgresql://USER@HOST[:PORT]/DB,"
+            " got 'postgresql://db.example:0/t': port 0 cannot be connected to",
+        ),
         ('allow_insecure_http = "maybe"\n', "allow_insecure_http in {path} must be true or false"),
         ("header_timeout = 0\n", "header_timeout in {path} must be a number of seconds"),
         ('body_timeout = "inf"\n', "body_timeout in {path} must be a number of seconds"),

@@ -89,6 +89,13 @@ VALUE_CASES = [
     ("port not a number", 'server = "http://localhost:80a/"', "server", "80a"),
     ("bad ipv4", 'server = "http://10.0.0.300/"', "server", "10.0.0.300"),
     ("bad scheme", 'server = "ftp://example.com/"', "server", "ftp://example.com/"),
+    ("socket path too long", f'socket_path = "/run/{"s" * 103}"', "socket_path", "s" * 103),
+    (
+        "control socket path too long",
+        f'control_socket_path = "/run/{"c" * 103}"',
+        "control_socket_path",
+        "c" * 103,
+    ),
     ("missing cainfo", 'cainfo = "{missing}"', "cainfo", "{missing}"),
     ("cainfo a directory", 'cainfo = "{directory}"', "cainfo", "{directory}"),
     ("cainfo not pem", 'cainfo = "{junk}"', "cainfo", "{junk}"),
@@ -108,6 +115,9 @@ VALUE_CASES = [
         "{cert}",
     ),
 ]
+
+
+RELOAD_CASES = ["unclosed ipv6", "missing cainfo", "client key of another cert"]
 
 
 @pytest.mark.parametrize(
@@ -154,8 +164,8 @@ def test_a_file_the_daemon_cannot_read_is_named(tmp_path: Path, pem: dict[str, s
 
 @pytest.mark.parametrize(
     ("name", "text", "key", "value"),
-    [VALUE_CASES[0], VALUE_CASES[6], VALUE_CASES[13]],
-    ids=["bad url", "missing cainfo", "mismatched key"],
+    [case for case in VALUE_CASES if case[0] in RELOAD_CASES],
+    ids=RELOAD_CASES,
 )
 def test_a_bad_reload_names_file_key_and_value_and_keeps_serving(
     harness: DaemonHarness, pem: dict[str, str], name: str, text: str, key: str, value: str
@@ -176,6 +186,52 @@ def test_a_bad_reload_names_file_key_and_value_and_keeps_serving(
     harness.signal(signal.SIGHUP)
     assert harness.wait_for_log("configuration reloaded", after=mark)
     assert harness.stop() == 0
+
+
+# (name, collector.toml with {pem} names filled in, the key, the value).
+COLLECTOR_CASES = [
+    ("port too high", "port = 99999", "port", "99999"),
+    ("host not a name", 'host = "bad host!"', "host", "bad host!"),
+    ("host bad ipv4", 'host = "10.0.0.300"', "host", "10.0.0.300"),
+    ("db port too high", 'db = "postgresql://u:pw@db.example:99999/t"', "db", "99999"),
+    (
+        "missing certfile",
+        'certfile = "{missing}"\nkeyfile = "{key}"',
+        "certfile",
+        "{missing}",
+    ),
+    ("certfile not pem", 'certfile = "{junk}"\nkeyfile = "{key}"', "certfile", "{junk}"),
+    (
+        "keyfile of another cert",
+        'certfile = "{cert}"\nkeyfile = "{other_key}"',
+        "certfile",
+        "{cert}",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "key", "value"), COLLECTOR_CASES, ids=[case[0] for case in COLLECTOR_CASES]
+)
+def test_a_bad_collector_value_names_file_key_and_value_and_exits_78(
+    tmp_path: Path, pem: dict[str, str], name: str, text: str, key: str, value: str
+) -> None:
+    config = tmp_path / "collector.toml"
+    lines = [text.format(**pem)]
+    if not text.startswith("db ="):
+        lines.append(f'db = "sqlite:///{tmp_path}/collector.db"')
+    config.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "telemd.collector", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"{key} in {config} must be " in result.stderr
+    assert value.format(**pem) in result.stderr
+    assert "pw" not in result.stderr  # a database password never reaches the terminal
 
 
 def run(config: Path, wrapper: list[str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import AS_NOBODY, DaemonHarness, command, directory_for_nobody
+from daemon_harness import AS_NOBODY, NOBODY_UID, DaemonHarness, command, directory_for_nobody
 from private_bus import STANDIN, start_bus
 
 from telemd.record import Record
@@ -224,6 +224,47 @@ def test_unprivileged_users_read_status_but_cannot_flush_or_purge(
             assert len(harness.records()) == 1
         finally:
             harness.stop()
+
+
+def test_a_user_who_may_not_read_the_files_is_told_so(tmp_path: Path) -> None:
+    """Not `0 records` nor `no journal yet`: the path, who may read it, exit 1."""
+    with directory_for_nobody(tmp_path, "run telemctl as a uid that cannot read") as public:
+        harness = DaemonHarness(public / "telemd")
+        harness.config.chmod(0o644)
+        harness.start()
+        try:
+            send(harness, "waits")
+            base = [*AS_NOBODY, command("telemctl"), "-f", str(harness.config)]
+            spool = harness.spool_dir
+            for args in (["spool", "list"], ["spool", "list", "--json"], ["spool", "show", "x"]):
+                result = subprocess.run([*base, *args], capture_output=True, text=True)
+                assert (result.returncode, result.stdout) == (1, ""), result
+                assert result.stderr == (
+                    f"telemctl: cannot read {spool}/spool.sqlite: permission denied"
+                    f" ({spool} is 0700 root:root); only root and the user root may read it"
+                    " (no group may)\n"
+                )
+            state = harness.state_dir
+            journal = subprocess.run([*base, "journal"], capture_output=True, text=True)
+            assert (journal.returncode, journal.stdout) == (1, "")
+            assert journal.stderr == (
+                f"telemctl: cannot read {state}/journal.sqlite: permission denied"
+                f" ({state} is 0750 root:root); root, the user root and members of the group"
+                " root may read it\n"
+            )
+            assert len(harness.records()) == 1  # it was there all along
+            # What the message promises holds: the group it names may read the journal.
+            for path in (state, *state.iterdir()):
+                os.chown(path, 0, NOBODY_UID)
+            member = subprocess.run([*base, "journal", "--json"], capture_output=True, text=True)
+            assert member.returncode == 0, member.stderr
+        finally:
+            harness.stop()
+        # With no daemon to ask, purge reads the spool itself: not "Purged 0 records".
+        purge = subprocess.run([*base, "spool", "purge"], capture_output=True, text=True)
+        assert (purge.returncode, purge.stdout) == (1, "")
+        assert f"cannot read {spool}/spool.sqlite: permission denied" in purge.stderr
+        assert len(harness.records()) == 1
 
 
 # systemd through D-Bus: a private bus with a stand-in for systemd's Manager.

@@ -83,6 +83,27 @@ def test_a_failed_unit_becomes_one_record_with_its_result_and_log(
     assert "RESULT=signal\nEXIT_CODE=killed\nEXIT_STATUS=9\n" in second["payload"]
 
 
+def test_under_the_privacy_filter_the_unit_log_stays_home(
+    daemon: DaemonHarness, probe_config: ProbeConfig, bus_env: dict[str, str], tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    write_journal(journal, unit_log("demo.service", "login failed for my_secret_password"))
+    config = probe_config(filters=True, journal_lines=5)
+    systemd = standin(bus_env)
+    probe = journalprobe(config, bus_env, journal)
+    try:
+        command(systemd, "fail demo.service exit-code 1 3")
+        assert probe.wait_for("demo.service: sent ")
+    finally:
+        assert probe.stop() == 0
+        systemd.stop()
+    [row] = daemon.records()
+    assert row["payload"] == (
+        "MESSAGE=demo.service: Failed with result 'exit-code'.\n"
+        "UNIT=demo.service\nRESULT=exit-code\nEXIT_CODE=exited\nEXIT_STATUS=3\n"
+    )
+
+
 def test_units_failed_before_the_start_are_reported_once_across_restarts(
     daemon: DaemonHarness, probe_config: ProbeConfig, bus_env: dict[str, str], tmp_path: Path
 ) -> None:
