@@ -61,8 +61,9 @@ def test_ndjson_is_one_line_per_record_with_its_id() -> None:
         (200, "delivered"),
         (201, "delivered"),
         (400, "rejected"),
-        (403, "rejected"),
-        (404, "rejected"),
+        (422, "rejected"),
+        (413, "rejected"),
+        *((status, "misconfigured") for status in (401, 403, 404, 405, 407, 411, 415, 421, 426)),
         (408, "retry"),
         (429, "retry"),
         (500, "retry"),
@@ -72,6 +73,11 @@ def test_ndjson_is_one_line_per_record_with_its_id() -> None:
 )
 def test_what_each_status_means(status: int, expected: str) -> None:
     assert verdict(status) == expected
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_a_4xx_to_a_batch_is_about_the_request(status: int) -> None:
+    assert verdict(status, batch=True) == "misconfigured"
 
 
 def test_batch_answers_settle_each_record() -> None:
@@ -90,8 +96,21 @@ def test_batch_answers_settle_each_record() -> None:
     assert outcome[f"{2:032x}"][0] == "delivered"
     assert outcome[f"{3:032x}"] == ("rejected", "bad arch")
     assert outcome[f"{4:032x}"][0] == "retry"  # not mentioned: not assumed stored
-    garbled = batch_verdicts(Reply(200, "not json", None), records)
-    assert {value[0] for value in garbled.values()} == {"retry"}
+    not_mentioned = batch_verdicts(Reply(200, '{"results": []}', None), records)
+    assert {value[0] for value in not_mentioned.values()} == {"retry"}
+
+
+@pytest.mark.parametrize("body", ["", "OK", "not json", '{"accepted": 4}', "[]"])
+def test_a_batch_answer_without_results_accepts_the_whole_batch(body: str) -> None:
+    records = [outgoing(1), outgoing(2)]
+    outcome = batch_verdicts(Reply(200, body, None), records)
+    assert {value[0] for value in outcome.values()} == {"delivered"}
+
+
+def test_a_plain_count_accepts_the_first_n_records() -> None:
+    records = [outgoing(1), outgoing(2), outgoing(3)]
+    outcome = batch_verdicts(Reply(200, "2\n", None), records)
+    assert [outcome[r.record_id][0] for r in records] == ["delivered", "delivered", "retry"]
 
 
 def test_retry_after_in_seconds_or_as_a_date() -> None:

@@ -244,6 +244,12 @@ class Daemon:
         self.intake.options = intake_options(settings)
         self.intake.budget.per_minute = per_minute(settings)
         self.spool.max_bytes = spool_quota(settings)
+        try:
+            transport = make_transport(settings)
+        except (OSError, ValueError) as exc:  # an unreadable cainfo or client certificate
+            log.error("delivery keeps its previous server and TLS settings: %s", exc)
+        else:
+            self.delivery.reconfigure(settings, transport)
         self.host = read_host_info()
         self.machine_id.reload()
         logging.getLogger().setLevel(settings.log_level.upper())
