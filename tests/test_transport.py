@@ -40,6 +40,22 @@ def test_headers_format_names_match_telemetrics_backend() -> None:
     assert "\r" not in request.headers["Cpu-Model"] and "\n" not in request.headers["Cpu-Model"]
 
 
+@pytest.mark.parametrize(
+    ("cpu", "sent"),
+    [
+        ("AMD Ryzen™ 7 PRO", "AMD RyzenTM 7 PRO"),
+        ("Intel® Xeon® CPU", "Intel(R) Xeon(R) CPU"),
+        ("Çore Élan", "Core Elan"),
+        ("主板 v2", "?? v2"),
+        ("plain ASCII", "plain ASCII"),
+    ],
+)
+def test_headers_format_sends_ascii_values(cpu: str, sent: str) -> None:
+    request = build_request("headers", [outgoing(1, cpu=cpu)])
+    assert request.headers["Cpu-Model"] == sent
+    assert all(value.isascii() for value in request.headers.values())
+
+
 def test_json_format_is_strings_only() -> None:
     request = build_request("json", [outgoing(2, payload="é\n")])
     body = json.loads(request.content)

@@ -19,6 +19,7 @@ import json
 import os
 import ssl
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,6 +45,8 @@ USER_AGENT = f"telemd/{__version__}"
 # Longest Retry-After honoured, so a confused server cannot park the queue for days.
 RETRY_AFTER_CAP = 6 * 3600.0
 _CONTROL = {code: " " for code in (*range(0x20), 0x7F)}
+# Signs DMI and cpuinfo strings use that NFKD leaves alone.
+_SIGNS = {ord("®"): "(R)", ord("©"): "(C)", ord("°"): " deg"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +83,26 @@ def _clean(value: str) -> str:
     return value.translate(_CONTROL)
 
 
+def ascii_header(value: str) -> str:
+    """`value` as ASCII for an HTTP header: accents dropped, ™ as TM, ® as (R), others as ?.
+
+    telemetrics-backend refuses a record whose header values are not ASCII,
+    and RFC 9110 leaves other bytes' meaning to the receiver.
+    """
+    value = _clean(value)
+    if value.isascii():
+        return value
+    decomposed = unicodedata.normalize("NFKD", value.translate(_SIGNS))
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _clean(kept.encode("ascii", "replace").decode())
+
+
 def build_request(post_format: str, records: Sequence[Outgoing]) -> Request:
     if post_format == "headers":
         [record] = records
-        headers = {HTTP_HEADER_NAMES[name]: _clean(value) for name, value in record.headers.items()}
+        headers = {
+            HTTP_HEADER_NAMES[name]: ascii_header(value) for name, value in record.headers.items()
+        }
         headers[RECORD_ID_HEADER] = record.record_id
         headers["Content-Type"] = "text/plain; charset=utf-8"
         return Request(record.payload.encode(), headers, tuple(records))
