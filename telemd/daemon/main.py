@@ -237,7 +237,7 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc.message)
             return
-        for key in ("socket_path", "spool_dir", "state_dir", "event_loop"):
+        for key in RESTART_KEYS:
             if getattr(settings, key) != getattr(self.settings, key):
                 log.warning("%s changed; it takes effect at the next restart", key)
         self.settings = settings
@@ -254,6 +254,19 @@ class Daemon:
         self.machine_id.reload()
         logging.getLogger().setLevel(settings.log_level.upper())
         log.info("configuration reloaded")
+
+
+# Keys read once at start: a reload names them in a warning when they change.
+RESTART_KEYS = (
+    "socket_path",
+    "socket_mode",
+    "control_socket_path",
+    "spool_dir",
+    "state_dir",
+    "static_machine_id_file",
+    "event_loop",
+    "daemon_recycling_enabled",
+)
 
 
 def make_transport(settings: Settings) -> Transport | None:

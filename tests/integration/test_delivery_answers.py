@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from daemon_harness import DaemonHarness, command
 from http_sink import Behaviour, HttpSink
 
@@ -211,3 +212,18 @@ def test_sighup_rebuilds_delivery(delivering: DaemonHarness, sink: HttpSink) -> 
     for record_id in ids:
         assert delivering.wait_for_log(f"{record_id} delivered")
     assert all(seen.headers["content-type"] == "application/json" for seen in sink.seen)
+
+
+def test_sighup_rebuilds_tls(delivering: DaemonHarness, sink: HttpSink, tmp_path: Path) -> None:
+    other_ca = trustme.CA()
+    wrong = tmp_path / "other-ca.pem"
+    other_ca.cert_pem.write_to_path(str(wrong))
+    delivering.write_config(cainfo=str(wrong))
+    delivering.start()
+    [record_id] = send(delivering, 1)
+    assert delivering.wait_for_log("CERTIFICATE_VERIFY_FAILED")
+    assert sink.seen == []
+    delivering.write_config(cainfo=str(sink.ca_file))
+    delivering.signal(signal.SIGHUP)
+    assert delivering.wait_for_log(f"{record_id} delivered")
+    assert sink.record_ids == {record_id}
