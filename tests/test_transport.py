@@ -116,7 +116,7 @@ def test_batch_answers_settle_each_record() -> None:
     assert {value[0] for value in not_mentioned.values()} == {"retry"}
 
 
-@pytest.mark.parametrize("body", ["", "OK", "not json", '{"accepted": 4}', "[]"])
+@pytest.mark.parametrize("body", ["", "OK", "not json", '{"accepted": 4}', "[]", "9" * 5000])
 def test_a_batch_answer_without_results_accepts_the_whole_batch(body: str) -> None:
     records = [outgoing(1), outgoing(2)]
     outcome = batch_verdicts(Reply(200, body, None), records)

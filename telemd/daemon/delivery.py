@@ -59,6 +59,8 @@ log = logging.getLogger("telemd.delivery")
 
 # Records read from the spool at once, ahead of the requests that post them.
 _READ_AHEAD = 500
+# Answers learned to be about records, not the configuration, kept at most.
+_MAX_LEARNED = 64
 # Settled records are removed in batches of up to this many, or this late.
 SETTLE_BATCH = 256
 SETTLE_DELAY = 0.05
@@ -114,6 +116,13 @@ class Delivery:
         self._held_until = 0.0  # monotonic
         self._last_rejection: tuple[int, int, str] | None = None  # (seq, status, message)
         self._config_error: tuple[int, str] | None = None  # (status, message) until a success
+        # Records answered with the configuration error, passed over until
+        # every waiting record has had a turn: a record whose own fault
+        # looks like a configuration error must not hold back the others.
+        self._tried: set[int] = set()
+        # Answers seen as a configuration error until another record was
+        # delivered: they are about the record after all.
+        self._record_answers: set[tuple[int, str]] = set()
         # Rate-limit budget of requests in flight: spent once they are answered.
         self._reserved = (0, 0)
         self.on_settled: Callable[[], None] = lambda: None
@@ -157,6 +166,8 @@ class Delivery:
         self.transport = transport
         self._warned_no_server = False
         self._config_error = self._last_rejection = None
+        self._tried.clear()
+        self._record_answers.clear()
         self.flush()
 
     @property
@@ -286,9 +297,20 @@ class Delivery:
         # One query for many records: a query per record would cost more
         # than building its request.
         candidates = self.spool.fetch(self._cursor, _READ_AHEAD)
-        if candidates:
+        while candidates:
             self._cursor = candidates[-1].seq
-        self._ahead.extend(r for r in candidates if r.seq not in self._in_flight)
+            self._ahead.extend(
+                r for r in candidates if r.seq not in self._in_flight and r.seq not in self._tried
+            )
+            if self._ahead or not self._tried:
+                break
+            candidates = self.spool.fetch(self._cursor, _READ_AHEAD)
+        if not self._ahead and self._tried:
+            # Every waiting record has been tried since the configuration
+            # error began: start another round.
+            self._tried.clear()
+            self._cursor = 0
+            return self._read_ahead()
         return bool(self._ahead)
 
     def _untake(self, records: list[Outgoing]) -> None:
@@ -334,7 +356,10 @@ class Delivery:
         outcome = verdict(reply.status, batch=len(records) > 1)
         if outcome == "delivered":
             self._reject_held()
+            if self._config_error is not None and len(self._record_answers) < _MAX_LEARNED:
+                self._record_answers.add(self._config_error)
             self._config_error = self._last_rejection = None
+            self._tried.clear()
             if self.settings.post_format != "ndjson":
                 self.counters.failures = 0
                 self._settle([(r, "delivered", reply.status, "") for r in records])
@@ -362,6 +387,10 @@ class Delivery:
             return 0
         [record] = records
         answer = (reply.status, message)
+        if answer in self._record_answers:
+            log.warning("collector rejected a record: %s", message)
+            self._settle([(record, "rejected", reply.status, message)])
+            return 1
         if answer == self._config_error:
             self._misconfigured(records, reply.status, message)
             return 0
@@ -388,6 +417,7 @@ class Delivery:
         if self._held is not None:
             records.append(self._held[0])
             self._held = None
+        self._tried.update(r.seq for r in records)
         self._transient(records, f"configuration error: {message}", None)
 
     def _reject_held(self) -> None:

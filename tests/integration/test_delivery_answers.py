@@ -151,6 +151,42 @@ def test_a_400_for_one_record_rejects_only_that_record(
     assert posted_ids(sink).count(bad) == 1
 
 
+def test_records_refused_alike_do_not_hold_back_the_others(
+    delivering: DaemonHarness, sink: HttpSink
+) -> None:
+    """Two records the collector refuses with one message look like a configuration
+    error; the records behind them are still tried, and once one is delivered the
+    two are rejected as the records' own fault."""
+    delivering.write_config(max_in_flight=1)
+    refusal = Behaviour(status=400, body=b'{"message": "payload: forbidden word"}')
+
+    def answer(seen: Any) -> Behaviour | None:
+        return refusal if b"forbidden" in seen.body else None
+
+    sink.behaviour = Behaviour(status=503)
+    delivering.start()
+    frames = [
+        encode_frame(Record("org.example/test/answers", 2, payload))
+        for payload in ("forbidden 1\n", "forbidden 2\n", "fine 3\n", "fine 4\n")
+    ]
+    with delivering.client() as client:
+        client.write_frames(frames)
+        bad1, bad2, good3, good4 = (client.read_reply() for _ in frames)
+    assert sink.wait_for_requests(1)
+    sink.behaviour_for = answer
+    sink.behaviour = Behaviour(status=201)
+    for record_id in (good3, good4):
+        assert delivering.wait_for_log(f"{record_id} delivered")
+    for record_id in (bad1, bad2):
+        assert delivering.wait_for_log(f"{record_id} rejected")
+    assert fates(delivering) == {
+        bad1: "rejected",
+        bad2: "rejected",
+        good3: "delivered",
+        good4: "delivered",
+    }
+
+
 @pytest.mark.parametrize(
     "answer", [b"", b"OK\n", b'{"accepted": true}'], ids=["empty", "text", "json-without-results"]
 )
