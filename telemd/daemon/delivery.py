@@ -9,16 +9,9 @@ about the record: the server will never take it), dropped (over a rate
 limit under `rate_limit_strategy = drop`), expired (older than
 `record_expiry`) or kept-local (`record_server_delivery_enabled = false`).
 
-A 4xx about the request rather than the record (401, 403, 404, 405, 407,
-411, 415, 421, 426, any 4xx to a batch) is a configuration error: the
-records stay spooled, delivery backs off, and the error shows in the log
-and `telemctl status`. A collector that answers a wrong telemetry id with a
-400 per record looks like a per-record 4xx, so a record answered 4xx is
-held, not rejected, until the next different record's answer tells: the
-same status and message again means a configuration error, anything else
-rejects the held record. With no other record to compare, the held record
-is rejected after `retry_max` seconds; the next record answered the same is
-then a configuration error.
+A 4xx about the request rather than the record is a configuration error:
+the records stay spooled, delivery backs off, and the error shows in the
+log and `telemctl status`. Which 4xx is which is `refusals.py`'s to say.
 
 Connection errors, timeouts, 5xx, 408 and 429 pause all delivery for an
 exponential backoff with full jitter (`retry_initial` doubling up to
@@ -40,6 +33,7 @@ from dataclasses import dataclass, field
 
 from telemd.config import Settings
 from telemd.daemon.ratelimit import RateLimiter
+from telemd.daemon.refusals import Refusals
 from telemd.daemon.spool import Spool, fate_entry
 from telemd.daemon.transport import (
     Outgoing,
@@ -59,8 +53,6 @@ log = logging.getLogger("telemd.delivery")
 
 # Records read from the spool at once, ahead of the requests that post them.
 _READ_AHEAD = 500
-# Answers learned to be about records, not the configuration, kept at most.
-_MAX_LEARNED = 64
 # Settled records are removed in batches of up to this many, or this late.
 SETTLE_BATCH = 256
 SETTLE_DELAY = 0.05
@@ -110,19 +102,7 @@ class Delivery:
         self._paused_until = 0.0  # monotonic
         self._next_expiry = 0.0  # monotonic
         self._warned_no_server = False
-        # A record answered with a 4xx, held until another record's answer
-        # says whether the 4xx was about the record or the configuration.
-        self._held: tuple[Outgoing, int, str] | None = None
-        self._held_until = 0.0  # monotonic
-        self._last_rejection: tuple[int, int, str] | None = None  # (seq, status, message)
-        self._config_error: tuple[int, str] | None = None  # (status, message) until a success
-        # Records answered with the configuration error, passed over until
-        # every waiting record has had a turn: a record whose own fault
-        # looks like a configuration error must not hold back the others.
-        self._tried: set[int] = set()
-        # Answers seen as a configuration error until another record was
-        # delivered: they are about the record after all.
-        self._record_answers: set[tuple[int, str]] = set()
+        self.refusals: Refusals[Outgoing] = Refusals(settings.retry_max)
         # Rate-limit budget of requests in flight: spent once they are answered.
         self._reserved = (0, 0)
         self.on_settled: Callable[[], None] = lambda: None
@@ -165,9 +145,8 @@ class Delivery:
         self.settings = settings
         self.transport = transport
         self._warned_no_server = False
-        self._config_error = self._last_rejection = None
-        self._tried.clear()
-        self._record_answers.clear()
+        self.refusals.hold_for = settings.retry_max
+        self.refusals.reset()
         self.flush()
 
     @property
@@ -230,12 +209,12 @@ class Delivery:
         while len(self._requests) < self.settings.max_in_flight:
             records = self._take(*self._batch_bounds())
             if not records:
-                if self._held is not None and not self._requests:
-                    if now < self._held_until:
-                        waits.append(self._held_until - now)
-                    else:
-                        # No other record came to compare with: the 4xx was its own.
-                        self._reject_held()
+                if self.refusals.holding and not self._requests:
+                    # Nothing else to compare the held record with, now or soon.
+                    rejected, left = self.refusals.expire(now)
+                    self._reject(rejected)
+                    if left is not None:
+                        waits.append(left)
                 break
             request = build_request(self.settings.post_format, records)
             while len(records) > 1 and len(request.content) > self.settings.batch_max_bytes:
@@ -296,19 +275,20 @@ class Delivery:
     def _read_ahead(self) -> bool:
         # One query for many records: a query per record would cost more
         # than building its request.
+        tried = self.refusals.tried
         candidates = self.spool.fetch(self._cursor, _READ_AHEAD)
         while candidates:
             self._cursor = candidates[-1].seq
             self._ahead.extend(
-                r for r in candidates if r.seq not in self._in_flight and r.seq not in self._tried
+                r for r in candidates if r.seq not in self._in_flight and r.seq not in tried
             )
-            if self._ahead or not self._tried:
+            if self._ahead or not tried:
                 break
             candidates = self.spool.fetch(self._cursor, _READ_AHEAD)
-        if not self._ahead and self._tried:
+        if not self._ahead and tried:
             # Every waiting record has been tried since the configuration
             # error began: start another round.
-            self._tried.clear()
+            tried.clear()
             self._cursor = 0
             return self._read_ahead()
         return bool(self._ahead)
@@ -355,11 +335,7 @@ class Delivery:
         records = list(request.records)
         outcome = verdict(reply.status, batch=len(records) > 1)
         if outcome == "delivered":
-            self._reject_held()
-            if self._config_error is not None and len(self._record_answers) < _MAX_LEARNED:
-                self._record_answers.add(self._config_error)
-            self._config_error = self._last_rejection = None
-            self._tried.clear()
+            self._reject(self.refusals.delivered())
             if self.settings.post_format != "ndjson":
                 self.counters.failures = 0
                 self._settle([(r, "delivered", reply.status, "") for r in records])
@@ -382,51 +358,36 @@ class Delivery:
             self._transient(records, error_message(reply), reply.retry_after)
             return 0
         message = error_message(reply)
+        known = self.refusals.config_error == (reply.status, message)
         if outcome == "misconfigured":
-            self._misconfigured(records, reply.status, message)
+            answer = (reply.status, message)
+            self._misconfigured(self.refusals.request_refused(records, answer), message, known)
             return 0
         [record] = records
-        answer = (reply.status, message)
-        if answer in self._record_answers:
-            log.warning("collector rejected a record: %s", message)
-            self._settle([(record, "rejected", reply.status, message)])
-            return 1
-        if answer == self._config_error:
-            self._misconfigured(records, reply.status, message)
+        rejected, misconfigured = self.refusals.record_refused(
+            record, (reply.status, message), self.monotonic()
+        )
+        self._reject(rejected)
+        if misconfigured:
+            self._misconfigured(misconfigured, message, known)
             return 0
-        earlier = self._last_rejection
-        if self._held is not None:
-            earlier = (self._held[0].seq, self._held[1], self._held[2])
-        if earlier is not None and earlier[0] != record.seq and earlier[1:] == answer:
-            self._misconfigured([record], reply.status, message)
-            return 0
-        self._reject_held()
-        self._held = (record, reply.status, message)
-        self._held_until = self.monotonic() + self.settings.retry_max
         return 1
 
-    def _misconfigured(self, records: list[Outgoing], status: int, message: str) -> None:
+    def _misconfigured(self, records: list[Outgoing], message: str, known: bool) -> None:
         """A 4xx about the request: keep the records and wait for a fixed configuration."""
-        if self._config_error is None:
+        if not known:
             log.error(
                 "the collector refuses every request (%s): check server, tidheader and "
                 "post_format; records stay spooled",
                 message,
             )
-        self._config_error = (status, message)
-        if self._held is not None:
-            records.append(self._held[0])
-            self._held = None
-        self._tried.update(r.seq for r in records)
         self._transient(records, f"configuration error: {message}", None)
 
-    def _reject_held(self) -> None:
-        if self._held is not None:
-            record, status, message = self._held
-            self._held = None
-            self._last_rejection = (record.seq, status, message)
+    def _reject(self, rejected: list[tuple[Outgoing, tuple[int, str]]]) -> None:
+        for _, (_, message) in rejected:
             log.warning("collector rejected a record: %s", message)
-            self._settle([(record, "rejected", status, message)])
+        if rejected:
+            self._settle([(r, "rejected", status, message) for r, (status, message) in rejected])
 
     def _transient(self, records: list[Outgoing], message: str, retry_after: float | None) -> None:
         counters = self.counters
