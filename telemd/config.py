@@ -144,7 +144,7 @@ OWN_KEYS: tuple[Key, ...] = (
         "post_format",
         "choice",
         "headers",
-        "Request format: headers (telemetrics-backend), json (one object), ndjson (batches).",
+        "Request format: headers (telemetrics-backend), json (as Clear 2.4.x), ndjson (batches).",
         choices=("headers", "json", "ndjson"),
     ),
     Key("http2", "bool", False, "Use HTTP/2 to the collector (needs the h2 package)."),

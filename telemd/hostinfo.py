@@ -3,12 +3,14 @@
 Read once at start (and again on SIGHUP), never per record. Every reader takes
 a `root` so tests can point it at a tree of their own. Values match Clear's
 byte for byte: DMI files missing read as `no_<key>_file`, empty ones as
-`blank`; os-release values are taken as written, quotes included.
+`blank`. os-release is read as os-release(5) says, quotes and escapes
+undone (Clear's C kept the quotes: `"12"` on Debian 12).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 
 # libtelemetry's line buffer: longer values are cut to this length.
@@ -61,36 +63,48 @@ def dmi_value(root: str, name: str, key: str) -> str:
     return value[:_VALUE_LIMIT]
 
 
-def _os_release(root: str) -> list[str] | None:
+def _os_release(root: str) -> dict[str, str] | None:
     for name in _OS_RELEASE_FILES:
         try:
             with open(os.path.join(root, name), encoding="utf-8", errors="replace") as handle:
-                return handle.read(65536).splitlines()
+                return parse_os_release(handle.read(65536))
         except OSError:
             continue
     return None
 
 
-def _os_release_field(lines: list[str], field: str) -> str:
-    # Like sscanf("FIELD=%s"): the value up to the first white space, quotes kept.
-    prefix = field + "="
-    for line in lines:
-        if line.startswith(prefix):
-            words = line[len(prefix) :].split()
-            if words:
-                return words[0]
-    return ""
+def parse_os_release(text: str) -> dict[str, str]:
+    """os-release(5): KEY=VALUE lines, values shell-quoted and escaped; # comments."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, equals, value = line.partition("=")
+        if not equals or not key.isidentifier():
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:  # an unbalanced quote: keep what is there
+            words = [value.strip("\"'")]
+        fields[key] = " ".join(words)
+    return fields
 
 
 def system_name_and_build(root: str) -> tuple[str, str]:
-    lines = _os_release(root)
-    if lines is None:
+    """os-release ID (with _VARIANT_ID) and VERSION_ID, else BUILD_ID, else "0".
+
+    Clear's C reads the build from VERSION_ID, which on Clear is the build
+    number; rolling distributions (Arch, Gentoo) have only a BUILD_ID.
+    """
+    fields = _os_release(root)
+    if fields is None:
         return "unknown", "0"
-    name = _os_release_field(lines, "ID") or "unknown"
-    variant = _os_release_field(lines, "VARIANT_ID")
+    name = fields.get("ID") or "unknown"
+    variant = fields.get("VARIANT_ID")
     if variant:
         name = f"{name}_{variant}"
-    build = _os_release_field(lines, "VERSION_ID") or "0"
+    build = fields.get("VERSION_ID") or fields.get("BUILD_ID") or "0"
     return name[:_VALUE_LIMIT], build[:40]
 
 

@@ -33,6 +33,8 @@ HEADER_NAMES: tuple[str, ...] = (
     "event_id",
 )
 
+# An event id exported for a group of commands (telem-record-gen --new-event-id).
+EVENT_ID_ENV = "TELEM_EVENT_ID"
 MAX_CLASSIFICATION_BYTES = 122
 MAX_CLASSIFICATION_LEVEL_BYTES = 40
 DEFAULT_MAX_PAYLOAD_SIZE = 8192
@@ -152,6 +154,27 @@ def new_record_id() -> str:
     return os.urandom(16).hex()
 
 
+def normalise_event_id(value: str) -> str | None:
+    """32 lowercase hex from 32 hex characters or a dashed UUID (8-4-4-4-12), else None."""
+    value = value.strip().lower()
+    if len(value) == 36 and [len(part) for part in value.split("-")] == [8, 4, 4, 4, 12]:
+        value = value.replace("-", "")
+    return value if is_event_id(value) else None
+
+
+def environment_event_id() -> str | None:
+    """The event id in $TELEM_EVENT_ID, normalised; None when it is unset or empty."""
+    value = os.environ.get(EVENT_ID_ENV)
+    if not value:
+        return None
+    event_id = normalise_event_id(value)
+    if event_id is None:
+        raise RecordError(
+            f"${EVENT_ID_ENV} must be 32 hexadecimal characters or a UUID, got {value!r}"
+        )
+    return event_id
+
+
 def validate_payload_bytes(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD_SIZE) -> str:
     """Decode a payload from the wire: UTF-8 text without NUL, at most max_size bytes."""
     if len(payload) > max_size:
@@ -214,7 +237,9 @@ class Record:
         self.severity = clamp_severity(severity)
         self.payload = validate_payload(payload, max_payload_size)
         self.payload_format_version = check_number("payload_format_version", payload_format_version)
-        self.event_id = new_event_id() if event_id is None else validate_event_id(event_id)
+        if event_id is None:
+            event_id = environment_event_id() or new_event_id()
+        self.event_id = validate_event_id(normalise_event_id(event_id) or event_id)
         self.creation_timestamp = (
             int(time.time())
             if creation_timestamp is None

@@ -14,6 +14,7 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ class HttpSink:
     tls: bool = True
     client_ca: bool = False  # require a client certificate signed by `ca` (mutual TLS)
     behaviour: Behaviour = field(default_factory=Behaviour)
+    # When set, what a request gets by its content (None: `behaviour`).
+    behaviour_for: Callable[[Seen], Behaviour | None] | None = None
     seen: list[Seen] = field(default_factory=list)
     record_ids: set[str] = field(default_factory=set)  # what a deduplicating collector keeps
     duplicates: int = 0
@@ -131,7 +134,7 @@ class HttpSink:
                 break
         headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope["headers"]}
         seen = Seen(scope["method"], scope["path"], headers, body)
-        behaviour = self.behaviour
+        behaviour = (self.behaviour_for and self.behaviour_for(seen)) or self.behaviour
         with self._changed:
             self.seen.append(seen)
             self._changed.notify_all()

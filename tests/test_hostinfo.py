@@ -21,7 +21,7 @@ def test_a_machine_without_dmi_reads_as_clear_reports_it(tmp_path: Path) -> None
     assert info.board_name == "no_bn_file|no_bv_file"
     assert info.bios_version == "no_bv_file"
     assert info.system_name == "debian"
-    assert info.build == '"12"'
+    assert info.build == "12"  # unquoted, where Clear's C sent '"12"'
     assert info.cpu_model == "blank"
     assert info.arch == os.uname().machine
     assert info.kernel_version == os.uname().release
@@ -66,3 +66,29 @@ def test_etc_os_release_wins_over_usr_lib(tmp_path: Path) -> None:
     write(tmp_path, "usr/lib/os-release", "ID=dist\nVERSION_ID=7\n")
     info = read_host_info(str(tmp_path))
     assert (info.system_name, info.build) == ("site", "0")
+
+
+def test_os_release_is_read_as_os_release_5_says(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "etc/os-release",
+        "# a comment\n"
+        "ID='opensuse-tumbleweed'\n"
+        'VARIANT_ID="work\\"station"\n'
+        'VERSION_ID="20261201"\n'
+        "  BUILD_ID=ignored-when-there-is-a-version\n",
+    )
+    info = read_host_info(str(tmp_path))
+    assert info.system_name == 'opensuse-tumbleweed_work"station'
+    assert info.build == "20261201"
+
+
+def test_build_id_stands_in_for_a_missing_version_id(tmp_path: Path) -> None:
+    write(tmp_path, "etc/os-release", 'ID=arch\nBUILD_ID="rolling"\n')
+    assert read_host_info(str(tmp_path)).build == "rolling"
+
+
+def test_an_unbalanced_quote_keeps_the_value(tmp_path: Path) -> None:
+    write(tmp_path, "etc/os-release", 'ID="broken\nVERSION_ID=3\n')
+    info = read_host_info(str(tmp_path))
+    assert (info.system_name, info.build) == ("broken", "3")

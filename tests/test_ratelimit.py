@@ -45,6 +45,14 @@ def test_a_single_amount_over_the_limit_passes_alone() -> None:
     assert not window.allows(1)
 
 
+def test_amounts_reserved_for_requests_in_flight_count_until_spent() -> None:
+    window = SlidingWindow(2, 60.0, Clock())
+    assert window.allows(1, reserved=1)
+    assert not window.allows(1, reserved=2)
+    assert not window.allows(3, reserved=1)  # "passes alone" needs an empty window
+    assert window.used == 0  # a reservation is not spent: a failed request costs nothing
+
+
 def test_disabled_limits_let_everything_through() -> None:
     clock = Clock()
     limiter = RateLimiter(

@@ -15,6 +15,7 @@ from telemd.record import (
     is_event_id,
     new_event_id,
     new_record_id,
+    normalise_event_id,
     parse_number,
     validate_classification,
     validate_payload_bytes,
@@ -68,6 +69,35 @@ def test_event_ids() -> None:
     assert not is_event_id(fresh.upper())
     assert not is_event_id(fresh[:-1])
     assert not is_event_id(fresh[:-1] + "g")
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+        ("0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcdef"),
+        ("01234567-89ab-cdef-0123-456789abcdef", "0123456789abcdef0123456789abcdef"),
+        (" 01234567-89AB-CDEF-0123-456789ABCDEF\n", "0123456789abcdef0123456789abcdef"),
+        ("0123456789-abcdef-0123-4567-89abcdef", None),  # dashes in the wrong places
+        ("01234567-89ab-cdef-0123-456789abcdeg", None),
+        ("xyz", None),
+        ("", None),
+    ],
+)
+def test_event_ids_normalise_from_hex_or_a_dashed_uuid(given: str, expected: str | None) -> None:
+    assert normalise_event_id(given) == expected
+
+
+def test_record_takes_its_event_id_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEM_EVENT_ID", "01234567-89ab-cdef-0123-456789abcdef")
+    assert Record("a/b/c", 1, "x").event_id == "0123456789abcdef0123456789abcdef"
+    given = new_event_id()
+    assert Record("a/b/c", 1, "x", event_id=given).event_id == given  # an explicit id wins
+    monkeypatch.setenv("TELEM_EVENT_ID", "")
+    assert Record("a/b/c", 1, "x").event_id != "0123456789abcdef0123456789abcdef"
+    monkeypatch.setenv("TELEM_EVENT_ID", "not-an-id")
+    with pytest.raises(RecordError, match=r"\$TELEM_EVENT_ID must be"):
+        Record("a/b/c", 1, "x")
 
 
 def test_payload_rules() -> None:

@@ -43,6 +43,22 @@ def test_headers_format_names_match_telemetrics_backend() -> None:
     assert "\r" not in request.headers["Cpu-Model"] and "\n" not in request.headers["Cpu-Model"]
 
 
+@pytest.mark.parametrize(
+    ("cpu", "sent"),
+    [
+        ("AMD Ryzen™ 7 PRO", "AMD RyzenTM 7 PRO"),
+        ("Intel® Xeon® CPU", "Intel(R) Xeon(R) CPU"),
+        ("Çore Élan", "Core Elan"),
+        ("主板 v2", "?? v2"),
+        ("plain ASCII", "plain ASCII"),
+    ],
+)
+def test_headers_format_sends_ascii_values(cpu: str, sent: str) -> None:
+    request = build_request("headers", [outgoing(1, cpu=cpu)])
+    assert request.headers["Cpu-Model"] == sent
+    assert all(value.isascii() for value in request.headers.values())
+
+
 def test_json_format_is_strings_only() -> None:
     request = build_request("json", [outgoing(2, payload="é\n")])
     body = json.loads(request.content)
@@ -64,9 +80,9 @@ def test_ndjson_is_one_line_per_record_with_its_id() -> None:
         (200, "delivered"),
         (201, "delivered"),
         (400, "rejected"),
-        (401, "retry"),
-        (403, "retry"),
-        (404, "rejected"),
+        (422, "rejected"),
+        (413, "rejected"),
+        *((status, "misconfigured") for status in (401, 403, 404, 405, 407, 411, 415, 421, 426)),
         (408, "retry"),
         (429, "retry"),
         (500, "retry"),
@@ -76,6 +92,11 @@ def test_ndjson_is_one_line_per_record_with_its_id() -> None:
 )
 def test_what_each_status_means(status: int, expected: str) -> None:
     assert verdict(status) == expected
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_a_4xx_to_a_batch_is_about_the_request(status: int) -> None:
+    assert verdict(status, batch=True) == "misconfigured"
 
 
 def test_batch_answers_settle_each_record() -> None:
@@ -94,8 +115,21 @@ def test_batch_answers_settle_each_record() -> None:
     assert outcome[f"{2:032x}"][0] == "delivered"
     assert outcome[f"{3:032x}"] == ("rejected", "bad arch")
     assert outcome[f"{4:032x}"][0] == "retry"  # not mentioned: not assumed stored
-    garbled = batch_verdicts(Reply(200, "not json", None), records)
-    assert {value[0] for value in garbled.values()} == {"retry"}
+    not_mentioned = batch_verdicts(Reply(200, '{"results": []}', None), records)
+    assert {value[0] for value in not_mentioned.values()} == {"retry"}
+
+
+@pytest.mark.parametrize("body", ["", "OK", "not json", '{"accepted": 4}', "[]", "9" * 5000])
+def test_a_batch_answer_without_results_accepts_the_whole_batch(body: str) -> None:
+    records = [outgoing(1), outgoing(2)]
+    outcome = batch_verdicts(Reply(200, body, None), records)
+    assert {value[0] for value in outcome.values()} == {"delivered"}
+
+
+def test_a_plain_count_accepts_the_first_n_records() -> None:
+    records = [outgoing(1), outgoing(2), outgoing(3)]
+    outcome = batch_verdicts(Reply(200, "2\n", None), records)
+    assert [outcome[r.record_id][0] for r in records] == ["delivered", "delivered", "retry"]
 
 
 def test_retry_after_in_seconds_or_as_a_date() -> None:

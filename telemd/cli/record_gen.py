@@ -16,15 +16,17 @@ from telemd.client import client_settings, send
 from telemd.errors import DaemonUnavailable, TelemetryError
 from telemd.frame import encode_frame
 from telemd.record import (
+    EVENT_ID_ENV,
     MAX_SEVERITY,
     MIN_SEVERITY,
     Record,
-    is_event_id,
+    environment_event_id,
+    new_event_id,
+    normalise_event_id,
     validate_payload_bytes,
 )
 
 PROG = "telem-record-gen"
-EVENT_ID_ENV = "TELEM_EVENT_ID"
 
 OPTIONS = {
     "h": ("help", False),
@@ -38,6 +40,8 @@ OPTIONS = {
     "o": ("echo", False),
     "n": ("no-post", False),
     "f": ("config-file", True),
+    # Long only: a key of several letters never matches a short option.
+    "new-event-id": ("new-event-id", False),
 }
 
 HELP = f"""\
@@ -53,7 +57,9 @@ Options:
   -P, --payload-file F   File to read the record body from
                          (without -p or -P the body is read from standard input)
   -R, --record-version N Version number of the payload's format (default 1)
-  -e, --event-id ID      Event id (32 hex characters); default ${EVENT_ID_ENV}, else random
+  -e, --event-id ID      Event id (32 hex characters or a UUID); default ${EVENT_ID_ENV},
+                         else random
+      --new-event-id     Print a fresh event id (export it as ${EVENT_ID_ENV}) and exit
   -o, --echo             Print the record to standard output
   -n, --no-post          Do not send the record (with -o: only print it)
   -f, --config-file F    Configuration file to use
@@ -101,19 +107,23 @@ def run(argv: list[str]) -> int:
         return 0
     if positional:
         raise UsageError(f"unexpected argument {positional[0]!r}")
+    if options.get("new-event-id"):
+        print(new_event_id())
+        return 0
     classification = options.get("class")
     if not isinstance(classification, str):
         raise UsageError("a classification is required (-c domain/probe/rest)")
     severity = _number(options, "severity", 1)
     if not MIN_SEVERITY <= severity <= MAX_SEVERITY:
         raise UsageError(f"severity must be between 1 and 4, got {severity}")
-    event_id = options.get("event-id")
-    if not isinstance(event_id, str):
-        event_id = os.environ.get(EVENT_ID_ENV) or None
-        if event_id is not None and not is_event_id(event_id):
-            raise UsageError(
-                f"${EVENT_ID_ENV} must be 32 lowercase hex characters, got {event_id!r}"
-            )
+    given = options.get("event-id")
+    if isinstance(given, str):
+        event_id: str | None = normalise_event_id(given) or given  # Record names a bad one
+    else:
+        try:
+            event_id = environment_event_id()
+        except TelemetryError as exc:
+            raise UsageError(exc.message) from None
     config_file = options.get("config-file")
     assert config_file is None or isinstance(config_file, str)
 

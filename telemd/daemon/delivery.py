@@ -4,10 +4,14 @@ One task. It sleeps on an event that intake sets after each commit, or until
 the next thing it must do (a backoff ends, a rate-limit window frees, the
 next expiry sweep): an idle daemon wakes for nothing. Up to `max_in_flight`
 requests run at once. A record leaves the spool only with its fate written
-in the journal, in the same transaction: delivered (2xx), rejected (any
-other 4xx: the server will never take it), dropped (over a rate limit under
-`rate_limit_strategy = drop`), expired (older than `record_expiry`) or
-kept-local (`record_server_delivery_enabled = false`).
+in the journal, in the same transaction: delivered (2xx), rejected (a 4xx
+about the record: the server will never take it), dropped (over a rate
+limit under `rate_limit_strategy = drop`), expired (older than
+`record_expiry`) or kept-local (`record_server_delivery_enabled = false`).
+
+A 4xx about the request rather than the record is a configuration error:
+the records stay spooled, delivery backs off, and the error shows in the
+log and `telemctl status`. Which 4xx is which is `refusals.py`'s to say.
 
 Connection errors, timeouts, 5xx, 408 and 429 pause all delivery for an
 exponential backoff with full jitter (`retry_initial` doubling up to
@@ -29,6 +33,7 @@ from dataclasses import dataclass, field
 
 from telemd.config import Settings
 from telemd.daemon.ratelimit import RateLimiter
+from telemd.daemon.refusals import Refusals
 from telemd.daemon.spool import Spool, fate_entry
 from telemd.daemon.transport import (
     Outgoing,
@@ -86,23 +91,20 @@ class Delivery:
         self.monotonic = monotonic
         self.rng = rng or random.Random()
         self.counters = Counters()
-        self.limiter = RateLimiter(
-            enabled=settings.rate_limit_enabled,
-            record_limit=_limit(settings.record_burst_limit),
-            record_window=settings.record_window_length,
-            byte_limit=_limit(settings.byte_burst_limit),
-            byte_window=settings.byte_window_length,
-            clock=monotonic,
-        )
+        self.limiter = _rate_limiter(settings, monotonic)
         self._wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[int] = set()  # seqs taken from the spool, not yet settled
         self._cursor = 0  # highest seq read since the spool was last read from the start
         self._ahead: deque[Outgoing] = deque()  # read from the spool, not yet taken
         self._requests: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()  # old transports, closed after reload
         self._paused_until = 0.0  # monotonic
         self._next_expiry = 0.0  # monotonic
         self._warned_no_server = False
+        self.refusals: Refusals[Outgoing] = Refusals(settings.retry_max)
+        # Rate-limit budget of requests in flight: spent once they are answered.
+        self._reserved = (0, 0)
         self.on_settled: Callable[[], None] = lambda: None
         self._settling: list[tuple[Outgoing, Entry]] = []  # fates waiting to be written
         self._settle_timer: asyncio.TimerHandle | None = None
@@ -125,6 +127,27 @@ class Delivery:
             or self.monotonic() < self._paused_until
             or (self.transport is None and self._warned_no_server)
         )
+
+    def reconfigure(self, settings: Settings, transport: Transport | None) -> None:
+        """SIGHUP: post with the new server, format, TLS and limits from now on.
+
+        Requests in flight finish on the old connection pool, which is closed
+        after them; what the old settings held back is looked at again.
+        """
+        old = self.transport
+        if old is not None and old is not transport:
+            pending = set(self._requests)
+            closing = asyncio.create_task(_close_after(old, pending))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        if _limits(settings) != _limits(self.settings):
+            self.limiter = _rate_limiter(settings, self.monotonic)
+        self.settings = settings
+        self.transport = transport
+        self._warned_no_server = False
+        self.refusals.hold_for = settings.retry_max
+        self.refusals.reset()
+        self.flush()
 
     @property
     def in_flight(self) -> int:
@@ -158,6 +181,8 @@ class Delivery:
                 await asyncio.wait(pending)
         self._flush_settled()
         await self.spool.wait_idle()
+        if self._closing:
+            await asyncio.wait(self._closing)
         if self.transport is not None:
             await self.transport.aclose()
 
@@ -184,6 +209,12 @@ class Delivery:
         while len(self._requests) < self.settings.max_in_flight:
             records = self._take(*self._batch_bounds())
             if not records:
+                if self.refusals.holding and not self._requests:
+                    # Nothing else to compare the held record with, now or soon.
+                    rejected, left = self.refusals.expire(now)
+                    self._reject(rejected)
+                    if left is not None:
+                        waits.append(left)
                 break
             request = build_request(self.settings.post_format, records)
             while len(records) > 1 and len(request.content) > self.settings.batch_max_bytes:
@@ -192,16 +223,18 @@ class Delivery:
                 records = records[: len(records) // 2]
                 request = build_request(self.settings.post_format, records)
             size = request_size(request)
-            if not self.limiter.allows(len(records), size):
+            if not self.limiter.allows(len(records), size, self._reserved):
                 if self.settings.rate_limit_strategy == "drop":
                     self._settle([(r, "dropped", None, "over the rate limit") for r in records])
                     continue
                 self._untake(records)
+                if self._requests:
+                    return _soonest(waits)  # an answer wakes delivery and settles the budget
                 free_at = self.limiter.free_at(len(records), size)
                 log.info("rate limit reached: records wait %.0f s in the spool", free_at - now)
                 return _soonest([*waits, free_at - now])
-            self.limiter.spend(len(records), size)
-            task = asyncio.create_task(self._post(request))
+            self._reserved = (self._reserved[0] + len(records), self._reserved[1] + size)
+            task = asyncio.create_task(self._post(request, size))
             self._requests.add(task)
             task.add_done_callback(self._request_done)
         return _soonest(waits)
@@ -215,6 +248,7 @@ class Delivery:
         records, size = settings.batch_max_records, settings.batch_max_bytes
         left = self.limiter.left()
         if left is not None:
+            left = (left[0] - self._reserved[0], left[1] - self._reserved[1])
             # A batch must not spend a window's whole budget at once; at least
             # one record goes, so that a full window is waited out, not skipped.
             records = max(1, min(records, left[0]))
@@ -241,10 +275,22 @@ class Delivery:
     def _read_ahead(self) -> bool:
         # One query for many records: a query per record would cost more
         # than building its request.
+        tried = self.refusals.tried
         candidates = self.spool.fetch(self._cursor, _READ_AHEAD)
-        if candidates:
+        while candidates:
             self._cursor = candidates[-1].seq
-        self._ahead.extend(r for r in candidates if r.seq not in self._in_flight)
+            self._ahead.extend(
+                r for r in candidates if r.seq not in self._in_flight and r.seq not in tried
+            )
+            if self._ahead or not tried:
+                break
+            candidates = self.spool.fetch(self._cursor, _READ_AHEAD)
+        if not self._ahead and tried:
+            # Every waiting record has been tried since the configuration
+            # error began: start another round.
+            tried.clear()
+            self._cursor = 0
+            return self._read_ahead()
         return bool(self._ahead)
 
     def _untake(self, records: list[Outgoing]) -> None:
@@ -263,46 +309,85 @@ class Delivery:
 
     # Posting -----------------------------------------------------------------
 
-    async def _post(self, request: Request) -> None:
+    async def _post(self, request: Request, size: int) -> None:
         assert self.transport is not None
+        transport = self.transport
         try:
-            reply = await self.transport.post(request)
+            reply = await transport.post(request)
         except TransportError as exc:
             self._transient(list(request.records), str(exc), None)
             return
-        self._handle(request, reply)
+        finally:
+            self._reserved = (self._reserved[0] - len(request.records), self._reserved[1] - size)
+        answered = self._handle(request, reply)
+        if answered:
+            # Only what the server answered for counts against the rate
+            # limits: failed attempts would otherwise eat the budget.
+            self.limiter.spend(answered, size)
 
     def _request_done(self, task: asyncio.Task[None]) -> None:
         # Woken only once the task has left _requests, so the slot is free.
         self._requests.discard(task)
         self._wake.set()
 
-    def _handle(self, request: Request, reply: Reply) -> None:
+    def _handle(self, request: Request, reply: Reply) -> int:
+        """Settle or put back the request's records; return how many were answered."""
         records = list(request.records)
-        outcome = verdict(reply.status)
-        if outcome == "delivered" and self.settings.post_format == "ndjson":
+        outcome = verdict(reply.status, batch=len(records) > 1)
+        if outcome == "delivered":
+            self._reject(self.refusals.delivered())
+            if self.settings.post_format != "ndjson":
+                self.counters.failures = 0
+                self._settle([(r, "delivered", reply.status, "") for r in records])
+                return len(records)
             verdicts = batch_verdicts(reply, records)
             retry = [r for r in records if verdicts[r.record_id][0] == "retry"]
-            settled = [r for r in records if verdicts[r.record_id][0] != "retry"]
             self._settle(
                 [
                     (r, verdicts[r.record_id][0], reply.status, verdicts[r.record_id][1])
-                    for r in settled
+                    for r in records
+                    if verdicts[r.record_id][0] != "retry"
                 ]
             )
             if retry:
                 self._transient(retry, "the collector did not store every record of a batch", None)
             else:
                 self.counters.failures = 0
-        elif outcome == "delivered":
-            self.counters.failures = 0
-            self._settle([(r, "delivered", reply.status, "") for r in records])
-        elif outcome == "rejected":
-            message = error_message(reply)
-            log.warning("collector rejected %d records: %s", len(records), message)
-            self._settle([(r, "rejected", reply.status, message) for r in records])
-        else:
+            return len(records) - len(retry)
+        if outcome == "retry":
             self._transient(records, error_message(reply), reply.retry_after)
+            return 0
+        message = error_message(reply)
+        known = self.refusals.config_error == (reply.status, message)
+        if outcome == "misconfigured":
+            answer = (reply.status, message)
+            self._misconfigured(self.refusals.request_refused(records, answer), message, known)
+            return 0
+        [record] = records
+        rejected, misconfigured = self.refusals.record_refused(
+            record, (reply.status, message), self.monotonic()
+        )
+        self._reject(rejected)
+        if misconfigured:
+            self._misconfigured(misconfigured, message, known)
+            return 0
+        return 1
+
+    def _misconfigured(self, records: list[Outgoing], message: str, known: bool) -> None:
+        """A 4xx about the request: keep the records and wait for a fixed configuration."""
+        if not known:
+            log.error(
+                "the collector refuses every request (%s): check server, tidheader and "
+                "post_format; records stay spooled",
+                message,
+            )
+        self._transient(records, f"configuration error: {message}", None)
+
+    def _reject(self, rejected: list[tuple[Outgoing, tuple[int, str]]]) -> None:
+        for _, (_, message) in rejected:
+            log.warning("collector rejected a record: %s", message)
+        if rejected:
+            self._settle([(r, "rejected", status, message) for r, (status, message) in rejected])
 
     def _transient(self, records: list[Outgoing], message: str, retry_after: float | None) -> None:
         counters = self.counters
@@ -424,6 +509,33 @@ class Delivery:
             retention_count=self._retention(),
             done=done,
         )
+
+
+def _limits(settings: Settings) -> tuple[object, ...]:
+    return (
+        settings.rate_limit_enabled,
+        settings.record_burst_limit,
+        settings.record_window_length,
+        settings.byte_burst_limit,
+        settings.byte_window_length,
+    )
+
+
+def _rate_limiter(settings: Settings, clock: Callable[[], float]) -> RateLimiter:
+    return RateLimiter(
+        enabled=settings.rate_limit_enabled,
+        record_limit=_limit(settings.record_burst_limit),
+        record_window=settings.record_window_length,
+        byte_limit=_limit(settings.byte_burst_limit),
+        byte_window=settings.byte_window_length,
+        clock=clock,
+    )
+
+
+async def _close_after(transport: Transport, requests: set[asyncio.Task[None]]) -> None:
+    if requests:
+        await asyncio.wait(requests)
+    await transport.aclose()
 
 
 def _limit(value: int) -> int | None:

@@ -258,17 +258,36 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc.message)
             return
-        for key in ("socket_path", "spool_dir", "state_dir", "event_loop"):
+        for key in RESTART_KEYS:
             if getattr(settings, key) != getattr(self.settings, key):
                 log.warning("%s changed; it takes effect at the next restart", key)
         self.settings = settings
         self.intake.options = intake_options(settings)
         self.intake.budget.per_minute = per_minute(settings)
         self.spool.max_bytes = spool_quota(settings)
+        try:
+            transport = make_transport(settings)
+        except (OSError, ValueError) as exc:  # an unreadable cainfo or client certificate
+            log.error("delivery keeps its previous server and TLS settings: %s", exc)
+        else:
+            self.delivery.reconfigure(settings, transport)
         self.host = read_host_info()
         self.machine_id.reload()
         logging.getLogger().setLevel(settings.log_level.upper())
         log.info("configuration reloaded")
+
+
+# Keys read once at start: a reload names them in a warning when they change.
+RESTART_KEYS = (
+    "socket_path",
+    "socket_mode",
+    "control_socket_path",
+    "spool_dir",
+    "state_dir",
+    "static_machine_id_file",
+    "event_loop",
+    "daemon_recycling_enabled",
+)
 
 
 def make_transport(settings: Settings) -> Transport | None:

@@ -27,13 +27,15 @@ class SlidingWindow:
         while spent and spent[0][0] <= now - self.length:
             self._total -= spent.popleft()[1]
 
-    def allows(self, amount: int) -> bool:
+    def allows(self, amount: int, reserved: int = 0) -> bool:
+        """Whether `amount` fits beside what is spent and `reserved` (not yet spent)."""
         if self.limit is None:
             return True
         self._expire(self._clock())
+        taken = self._total + reserved
         # An amount larger than the whole limit passes alone in an empty
         # window; otherwise it could never be sent at all.
-        return self._total + amount <= self.limit or self._total == 0
+        return taken + amount <= self.limit or taken == 0
 
     def spend(self, amount: int) -> None:
         if self.limit is None:
@@ -81,8 +83,8 @@ class RateLimiter:
         self.records = SlidingWindow(record_limit if enabled else None, record_window, clock)
         self.bytes = SlidingWindow(byte_limit if enabled else None, byte_window, clock)
 
-    def allows(self, records: int, size: int) -> bool:
-        return self.records.allows(records) and self.bytes.allows(size)
+    def allows(self, records: int, size: int, reserved: tuple[int, int] = (0, 0)) -> bool:
+        return self.records.allows(records, reserved[0]) and self.bytes.allows(size, reserved[1])
 
     def spend(self, records: int, size: int) -> None:
         self.records.spend(records)

@@ -19,6 +19,7 @@ import json
 import os
 import ssl
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,7 +31,12 @@ from telemd.record import HEADER_NAMES
 if TYPE_CHECKING:
     from telemd.config import Settings
 
-Verdict = Literal["delivered", "retry", "rejected"]
+Verdict = Literal["delivered", "retry", "rejected", "misconfigured"]
+
+# 4xx answers about the request rather than the record it carries (wrong
+# credentials, URL, method, proxy, content type or protocol): every record
+# would get the same, so they wait for the configuration to be fixed.
+REQUEST_LEVEL_STATUSES = frozenset({401, 403, 404, 405, 407, 411, 415, 421, 426})
 
 HTTP_HEADER_NAMES = {
     name: "-".join(part.capitalize() for part in name.split("_")) for name in HEADER_NAMES
@@ -40,6 +46,8 @@ USER_AGENT = f"telemd/{__version__}"
 # Longest Retry-After honoured, so a confused server cannot park the queue for days.
 RETRY_AFTER_CAP = 6 * 3600.0
 _CONTROL = {code: " " for code in (*range(0x20), 0x7F)}
+# Signs DMI and cpuinfo strings use that NFKD leaves alone.
+_SIGNS = {ord("®"): "(R)", ord("©"): "(C)", ord("°"): " deg"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +84,26 @@ def _clean(value: str) -> str:
     return value.translate(_CONTROL)
 
 
+def ascii_header(value: str) -> str:
+    """`value` as ASCII for an HTTP header: accents dropped, ™ as TM, ® as (R), others as ?.
+
+    telemetrics-backend refuses a record whose header values are not ASCII,
+    and RFC 9110 leaves other bytes' meaning to the receiver.
+    """
+    value = _clean(value)
+    if value.isascii():
+        return value
+    decomposed = unicodedata.normalize("NFKD", value.translate(_SIGNS))
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _clean(kept.encode("ascii", "replace").decode())
+
+
 def build_request(post_format: str, records: Sequence[Outgoing]) -> Request:
     if post_format == "headers":
         [record] = records
-        headers = {HTTP_HEADER_NAMES[name]: _clean(value) for name, value in record.headers.items()}
+        headers = {
+            HTTP_HEADER_NAMES[name]: ascii_header(value) for name, value in record.headers.items()
+        }
         headers[RECORD_ID_HEADER] = record.record_id
         headers["Content-Type"] = "text/plain; charset=utf-8"
         return Request(record.payload.encode(), headers, tuple(records))
@@ -110,27 +134,52 @@ def request_size(request: Request) -> int:
     return len(request.content) + sum(len(k) + len(v) + 4 for k, v in request.headers.items())
 
 
-def verdict(status: int) -> Verdict:
-    """What an HTTP status means for the records of a request."""
+def verdict(status: int, batch: bool = False) -> Verdict:
+    """What an HTTP status means for the records of a request.
+
+    Only a 4xx to a single record can be about that record: a batch is
+    answered record by record in its results, so a 4xx to a whole batch
+    (413 included) is about the request.
+    """
     if 200 <= status < 300:
         return "delivered"
     # 401 and 403 say the collector refuses this daemon's credentials, not
     # the records: they wait in the spool until the token or certificate is fixed.
     if status in (401, 403, 408, 429) or status >= 500 or status < 400:
         return "retry"
+    if batch or status in REQUEST_LEVEL_STATUSES:
+        return "misconfigured"
     return "rejected"
 
 
 def batch_verdicts(reply: Reply, records: Sequence[Outgoing]) -> dict[str, tuple[Verdict, str]]:
     """Per-record outcome of an ndjson batch answered 2xx.
 
-    A record the answer does not mention is retried rather than assumed stored.
+    An answer with `results` settles the records it names; one it does not
+    name is retried rather than assumed stored. An answer without results
+    (a generic NDJSON endpoint) accepts the whole batch, and a plain count
+    `n` the first n records.
     """
+    body = reply.body.strip()
+    if body.isascii() and body.isdigit() and len(body) <= 18:  # int() refuses 4300+ digits
+        accepted = int(body)
+        beyond: tuple[Verdict, str] = ("retry", "the collector counted fewer records")
+        return {
+            r.record_id: ("delivered", "") if i < accepted else beyond
+            for i, r in enumerate(records)
+        }
     try:
-        results = json.loads(reply.body)["results"]
-        by_id = {item["record_id"]: item for item in results if isinstance(item, dict)}
-    except (ValueError, KeyError, TypeError):
-        by_id = {}
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    results = parsed.get("results") if isinstance(parsed, dict) else None
+    if not isinstance(results, list):
+        return {r.record_id: ("delivered", "") for r in records}
+    by_id = {
+        item.get("record_id"): item
+        for item in results
+        if isinstance(item, dict) and isinstance(item.get("record_id"), str)
+    }
     outcome: dict[str, tuple[Verdict, str]] = {}
     for record in records:
         item = by_id.get(record.record_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,27 +56,42 @@ def test_records_reach_the_collector_and_match_the_journal(
     assert len(one["machine_id"]) == 32
 
 
-def test_a_collector_with_another_tid_rejects_and_the_journal_says_why(
+def test_a_collector_with_another_tid_keeps_the_records_and_says_why(
     start_collector: Callable[..., CollectorProcess],
     tls_files: tuple[str, str, str],
     tmp_path: Path,
 ) -> None:
+    """Every record answered 400 for the telemetry id: a configuration error, not the
+    records' fault; they wait in the spool and reach a collector that takes the id."""
     collector = start_collector(
         tls=tls_files, args=["--tid", "11111111-2222-4333-8444-555555555555"]
     )
     harness = DaemonHarness(
-        tmp_path / "telemd", server=f"{collector.base_url}/v2/collector", cainfo=tls_files[2]
+        tmp_path / "telemd",
+        server=f"{collector.base_url}/v2/collector",
+        cainfo=tls_files[2],
+        retry_initial=0.05,
+        retry_max=0.4,
     )
     harness.start()
     try:
         with harness.client() as client:
-            record_id = client.send(Record("org.clearlinux/hello/world", 1, "hello\n"))
-        assert harness.wait_for_log(f"{record_id} rejected")
+            ids = [
+                client.send(Record("org.clearlinux/hello/world", 1, f"hello {n}\n"))
+                for n in range(3)
+            ]
+        assert harness.wait_for_log("the collector refuses every request")
+        assert harness.wait_for_log("is not accepted by this collector")
+        assert harness.record_ids() == set(ids)
+        good = start_collector(tls=tls_files)
+        harness.write_config(server=f"{good.base_url}/v2/collector")
+        harness.signal(signal.SIGHUP)
+        for record_id in ids:
+            assert harness.wait_for_log(f"{record_id} delivered")
     finally:
         harness.stop()
-    [(_, entry)] = journal.query(str(harness.state_dir / journal.JOURNAL_FILE), journal.Filter())
-    assert entry.http_status == 400
-    assert "TID" in entry.message or "telemetry id" in entry.message.lower()
+    journaled = journal.query(str(harness.state_dir / journal.JOURNAL_FILE), journal.Filter())
+    assert {entry.fate for _, entry in journaled} == {"delivered"}
 
 
 def test_with_ingest_auth_token_the_daemon_delivers_with_its_token_file(

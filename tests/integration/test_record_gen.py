@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from daemon_harness import DaemonHarness, command
@@ -54,6 +55,37 @@ def test_telem_event_id_groups_a_scripts_records(daemon: DaemonHarness) -> None:
     event_ids = [row["event_id"] for row in daemon.records()]
     assert event_ids[:2] == [EVENT_ID, EVENT_ID]
     assert event_ids[2] != EVENT_ID
+
+
+def test_new_event_id_prints_an_id_to_export(daemon: DaemonHarness) -> None:
+    first, second = (record_gen(daemon, "--new-event-id") for _ in range(2))
+    assert first.returncode == 0 and second.returncode == 0
+    event_id = first.stdout.strip()
+    assert len(event_id) == 32 and not event_id.strip("0123456789abcdef")
+    assert second.stdout.strip() != event_id
+    assert record_gen(daemon, "-c", "a/b/c", "-p", "x", TELEM_EVENT_ID=event_id).returncode == 0
+    assert [row["event_id"] for row in daemon.records()] == [event_id]
+
+
+def test_a_dashed_uuid_in_telem_event_id_is_normalised(daemon: DaemonHarness) -> None:
+    dashed = "01234567-89AB-cdef-0123-456789abcdef"
+    assert record_gen(daemon, "-c", "a/b/c", "-p", "x", TELEM_EVENT_ID=dashed).returncode == 0
+    assert record_gen(daemon, "-c", "a/b/c", "-p", "x", "-e", dashed).returncode == 0
+    assert [row["event_id"] for row in daemon.records()] == [EVENT_ID, EVENT_ID]
+
+
+def test_the_python_client_honours_telem_event_id(daemon: DaemonHarness) -> None:
+    script = (
+        "from telemd.client import send; from telemd.record import Record;"
+        "send(Record('a/b/c', 1, 'from python'))"
+    )
+    dashed = "01234567-89ab-cdef-0123-456789abcdef"
+    env = {**daemon.env, "TELEM_EVENT_ID": dashed}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert [row["event_id"] for row in daemon.records()] == [EVENT_ID]
 
 
 def test_echo_prints_the_record(daemon: DaemonHarness) -> None:
