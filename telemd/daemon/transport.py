@@ -143,9 +143,7 @@ def verdict(status: int, batch: bool = False) -> Verdict:
     """
     if 200 <= status < 300:
         return "delivered"
-    # 401 and 403 say the collector refuses this daemon's credentials, not
-    # the records: they wait in the spool until the token or certificate is fixed.
-    if status in (401, 403, 408, 429) or status >= 500 or status < 400:
+    if status in (408, 429) or status >= 500 or status < 400:
         return "retry"
     if batch or status in REQUEST_LEVEL_STATUSES:
         return "misconfigured"
