@@ -34,8 +34,8 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "collector")]
 import collector_pg  # noqa: E402
 from collector_proc import BATCH_HEADERS, CollectorProcess, headers_request, json_request  # noqa: E402
 
-from telemd.collector.ingest import RECORD_COLUMNS  # noqa: E402
-from telemd.collector.store import Store, insert_sql, open_engine  # noqa: E402
+from telemd.collector.ingest.records import RECORD_COLUMNS  # noqa: E402
+from telemd.collector.store.base import Store, insert_sql, open_engine  # noqa: E402
 
 TARGETS = {"sqlite": (20_000.0, 0.5), "postgresql": (10_000.0, None)}
 SINGLE_SHARE = 20  # single-record formats send records/SINGLE_SHARE records

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from telemd.collector.access import token_store
 from telemd.collector.access.tokens import Scope
-from telemd.collector.store import Store, open_engine
+from telemd.collector.store.base import Store, open_engine
 
 ALL_SCOPES = ("ingest", "read", "admin")
 

@@ -21,9 +21,9 @@ from telemd.collector import config as collector_config
 from telemd.collector.access import token_store
 from telemd.collector.access.tokens import Scope, check_name, parse_scopes
 from telemd.collector.config import CollectorConfig, Raw
-from telemd.collector.ingest import FieldError
-from telemd.collector.query import FILTER_NAMES, parse_query, parse_since, record_json
-from telemd.collector.store import StorageError, Store, open_engine
+from telemd.collector.ingest.records import FieldError
+from telemd.collector.store.base import StorageError, Store, open_engine
+from telemd.collector.store.query import FILTER_NAMES, parse_query, parse_since, record_json
 from telemd.errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
@@ -170,8 +170,8 @@ def open_store(config: CollectorConfig) -> Store:
 def serve(config: CollectorConfig) -> int:
     import uvicorn
 
-    from telemd.collector.app import Collector, create_app
-    from telemd.collector.connections import (
+    from telemd.collector.server.app import Collector, create_app
+    from telemd.collector.server.connections import (
         ConnectionLimits,
         fit_descriptor_limit,
         guarded_protocol,

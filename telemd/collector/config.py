@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from telemd.collector.ingest import CLEAR_LINUX_TID
+from telemd.collector.ingest.records import CLEAR_LINUX_TID
 from telemd.errors import ConfigError, RecordError
 from telemd.record import validate_classification
 from telemd.tomlfile import read_toml
@@ -54,7 +54,7 @@ class CollectorConfig:
     log_level: str = "info"
     # Plain HTTP beyond loopback sends machine ids in clear text: opt in.
     allow_insecure_http: bool = False
-    # Slow and surplus connections (telemd/collector/connections.py).
+    # Slow and surplus connections (telemd/collector/server/connections.py).
     header_timeout: float = 10.0
     body_timeout: float = 60.0
     keep_alive_timeout: int = 5

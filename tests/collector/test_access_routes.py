@@ -21,8 +21,8 @@ from collector_proc import BATCH_HEADERS, CollectorProcess, headers_request, ndj
 
 from telemd.collector.access.guard import Access, GuardedRoute
 from telemd.collector.access.tokens import new_token
-from telemd.collector.app import ROUTES
 from telemd.collector.cli import main as collector_main
+from telemd.collector.server.app import ROUTES
 
 SCOPE_OF = {Access.INGEST: "ingest", Access.READ: "read", Access.ADMIN: "admin"}
 _addresses = itertools.count(2)

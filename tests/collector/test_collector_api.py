@@ -301,8 +301,8 @@ def test_storage_outage_is_503_and_counted(postgres: Any, new_db_url: Any, tmp_p
 def test_retention_is_purged_on_schedule(
     start_collector: Any, engine: str, new_db_url: Any
 ) -> None:
-    from telemd.collector import ingest
-    from telemd.collector.store import Store, open_engine
+    from telemd.collector.ingest import records as ingest
+    from telemd.collector.store.base import Store, open_engine
 
     url = new_db_url(engine)
     seed = Store(open_engine(url))

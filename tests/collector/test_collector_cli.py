@@ -21,9 +21,9 @@ from collector_proc import (
 )
 from ports import free_port
 
-from telemd.collector import ingest
 from telemd.collector.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
-from telemd.collector.store import SCHEMA_VERSION, Store, open_engine
+from telemd.collector.ingest import records as ingest
+from telemd.collector.store.base import SCHEMA_VERSION, Store, open_engine
 
 RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)
 

@@ -8,7 +8,7 @@ import pytest
 
 from telemd.collector import config
 from telemd.collector.cli import EXIT_CONFIG, main
-from telemd.collector.ingest import CLEAR_LINUX_TID
+from telemd.collector.ingest.records import CLEAR_LINUX_TID
 from telemd.errors import ConfigError
 
 OTHER_TID = "11111111-2222-4333-8444-555555555555"

@@ -1,4 +1,4 @@
-"""telemd.collector.ingest: every validation rule, accepting and rejecting."""
+"""telemd.collector.ingest.records: every validation rule, accepting and rejecting."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from collector_proc import CLEAR_TID, headers_request, ndjson, record
 from starlette.datastructures import Headers
 
-from telemd.collector import ingest
-from telemd.collector.ingest import FieldError, Rules
+from telemd.collector.ingest import records as ingest
+from telemd.collector.ingest.records import FieldError, Rules
 
 RULES = Rules(frozenset({CLEAR_TID}), 32768)
 ID = "0123456789abcdef0123456789abcdef"

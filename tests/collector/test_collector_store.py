@@ -1,4 +1,4 @@
-"""telemd.collector.store on SQLite and on PostgreSQL: schema, writes, retention."""
+"""telemd.collector.store.base on SQLite and on PostgreSQL: schema, writes, retention."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from collector_proc import CLEAR_TID, record
 
-from telemd.collector import ingest
-from telemd.collector.query import SELECT_COLUMNS, RecordQuery
-from telemd.collector.store import (
+from telemd.collector.ingest import records as ingest
+from telemd.collector.store.base import (
     SCHEMA_TABLE,
     SCHEMA_VERSION,
     Retention,
@@ -20,6 +19,7 @@ from telemd.collector.store import (
     Store,
     open_engine,
 )
+from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery
 from telemd.errors import ConfigError
 
 RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)

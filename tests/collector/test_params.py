@@ -1,11 +1,11 @@
-"""telemd/collector/params.py: raw query strings into checked values, or a FieldError naming one."""
+"""server/params.py: raw query strings into checked values, or a FieldError naming one."""
 
 from __future__ import annotations
 
 import pytest
 
-from telemd.collector.ingest import FieldError
-from telemd.collector.params import MAX_UNIX_TIME, integer, read_query, unix_time
+from telemd.collector.ingest.records import FieldError
+from telemd.collector.server.params import MAX_UNIX_TIME, integer, read_query, unix_time
 
 FILTERS = ("severity", "classification")
 

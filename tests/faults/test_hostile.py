@@ -246,8 +246,8 @@ NOT_A_TARGET = [b"\xff\xfe", b"a\x00b", b"a\x7fb"]
 
 
 def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
-    from telemd.collector.app import ROUTES
-    from telemd.collector.params import ROUTE_PARAMS
+    from telemd.collector.server.app import ROUTES
+    from telemd.collector.server.params import ROUTE_PARAMS
 
     return [
         (method, route.path, ROUTE_PARAMS.get(route.path, ()))

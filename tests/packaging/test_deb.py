@@ -113,7 +113,7 @@ def test_collector_and_crashprobe_debs(debs: Debs) -> None:
         "/lib/systemd/system/telemd-collector.service",
         "/usr/bin/telemd-collector",
         "/usr/share/man/man8/telemd-collector.8.gz",
-        "/usr/lib/python3/dist-packages/telemd/collector/app.py",
+        "/usr/lib/python3/dist-packages/telemd/collector/server/app.py",
     } - deb_files(debs.collector) == set()
     assert "/usr/lib/sysctl.d/40-crashprobe.conf" in deb_files(debs.crashprobe)
 

@@ -7,7 +7,7 @@ running collector from worker threads (reads) and the writer thread (writes).
 from __future__ import annotations
 
 from telemd.collector.access.tokens import Scope, TokenInfo, new_token, same_hash, token_hash
-from telemd.collector.store import Store
+from telemd.collector.store.base import Store
 from telemd.errors import TelemetryError
 
 _COLUMNS = "name, scopes, created_at, last_used_at"

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from telemd.collector.ingest import RECORD_COLUMNS, Row
+from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 
 # SQL array types of RECORD_COLUMNS, in order.
 _COLUMN_TYPES: dict[str, str] = {

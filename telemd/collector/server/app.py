@@ -22,17 +22,18 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from telemd.collector import ingest, json_codec
+from telemd.collector import json_codec
 from telemd.collector.access import token_store
 from telemd.collector.access.guard import Access, Denied, Guard, GuardedRoute, denied
 from telemd.collector.access.tokens import TokenInfo
 from telemd.collector.config import MAX_BODY_SIZE, CollectorConfig
-from telemd.collector.ingest import FieldError, Row, Rules
-from telemd.collector.metrics import Metrics
-from telemd.collector.params import ROUTE_PARAMS, read_query
-from telemd.collector.query import parse_query, parse_since, record_json
-from telemd.collector.store import Retention, StorageError, Store
-from telemd.collector.writer import Writer
+from telemd.collector.ingest import records as ingest
+from telemd.collector.ingest.records import FieldError, Row, Rules
+from telemd.collector.ingest.writer import Writer
+from telemd.collector.server.metrics import Metrics
+from telemd.collector.server.params import ROUTE_PARAMS, read_query
+from telemd.collector.store.base import Retention, StorageError, Store
+from telemd.collector.store.query import parse_query, parse_since, record_json
 from telemd.errors import ErrorCode
 
 log = logging.getLogger("telemd.collector")

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from telemd.collector.ingest import INT_FIELDS, RECORD_COLUMNS, FieldError
-from telemd.collector.params import RECORD_FILTERS, integer, unix_time
+from telemd.collector.ingest.records import INT_FIELDS, RECORD_COLUMNS, FieldError
+from telemd.collector.server.params import RECORD_FILTERS, integer, unix_time
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100

@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from telemd.collector.ingest import Row
-from telemd.collector.store import Store
+from telemd.collector.ingest.records import Row
+from telemd.collector.store.base import Store
 
 log = logging.getLogger("telemd.collector")
 T = TypeVar("T")

@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from telemd.collector.ingest import Row
-from telemd.collector.store import insert_sql
+from telemd.collector.ingest.records import Row
+from telemd.collector.store.base import insert_sql
 from telemd.errors import ConfigError
 
 _INSERT = insert_sql("?").replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)

@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from urllib.parse import unquote_to_bytes
 
-from telemd.collector.ingest import FieldError
+from telemd.collector.ingest.records import FieldError
 
 # The record filters of GET /api/records (telemetrics-backend's names, plus the cursor).
 RECORD_FILTERS = (

@@ -1,11 +1,11 @@
 """The collector's storage: one schema on SQLite or PostgreSQL, one interface.
 
 `Store` holds the SQL that both engines share (schema, migrations, queries,
-retention); an engine module (`store_sqlite`, `store_postgres`) supplies a
+retention); an engine module (`sqlite`, `postgres`) supplies a
 `Session` per connection, which knows its driver's placeholders, transactions
 and fastest bulk insert. All methods are blocking: the ASGI app calls them
 from worker threads, and every write goes through one writer thread
-(`telemd.collector.writer`), so ids grow in commit order, which keyset
+(`telemd.collector.ingest.writer`), so ids grow in commit order, which keyset
 pagination relies on.
 """
 
@@ -18,8 +18,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from telemd.collector.ingest import RECORD_COLUMNS, Row
-from telemd.collector.query import SELECT_COLUMNS, RecordQuery, summary_json
+from telemd.collector.ingest.records import RECORD_COLUMNS, Row
+from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
 from telemd.errors import ConfigError, TelemetryError
 
 SCHEMA_TABLE = "telemd_collector_schema"
@@ -124,12 +124,12 @@ class Retention:
 def open_engine(url: str) -> Engine:
     """Pick the engine from the URL scheme; driver modules load only when used."""
     if url.startswith("sqlite:///"):
-        from telemd.collector.store_sqlite import SqliteEngine
+        from telemd.collector.store.sqlite import SqliteEngine
 
         return SqliteEngine(url.removeprefix("sqlite:///"))
     if url.startswith(("postgresql://", "postgres://")):
         try:
-            from telemd.collector.store_postgres import PostgresEngine
+            from telemd.collector.store.postgres import PostgresEngine
         except ImportError as exc:
             raise ConfigError(f"db {url.split('://')[0]}:// needs psycopg 3: {exc}") from None
         return PostgresEngine(url)
