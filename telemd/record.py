@@ -62,6 +62,47 @@ _CLASSIFICATION_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _HEX_LOWER = "0123456789abcdef"
 
 
+# The host headers are the daemon's to fill in (the client's are replaced).
+# The collector holds them to these rules, and the daemon sends its own
+# values conformed to them (`conform_host_text`).
+# `uname -m` values of the architectures Linux distributions ship.
+ARCHES = frozenset(
+    {
+        "x86_64",
+        "aarch64",
+        "aarch64_be",
+        "i386",
+        "i486",
+        "i586",
+        "i686",
+        "armv6l",
+        "armv7l",
+        "armv8l",
+        "riscv64",
+        "ppc64",
+        "ppc64le",
+        "s390x",
+        "mips",
+        "mips64",
+        "loongarch64",
+        "sparc64",
+    }
+)
+# Longest value of each host text header: the machine id as Clear makes it,
+# os-release's ID as libtelemetry cuts it, and for DMI and os-release strings,
+# short in practice, a bound that keeps rows small.
+HOST_TEXT_LIMITS: dict[str, int] = {
+    "machine_id": 32,
+    "host_type": 256,
+    "build": 256,
+    "kernel_version": 256,
+    "system_name": 80,
+    "board_name": 256,
+    "cpu_model": 256,
+    "bios_version": 256,
+}
+
+
 class FieldError(RecordError):
     """A record field breaks a rule; `field` names it (first in the message too)."""
 
@@ -93,6 +134,40 @@ def parse_number(name: str, text: str, bounds: tuple[int, int] | None = None) ->
         low, high = _bounds(name, bounds)
         raise FieldError(name, f"must be in {low}..{high}, got a number of {len(digits)} digits")
     return check_number(name, int(digits), bounds)
+
+
+def check_host_text(name: str, value: str) -> str:
+    """`value` if it fits the host header `name`: printable, within its length."""
+    limit = HOST_TEXT_LIMITS[name]
+    if len(value) > limit:
+        raise FieldError(name, f"is longer than {limit} characters")
+    if not value.isprintable():
+        raise FieldError(name, f"contains control characters: {value[:80]!r}")
+    if name == "machine_id" and not value:
+        raise FieldError(name, "is empty")
+    return value
+
+
+def conform_host_text(name: str, value: str) -> str:
+    """`value` as the daemon sends it: unprintable characters become spaces and
+    the length is cut to the header's limit, so the collector accepts it."""
+    if not value.isprintable():
+        value = "".join(char if char.isprintable() else " " for char in value)
+    return value[: HOST_TEXT_LIMITS[name]]
+
+
+def check_arch(arch: object) -> str:
+    if arch not in ARCHES:
+        raise FieldError("arch", f"{arch!r} is not a known architecture")
+    return str(arch)
+
+
+def check_kernel_version(kernel: str) -> str:
+    """`kernel` if it starts with "N.N." (digits, dot, digits, dot)."""
+    parts = kernel.split(".", 2)
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts[:2]):
+        raise FieldError("kernel_version", f"must start with N.N., got {kernel[:80]!r}")
+    return kernel
 
 
 def validate_classification(classification: str) -> str:

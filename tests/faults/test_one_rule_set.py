@@ -19,8 +19,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from processes import Collector, report
 
+from telemd.collector.ingest import CLEAR_LINUX_TID, RECORD_COLUMNS, Rules, validate_record
+from telemd.daemon.main import conform_host
 from telemd.errors import RejectedError
-from telemd.record import HEADER_NAMES, MAX_TIMESTAMP, UINT32_MAX
+from telemd.hostinfo import HostInfo
+from telemd.record import (
+    ARCHES,
+    DEFAULT_MAX_PAYLOAD_SIZE,
+    HEADER_NAMES,
+    MAX_TIMESTAMP,
+    UINT32_MAX,
+)
 
 EXAMPLES = settings(
     max_examples=40,
@@ -142,3 +151,40 @@ def test_what_the_daemon_acknowledges_the_collector_stores(
     report(f"rules/{post_format}", **tally)
     # The generator reaches both sides of the rules.
     assert tally["acknowledged"] >= 5 and tally["refused"] >= 5
+
+
+HOST_TEXT = st.text(max_size=400)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.builds(
+        HostInfo,
+        arch=st.sampled_from(sorted(ARCHES)),
+        host_type=HOST_TEXT,
+        build=HOST_TEXT,
+        kernel_version=st.builds(lambda a, b, rest: f"{a}.{b}.{rest}", st.integers(0, 99),
+                                 st.integers(0, 99), HOST_TEXT),
+        system_name=HOST_TEXT,
+        board_name=HOST_TEXT,
+        cpu_model=HOST_TEXT,
+        bios_version=HOST_TEXT,
+        boot_id=st.just("boot"),
+    )
+)  # fmt: skip
+def test_the_host_values_the_daemon_sends_pass_the_collectors_rules(info: HostInfo) -> None:
+    """DMI and os-release strings hold what the firmware or the distribution put
+    there (tabs, NUL, no-break spaces, 300 characters); the daemon conforms them."""
+    fields = {
+        **conform_host(info).headers(),
+        "record_format_version": "4",
+        "classification": "org.example/rules/host",
+        "severity": "1",
+        "machine_id": "m" * 32,
+        "creation_timestamp": "1754600896",
+        "payload_format_version": "1",
+        "event_id": "0123456789abcdef0123456789abcdef",
+    }
+    rules = Rules(frozenset({CLEAR_LINUX_TID}), DEFAULT_MAX_PAYLOAD_SIZE)
+    row = validate_record(fields, "payload", tid=CLEAR_LINUX_TID, record_id="0" * 32, rules=rules)
+    assert row[RECORD_COLUMNS.index("arch")] == info.arch
