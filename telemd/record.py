@@ -1,6 +1,9 @@
 """The telemetry record: its 15 headers, its payload and the rules they obey.
 
-Pure code, shared by the client library, the daemon and the collector. It sits
+Pure code, shared by the client library, the daemon and the collector: the
+one set of record rules, so that what the daemon acknowledges, the
+collector stores. A rule broken raises RecordError, or FieldError naming
+the field. It sits
 on the probe path, so it imports nothing beyond the interpreter's start-up set:
 no `re`, no `dataclasses`, no `enum` (each would cost milliseconds per probe).
 """
