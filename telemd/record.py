@@ -3,9 +3,9 @@
 Pure code, shared by the client library, the daemon and the collector: the
 one set of record rules, so that what the daemon acknowledges, the
 collector stores. A rule broken raises RecordError, or FieldError naming
-the field. It sits
-on the probe path, so it imports nothing beyond the interpreter's start-up set:
-no `re`, no `dataclasses`, no `enum` (each would cost milliseconds per probe).
+the field. It sits on the probe path, so it imports nothing beyond the
+interpreter's start-up set: no `re`, no `dataclasses`, no `enum` (each would
+cost milliseconds per probe).
 """
 
 from __future__ import annotations
