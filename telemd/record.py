@@ -1,8 +1,11 @@
 """The telemetry record: its 15 headers, its payload and the rules they obey.
 
-Pure code, shared by the client library, the daemon and the collector. It sits
-on the probe path, so it imports nothing beyond the interpreter's start-up set:
-no `re`, no `dataclasses`, no `enum` (each would cost milliseconds per probe).
+Pure code, shared by the client library, the daemon and the collector: the
+one set of record rules, so that what the daemon acknowledges, the
+collector stores. A rule broken raises RecordError, or FieldError naming
+the field. It sits on the probe path, so it imports nothing beyond the
+interpreter's start-up set: no `re`, no `dataclasses`, no `enum` (each would
+cost milliseconds per probe).
 """
 
 from __future__ import annotations
@@ -64,6 +67,47 @@ _CLASSIFICATION_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _HEX_LOWER = "0123456789abcdef"
 
 
+# The host headers are the daemon's to fill in (the client's are replaced).
+# The collector holds them to these rules, and the daemon sends its own
+# values conformed to them (`conform_host_text`).
+# `uname -m` values of the architectures Linux distributions ship.
+ARCHES = frozenset(
+    {
+        "x86_64",
+        "aarch64",
+        "aarch64_be",
+        "i386",
+        "i486",
+        "i586",
+        "i686",
+        "armv6l",
+        "armv7l",
+        "armv8l",
+        "riscv64",
+        "ppc64",
+        "ppc64le",
+        "s390x",
+        "mips",
+        "mips64",
+        "loongarch64",
+        "sparc64",
+    }
+)
+# Longest value of each host text header: the machine id as Clear makes it,
+# os-release's ID as libtelemetry cuts it, and for DMI and os-release strings,
+# short in practice, a bound that keeps rows small.
+HOST_TEXT_LIMITS: dict[str, int] = {
+    "machine_id": 32,
+    "host_type": 256,
+    "build": 256,
+    "kernel_version": 256,
+    "system_name": 80,
+    "board_name": 256,
+    "cpu_model": 256,
+    "bios_version": 256,
+}
+
+
 class FieldError(RecordError):
     """A record field breaks a rule; `field` names it (first in the message too)."""
 
@@ -72,13 +116,9 @@ class FieldError(RecordError):
         self.field = field
 
 
-def _bounds(name: str, bounds: tuple[int, int] | None) -> tuple[int, int]:
-    return NUMBER_BOUNDS[name] if bounds is None else bounds
-
-
 def check_number(name: str, number: int, bounds: tuple[int, int] | None = None) -> int:
     """`number` if it lies within the bounds of header `name`, else FieldError."""
-    low, high = _bounds(name, bounds)
+    low, high = bounds or NUMBER_BOUNDS[name]
     if not low <= number <= high:
         raise FieldError(name, f"must be in {low}..{high}, got {str(number)[:40]}")
     return number
@@ -88,13 +128,49 @@ def parse_number(name: str, text: str, bounds: tuple[int, int] | None = None) ->
     """A numeric header's value as sent: ASCII decimal digits within its bounds."""
     # int() alone would also take " 1", "+1", "1_0" and non-ASCII digits, and
     # it refuses more than 4,300 digits with a ValueError of its own.
-    if not (text.isascii() and text.isdigit()):
-        raise FieldError(name, f"must be a decimal integer, got {text[:40]!r}")
-    digits = text.lstrip("0") or "0"
-    if len(digits) > 20:  # beyond every bound; not worth converting
-        low, high = _bounds(name, bounds)
+    if text.isdigit() and text.isascii():
+        if len(text) <= 20:  # the common case: four per frame
+            return check_number(name, int(text), bounds)
+        digits = text.lstrip("0") or "0"
+        if len(digits) <= 20:
+            return check_number(name, int(digits), bounds)
+        low, high = bounds or NUMBER_BOUNDS[name]
         raise FieldError(name, f"must be in {low}..{high}, got a number of {len(digits)} digits")
-    return check_number(name, int(digits), bounds)
+    raise FieldError(name, f"must be a decimal integer, got {text[:40]!r}")
+
+
+def check_host_text(name: str, value: str) -> str:
+    """`value` if it fits the host header `name`: printable, within its length."""
+    limit = HOST_TEXT_LIMITS[name]
+    if len(value) > limit:
+        raise FieldError(name, f"is longer than {limit} characters")
+    if not value.isprintable():
+        raise FieldError(name, f"contains control characters: {value[:80]!r}")
+    if name == "machine_id" and not value:
+        raise FieldError(name, "is empty")
+    return value
+
+
+def conform_host_text(name: str, value: str) -> str:
+    """`value` as the daemon sends it: unprintable characters become spaces and
+    the length is cut to the header's limit, so the collector accepts it."""
+    if not value.isprintable():
+        value = "".join(char if char.isprintable() else " " for char in value)
+    return value[: HOST_TEXT_LIMITS[name]]
+
+
+def check_arch(arch: object) -> str:
+    if arch not in ARCHES:
+        raise FieldError("arch", f"{arch!r} is not a known architecture")
+    return str(arch)
+
+
+def check_kernel_version(kernel: str) -> str:
+    """`kernel` if it starts with "N.N." (digits, dot, digits, dot)."""
+    parts = kernel.split(".", 2)
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts[:2]):
+        raise FieldError("kernel_version", f"must start with N.N., got {kernel[:80]!r}")
+    return kernel
 
 
 def validate_classification(classification: str) -> str:

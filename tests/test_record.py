@@ -11,7 +11,9 @@ from telemd.record import (
     NUMBER_BOUNDS,
     FieldError,
     Record,
+    check_host_text,
     clamp_severity,
+    conform_host_text,
     is_event_id,
     new_event_id,
     new_record_id,
@@ -160,3 +162,12 @@ def test_numbers_are_ascii_digits_within_their_bounds(name: str, text: str, mess
 def test_number_bounds_fit_a_signed_64_bit_integer_column() -> None:
     for low, high in NUMBER_BOUNDS.values():
         assert -(2**63) <= low <= high < 2**63
+
+
+def test_host_text_is_conformed_to_what_the_rules_accept() -> None:
+    assert conform_host_text("cpu_model", "AMD\tEPYC\x00 7B13\u00a0") == "AMD EPYC  7B13 "
+    assert conform_host_text("system_name", "s" * 100) == "s" * 80
+    for name, value in [("cpu_model", "a\tb"), ("system_name", "s" * 81), ("machine_id", "")]:
+        with pytest.raises(FieldError) as info:
+            check_host_text(name, value)
+        assert info.value.field == name

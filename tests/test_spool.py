@@ -256,3 +256,21 @@ def test_if_the_writer_ends_everything_queued_and_later_fails_and_the_daemon_hea
         "after": ErrorCode.INTERNAL,
         "later": ErrorCode.INTERNAL,
     }
+
+
+def test_a_callback_with_a_defect_leaves_no_other_submitter_unanswered(tmp_path: Path) -> None:
+    outcomes = Outcomes()
+
+    def broken(error: str | None) -> None:
+        raise RuntimeError("a defect in a callback")
+
+    async def body(spool: Spool) -> None:
+        def submit() -> None:
+            spool.submit(entry(1, ("m" * 32, HOST)), broken)
+            spool.submit(entry(2, ("m" * 32, HOST)), outcomes.entry("second"))
+
+        await in_one_batch(spool, submit)  # returns: the writer went idle
+
+    spool = run_spool(tmp_path, body)
+    assert outcomes.by_name == {"second": None}
+    assert spool.depth == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import resource
@@ -32,10 +33,11 @@ from telemd.daemon.spool import HostKey, Spool
 from telemd.daemon.status import snapshot, status_line
 from telemd.daemon.systemd import Notifier, activated_sockets, watchdog_interval
 from telemd.daemon.transport import Transport
-from telemd.errors import ConfigError, TelemetryError
+from telemd.errors import ConfigError, RecordError, TelemetryError
 from telemd.hostinfo import HostInfo, read_host_info
 from telemd.journal import JOURNAL_FILE
 from telemd.machineid import MachineId
+from telemd.record import HOST_TEXT_LIMITS, check_arch, check_kernel_version, conform_host_text
 
 log = logging.getLogger("telemd")
 
@@ -95,7 +97,7 @@ class Daemon:
         self.config_file = config_file
         self.spool = Spool(settings.spool_dir, max_bytes=spool_quota(settings))
         self.machine_id = MachineId(settings.state_dir, settings.static_machine_id_file)
-        self.host: HostInfo = read_host_info()
+        self.host: HostInfo = conform_host(read_host_info())
         self.notifier = Notifier()
         self.started = time.time()
         self._stop = asyncio.Event()
@@ -271,7 +273,7 @@ class Daemon:
             log.error("delivery keeps its previous server and TLS settings: %s", exc)
         else:
             self.delivery.reconfigure(settings, transport)
-        self.host = read_host_info()
+        self.host = conform_host(read_host_info())
         self.machine_id.reload()
         logging.getLogger().setLevel(settings.log_level.upper())
         log.info("configuration reloaded")
@@ -288,6 +290,27 @@ RESTART_KEYS = (
     "event_loop",
     "daemon_recycling_enabled",
 )
+
+
+def conform_host(info: HostInfo) -> HostInfo:
+    """This machine's metadata as the record rules allow it (telemd.record):
+    unprintable characters become spaces, long values are cut. What cannot
+    be conformed (an architecture or kernel version the collector refuses)
+    is logged, once per reading."""
+    headers = info.headers()
+    for check, name in ((check_arch, "arch"), (check_kernel_version, "kernel_version")):
+        try:
+            check(headers[name])
+        except RecordError as exc:
+            log.warning("%s; telemd-collector will refuse this machine's records", exc.message)
+    return dataclasses.replace(
+        info,
+        **{
+            name: conform_host_text(name, value)
+            for name, value in headers.items()
+            if name in HOST_TEXT_LIMITS
+        },
+    )
 
 
 def make_transport(settings: Settings) -> Transport | None:

@@ -538,14 +538,18 @@ class Spool:
 
     def _finish(self, batch: list[tuple[Any, Any]], outcomes: list[Outcome]) -> None:
         for (work, done), (error, result) in zip(batch, outcomes, strict=True):
-            if isinstance(work, tuple):
-                if error is None:
-                    self.depth += 1
+            # A defect in one callback must not leave the others unanswered.
+            try:
+                if isinstance(work, tuple):
+                    if error is None:
+                        self.depth += 1
+                    else:
+                        self.release(work[8])
+                    done(error)
                 else:
-                    self.release(work[8])
-                done(error)
-            else:
-                done(error, result)
+                    done(error, result)
+            except Exception:
+                log.exception("a spool callback failed")
         self._in_flight -= len(batch)
         if self._in_flight == 0:
             self._idle.set()

@@ -9,9 +9,11 @@ batch failed with the neighbours' records in it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -153,19 +155,23 @@ spool.Spool._commit_together = commit_together
 """
 
 
+MARKER = "end the writer"
+
+
+def injected_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """An environment whose daemon carries the END_WRITER defect."""
+    inject = tmp_path / "inject"
+    inject.mkdir(exist_ok=True)
+    (inject / "sitecustomize.py").write_text(END_WRITER)
+    path = os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path, TELEMD_TEST_END_WRITER=MARKER, **extra)
+
+
 def test_if_the_writer_ends_the_daemon_answers_everyone_and_exits_to_be_restarted(
     harness: DaemonHarness, tmp_path: Path
 ) -> None:
-    inject = tmp_path / "inject"
-    inject.mkdir()
-    (inject / "sitecustomize.py").write_text(END_WRITER)
-    marker = "end the writer"
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")])),
-        TELEMD_TEST_END_WRITER=marker,
-    )
-    harness.start(env=env)
+    marker = MARKER
+    harness.start(env=injected_env(tmp_path))
     with harness.client() as client:
         stored = client.send(Record("org.example/writer/before", 2, "stored"))
     # The fatal record, then 50 pipelined behind it: each must hear back.
@@ -198,3 +204,53 @@ def test_if_the_writer_ends_the_daemon_answers_everyone_and_exits_to_be_restarte
         assert client.send(Record("org.example/writer/after", 2, "after the restart"))
     harness.signal(signal.SIGTERM)
     assert harness.stop() == 0
+
+
+def test_once_the_writer_is_gone_the_watchdog_hears_nothing_more(
+    harness: DaemonHarness, tmp_path: Path
+) -> None:
+    """A shutdown held up (a request in flight to a collector that never
+    answers) must not keep the watchdog content: no WATCHDOG=1 after the
+    writer is gone, so systemd kills a daemon that would not exit."""
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent,
+    ):
+        notify.bind(str(tmp_path / "notify"))
+        notify.settimeout(20)
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts connections and never answers
+        harness.write_config(
+            server=f"http://127.0.0.1:{silent.getsockname()[1]}/v2/collector",
+            request_timeout=3.0,
+        )
+        env = injected_env(tmp_path, NOTIFY_SOCKET=str(tmp_path / "notify"), WATCHDOG_USEC="100000")
+        harness.start(env=env)
+        silent.settimeout(20)
+        with harness.client() as client:
+            client.send(Record("org.example/writer/in-flight", 2, "to the silent collector"))
+            held, _ = silent.accept()  # the request is in flight now
+            with contextlib.suppress(RejectedError):
+                client.send(Record("org.example/writer/fatal", 2, MARKER))
+        messages = []
+        while not messages or messages[-1] != "STOPPING=1":
+            messages.append(notify.recv(4096).decode())
+        stopping_at = time.monotonic()
+        assert harness.proc is not None
+        status = harness.proc.wait(20)
+        held_for = time.monotonic() - stopping_at
+        notify.setblocking(False)
+        after = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                after.append(notify.recv(4096).decode())
+        held.close()
+    report(
+        "writer/watchdog",
+        pings_before=messages.count("WATCHDOG=1"),
+        pings_after=after.count("WATCHDOG=1"),
+        shutdown_held_s=round(held_for, 2),
+    )
+    assert "WATCHDOG=1" in messages
+    assert "WATCHDOG=1" not in after
+    assert status == 70

@@ -25,6 +25,9 @@ from telemd.collector import json_codec
 from telemd.errors import ErrorCode, RecordError
 from telemd.record import (
     HEADER_NAMES,
+    check_arch,
+    check_host_text,
+    check_kernel_version,
     check_number,
     is_event_id,
     parse_number,
@@ -50,36 +53,7 @@ RECORD_ID_HEADER = "x-telemetry-record-id"
 # Clear Linux's telemetry id (PROTOCOL.md section 3), the default accepted one.
 CLEAR_LINUX_TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
 
-# `uname -m` values of the architectures Linux distributions ship.
-ARCHES = frozenset(
-    {
-        "x86_64",
-        "aarch64",
-        "aarch64_be",
-        "i386",
-        "i486",
-        "i586",
-        "i686",
-        "armv6l",
-        "armv7l",
-        "armv8l",
-        "riscv64",
-        "ppc64",
-        "ppc64le",
-        "s390x",
-        "mips",
-        "mips64",
-        "loongarch64",
-        "sparc64",
-    }
-)
-
 INT_FIELDS = ("record_format_version", "severity", "creation_timestamp", "payload_format_version")
-MAX_MACHINE_ID = 32
-MAX_SYSTEM_NAME = 80
-# host_type, build, board_name, cpu_model, bios_version: DMI and os-release
-# strings that are short in practice; the bound keeps rows small.
-MAX_TEXT_FIELD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,16 +101,12 @@ def _int_field(name: str, value: object) -> int:
     raise FieldError(name, f"must be an integer or a string of digits, got {value!r}")
 
 
-def _text_field(name: str, value: object, max_len: int) -> str:
+def _text_field(name: str, value: object) -> str:
     if value is None:
         raise _missing(name)
     if not isinstance(value, str):
         raise FieldError(name, f"must be a string, got {type(value).__name__}")
-    if len(value) > max_len:
-        raise FieldError(name, f"is longer than {max_len} characters")
-    if not value.isprintable():
-        raise FieldError(name, f"contains control characters: {value!r}")
-    return value
+    return check_host_text(name, value)
 
 
 def validate_record(
@@ -166,17 +136,12 @@ def validate_record(
     except RecordError as exc:
         raise FieldError("classification", exc.message) from None
 
-    machine_id = _text_field("machine_id", get("machine_id"), MAX_MACHINE_ID)
-    if not machine_id:
-        raise FieldError("machine_id", "is empty")
+    machine_id = _text_field("machine_id", get("machine_id"))
     arch = get("arch")
     if arch is None:
         raise _missing("arch")
-    if arch not in ARCHES:
-        raise FieldError("arch", f"{arch!r} is not a known architecture")
-    kernel = _text_field("kernel_version", get("kernel_version"), MAX_TEXT_FIELD)
-    if not _has_major_minor(kernel):
-        raise FieldError("kernel_version", f"must start with N.N., got {kernel!r}")
+    check_arch(arch)
+    kernel = check_kernel_version(_text_field("kernel_version", get("kernel_version")))
     event_id = get("event_id")
     if event_id is None:
         raise _missing("event_id")
@@ -213,23 +178,17 @@ def validate_record(
         if timestamp is None and now is not None
         else _int_field("creation_timestamp", timestamp),
         arch,
-        _text_field("host_type", get("host_type"), MAX_TEXT_FIELD),
-        _text_field("build", get("build"), MAX_TEXT_FIELD),
+        _text_field("host_type", get("host_type")),
+        _text_field("build", get("build")),
         kernel,
         _int_field("payload_format_version", get("payload_format_version")),
-        _text_field("system_name", get("system_name"), MAX_SYSTEM_NAME),
-        _text_field("board_name", get("board_name"), MAX_TEXT_FIELD),
-        _text_field("cpu_model", get("cpu_model"), MAX_TEXT_FIELD),
-        _text_field("bios_version", get("bios_version"), MAX_TEXT_FIELD),
+        _text_field("system_name", get("system_name")),
+        _text_field("board_name", get("board_name")),
+        _text_field("cpu_model", get("cpu_model")),
+        _text_field("bios_version", get("bios_version")),
         event_id,
         text,
     )
-
-
-def _has_major_minor(kernel: str) -> bool:
-    """True when `kernel` starts with "N.N." (digits, dot, digits, dot)."""
-    parts = kernel.split(".", 2)
-    return len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts[:2])
 
 
 def parse_headers_format(
