@@ -59,10 +59,8 @@ class ClosingLog:
     def __init__(self, interval: float = LOG_INTERVAL) -> None:
         self.interval = interval
         self.pending: dict[str, int] = {}
-        self.total: dict[str, int] = {}
 
     def closed(self, cause: str, peer: object) -> None:
-        self.total[cause] = self.total.get(cause, 0) + 1
         if cause in self.pending:
             self.pending[cause] += 1
             return
@@ -73,7 +71,7 @@ class ClosingLog:
     def _summarize(self, cause: str) -> None:
         count = self.pending.pop(cause)
         if count:
-            log.warning("closed %d more connections in %.0f s: %s", count, self.interval, cause)
+            log.warning("closed %d more connections in %g s: %s", count, self.interval, cause)
             self.pending[cause] = 0
             asyncio.get_running_loop().call_later(self.interval, self._summarize, cause)
 
@@ -173,7 +171,7 @@ class GuardedH11Protocol(H11Protocol):
                 self.closing.closed(
                     f"shed to stay within {self.limits.max_connections} connections", other.client
                 )
-                other.transport.close()
+                other.transport.abort()  # nothing to say to it, and no waiting on it
                 return True
         return False
 

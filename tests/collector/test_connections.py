@@ -7,6 +7,8 @@ in tests/faults/test_slowloris.py.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import resource
 import subprocess
 import sys
@@ -47,4 +49,38 @@ def test_a_hard_limit_too_low_lowers_the_cap_and_says_so() -> None:
     assert (cap, soft) == ("192", "256")
     assert warning == [
         "max_connections 4096 does not fit the descriptor limit 256 (LimitNOFILE=); serving 192"
+    ]
+
+
+def test_closings_are_logged_once_then_counted_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from telemd.collector.connections import ClosingLog
+
+    async def scenario() -> list[str]:
+        summary: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        class Watch(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if "more connections" in record.getMessage() and not summary.done():
+                    summary.set_result(None)
+
+        watch = Watch()
+        logging.getLogger("telemd.collector").addHandler(watch)
+        try:
+            closing = ClosingLog(interval=0.05)
+            for port in range(1000, 1004):
+                closing.closed("request head not complete within 10 s", ("192.0.2.1", port))
+            closing.closed("shed to stay within 5 connections", ("192.0.2.2", 1))
+            await asyncio.wait_for(summary, 10)
+        finally:
+            logging.getLogger("telemd.collector").removeHandler(watch)
+        return [r.getMessage() for r in caplog.records if r.name == "telemd.collector"]
+
+    with caplog.at_level(logging.WARNING, "telemd.collector"):
+        lines = asyncio.run(scenario())
+    assert lines[:3] == [
+        "closed a connection from ('192.0.2.1', 1000): request head not complete within 10 s",
+        "closed a connection from ('192.0.2.2', 1): shed to stay within 5 connections",
+        "closed 3 more connections in 0.05 s: request head not complete within 10 s",
     ]
