@@ -264,7 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"telemd-collector: {exc.message}", file=sys.stderr)
         return EXIT_CONFIG
     except FieldError as exc:
-        print(f"telemd-collector: --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
+        flag = "--" + exc.field.replace("_", "-")
+        print(
+            f"telemd-collector: {flag}: {exc.message.removeprefix(exc.field + ': ')}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except StorageError as exc:
         print(f"telemd-collector: database error: {exc.message}", file=sys.stderr)
