@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--header-timeout", help="seconds a request head may take to arrive (default 10)"
     )
     serve.add_argument(
-        "--body-timeout", help="seconds a request body may take to arrive (default 60)"
+        "--body-timeout",
+        help="seconds a request body may take to arrive, or an answer wait unread (default 60)",
     )
     serve.add_argument(
         "--keep-alive-timeout", help="seconds an idle connection is kept open (default 5)"

@@ -9,11 +9,15 @@ is shed to make room for the new one.
 
 from __future__ import annotations
 
+import json
 import resource
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 from processes import Collector, report
 from slow_clients import HEAD_START, Closings, Trickle, healthz_latencies, open_slow
@@ -137,3 +141,68 @@ def _is_open(sock: socket.socket) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_client_that_stops_reading_its_answer_is_cut_off(tmp_path: Path) -> None:
+    collector = Collector(tmp_path, args=["--body-timeout", "1"])
+    collector.start()
+    try:
+        with httpx.Client(base_url=collector.base_url, timeout=30) as http:
+            for batch in range(10):  # a batch body is at most 4 MiB
+                body = b"".join(
+                    json.dumps(
+                        {**RECORD, "record_id": f"{batch:016x}{n:016x}", "payload": "x" * 30_000}
+                    ).encode()
+                    + b"\n"
+                    for n in range(100)
+                )
+                stored = http.post("/api/v1/records", headers=BATCH_HEADERS, content=body)
+                assert stored.json()["accepted"] == 100
+        # 30 MB of answer, more than the kernel buffers (4 MiB at most), to a
+        # client that reads none of it.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", collector.port))
+        sock.sendall(b"GET /api/records?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        asked = time.monotonic()
+        deadline = asked + 30
+        while not holds(collector, sock) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the collector has accepted it
+        # The kernel may keep sending what it already holds after the
+        # collector lets go: what counts is the collector's own socket.
+        while holds(collector, sock) and time.monotonic() < deadline:
+            time.sleep(0.05)  # bounded; nothing else signals a socket closed
+        held = time.monotonic() - asked
+        cut_off = not holds(collector, sock)
+        sock.close()
+        healthz_latencies(collector.base_url, 1)
+        log = collector.log_path.read_text()
+    finally:
+        collector.stop()
+    assert cut_off, "the collector kept writing to a client that does not read"
+    assert 1.0 - 0.1 <= held < 30
+    assert "answer not read for 1 s" in log
+    assert "Traceback" not in log
+
+
+RECORD = {
+    "record_format_version": "4", "classification": "org.example/slow/reader", "severity": "1",
+    "machine_id": "m" * 32, "creation_timestamp": "1700000000", "arch": "x86_64",
+    "host_type": "blank|blank|blank", "build": "1", "kernel_version": "6.1.0",
+    "payload_format_version": "1", "system_name": "debian", "board_name": "blank|blank",
+    "cpu_model": "cpu", "bios_version": "1", "event_id": "0" * 32,
+}  # fmt: skip
+BATCH_HEADERS = {
+    "X-Telemetry-TID": "6907c830-eed9-4ce9-81ae-76daf8d88f0f",
+    "Content-Type": "application/x-ndjson",
+}
+
+
+def holds(collector: Collector, sock: socket.socket) -> bool:
+    """Whether the collector process still has the other end of `sock` open."""
+    assert collector.proc is not None
+    client = sock.getsockname()
+    return any(
+        conn.raddr and tuple(conn.raddr) == client
+        for conn in psutil.Process(collector.proc.pid).net_connections("tcp")
+    )
