@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--header-timeout", help="seconds a request head may take to arrive (default 10)"
     )
     serve.add_argument(
-        "--body-timeout", help="seconds a request body may take to arrive (default 60)"
+        "--body-timeout",
+        help="seconds a request body may take to arrive, or an answer wait unread (default 60)",
     )
     serve.add_argument(
         "--keep-alive-timeout", help="seconds an idle connection is kept open (default 5)"
@@ -344,7 +345,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"telemd-collector: {exc.message}", file=sys.stderr)
         return EXIT_CONFIG
     except FieldError as exc:
-        print(f"telemd-collector: --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
+        flag = "--" + exc.field.replace("_", "-")
+        print(
+            f"telemd-collector: {flag}: {exc.message.removeprefix(exc.field + ': ')}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except StorageError as exc:
         print(f"telemd-collector: database error: {exc.message}", file=sys.stderr)

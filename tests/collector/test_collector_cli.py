@@ -118,6 +118,23 @@ def test_bad_filter_is_a_usage_error(
     assert run(["query", "--bogus"], capsys)[0] == EXIT_USAGE
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["summary", "--since", "inf"],
+         "--since: must be unix seconds in 0..253402300799 or an ISO-8601 time, got 'inf'"),
+        (["summary", "--since", "253402300800"], "--since: must be unix seconds in 0.."),
+        (["query", "--limit", "9" * 5000], "--limit: must be an integer in 1..1000"),
+    ],
+)  # fmt: skip
+def test_a_bad_time_or_number_is_one_usage_line(
+    filled: tuple[str, str], argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run([*argv, "--db", filled[0]], capsys)
+    assert status == EXIT_USAGE
+    assert err.count("\n") == 1 and err.startswith("telemd-collector: " + line), err
+
+
 def test_migrate(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(["migrate", "--db", db_url], capsys)
     assert status == EXIT_OK and f"version {SCHEMA_VERSION}" in out

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from processes import Collector, report
 
-from telemd.collector.ingest import CLEAR_LINUX_TID, RECORD_COLUMNS, Rules, validate_record
+from telemd.collector.ingest.records import CLEAR_LINUX_TID, RECORD_COLUMNS, Rules, validate_record
 from telemd.daemon.main import conform_host
 from telemd.errors import RejectedError
 from telemd.hostinfo import HostInfo

@@ -9,23 +9,23 @@ is shed to make room for the new one.
 
 from __future__ import annotations
 
+import json
 import resource
-import selectors
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from processes import Collector, report
+from slow_clients import HEAD_START, Closings, Trickle, healthz_latencies, open_slow
 
 SLOW_CONNECTIONS = 1000
 HEADER_TIMEOUT = 5.0
 # Generous for a shared 2-core machine; bench/slowloris.py measures the figure.
 HEALTHZ_BOUND = 1.0
-HEAD_START = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
 
 @pytest.fixture(autouse=True)
@@ -40,107 +40,43 @@ def enough_descriptors() -> Iterator[None]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def open_slow(port: int, count: int, first: bytes) -> dict[socket.socket, float]:
-    """`count` connections that sent `first`; when each was opened."""
-    opened = {}
-    for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        if first:
-            sock.sendall(first)
-        sock.setblocking(False)
-        opened[sock] = time.monotonic()
-    return opened
-
-
-class Trickle(threading.Thread):
-    """One byte to each socket every `every` seconds, until stopped."""
-
-    def __init__(self, sockets: list[socket.socket], every: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        self.sockets = sockets
-        self.every = every
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        live = list(self.sockets)
-        while live and not self.halt.wait(self.every):  # the attack's own pace
-            for sock in list(live):
-                try:
-                    sock.send(b"X")
-                except OSError:  # closed by the collector
-                    live.remove(sock)
-
-
-def wait_closed(opened: dict[socket.socket, float], deadline: float) -> dict[socket.socket, bytes]:
-    """Wait until the collector closes each socket; what each received before."""
-    received = {sock: b"" for sock in opened}
-    closed: dict[socket.socket, bytes] = {}
-    with selectors.DefaultSelector() as selector:
-        for sock in opened:
-            selector.register(sock, selectors.EVENT_READ)
-        while len(closed) < len(opened) and time.monotonic() < deadline:
-            for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    data = b""
-                if data:
-                    received[sock] += data
-                    continue
-                selector.unregister(sock)
-                closed[sock] = received[sock]
-                opened[sock] = time.monotonic() - opened[sock]  # now: how long it was held
-    return closed
-
-
-def healthz_latencies(base_url: str, probes: int) -> list[float]:
-    latencies = []
-    for _ in range(probes):
-        started = time.monotonic()
-        with httpx.Client(base_url=base_url, timeout=10) as http:  # a new connection each
-            assert http.get("/healthz").status_code == 200
-        latencies.append(time.monotonic() - started)
-    return latencies
-
-
 def test_a_thousand_slowloris_connections_neither_block_healthz_nor_stay(tmp_path: Path) -> None:
     collector = Collector(tmp_path, args=["--header-timeout", str(HEADER_TIMEOUT)])
     collector.start()
     try:
         silent = open_slow(collector.port, SLOW_CONNECTIONS // 10, b"")
         trickling = open_slow(collector.port, SLOW_CONNECTIONS - len(silent), HEAD_START)
+        closings = Closings({**silent, **trickling}, timeout=HEADER_TIMEOUT + 60)
+        closings.start()
         trickle = Trickle(list(trickling))
         trickle.start()
         latencies = healthz_latencies(collector.base_url, 20)
-        held_while_probing = time.monotonic() - min(silent.values())
-        opened = {**silent, **trickling}
-        closed = wait_closed(opened, time.monotonic() + HEADER_TIMEOUT + 60)
+        closed_while_probing = len(closings.held)
+        held = closings.wait()
         trickle.halt.set()
         trickle.join(10)
-        held = sorted(opened[sock] for sock in closed)
-        answers = {data.split(b"\r\n", 1)[0] for data in closed.values()}
-        for sock in opened:
+        answers = {closings.received[sock].split(b"\r\n", 1)[0] for sock in held}
+        for sock in closings.opened:
             sock.close()
         assert collector.proc is not None and collector.proc.poll() is None
         log = collector.log_path.read_text()
     finally:
         collector.stop()
+    times = sorted(held.values())
     report(
         "slowloris/1000-trickling",
         slow_connections=SLOW_CONNECTIONS,
         healthz_worst_s=round(max(latencies), 3),
         healthz_median_s=round(sorted(latencies)[len(latencies) // 2], 3),
-        closed=len(closed),
-        held_min_s=round(held[0], 2) if held else None,
-        held_max_s=round(held[-1], 2) if held else None,
+        closed=len(held),
+        held_min_s=round(times[0], 2) if times else None,
+        held_max_s=round(times[-1], 2) if times else None,
     )
     # Every probe ran while all the slow connections were still open.
-    assert held_while_probing < HEADER_TIMEOUT
+    assert closed_while_probing == 0
     assert max(latencies) < HEALTHZ_BOUND
-    assert len(closed) == SLOW_CONNECTIONS, "some slow connections were held past the deadline"
-    assert held[0] >= HEADER_TIMEOUT - 0.1
+    assert len(held) == SLOW_CONNECTIONS, "some slow connections were held past the deadline"
+    assert times[0] >= HEADER_TIMEOUT - 0.1
     assert answers == {b"HTTP/1.1 408 Request Timeout"}
     assert f"request head not complete within {HEADER_TIMEOUT:g} s" in log
     assert "Traceback" not in log
@@ -156,9 +92,11 @@ def test_a_slow_body_is_closed_at_its_deadline_without_a_traceback(tmp_path: Pat
             b"Content-Type: application/x-ndjson\r\nContent-Length: 100000\r\n\r\n{"
         )
         opened = open_slow(collector.port, 20, head)
+        closings = Closings(opened, timeout=30)
+        closings.start()
         trickle = Trickle(list(opened), every=0.2)
         trickle.start()
-        closed = wait_closed(opened, time.monotonic() + 30)
+        held = closings.wait()
         trickle.halt.set()
         trickle.join(10)
         for sock in opened:
@@ -167,8 +105,8 @@ def test_a_slow_body_is_closed_at_its_deadline_without_a_traceback(tmp_path: Pat
         log = collector.log_path.read_text()
     finally:
         collector.stop()
-    assert len(closed) == len(opened)
-    assert min(opened[sock] for sock in closed) >= 1.0 - 0.1
+    assert len(held) == len(opened)
+    assert min(held.values()) >= 1.0 - 0.1
     assert "request body not complete within 1 s" in log
     assert "Traceback" not in log
 
@@ -180,16 +118,18 @@ def test_past_max_connections_the_longest_waiting_is_shed(tmp_path: Path) -> Non
     try:
         oldest = open_slow(collector.port, 1, HEAD_START)
         rest = open_slow(collector.port, cap - 1, HEAD_START)
+        closings = Closings(oldest, timeout=30)
+        closings.start()
         # The cap is full of slow heads; a new client still gets its answer.
         healthz_latencies(collector.base_url, 3)
-        closed = wait_closed(oldest, time.monotonic() + 30)
+        held = closings.wait()
         still_open = [sock for sock in rest if _is_open(sock)]
         for sock in [*oldest, *rest]:
             sock.close()
         log = collector.log_path.read_text()
     finally:
         collector.stop()
-    assert len(closed) == 1
+    assert len(held) == 1
     assert len(still_open) >= cap - 1 - 3  # one shed per probe at most
     assert f"shed to stay within {cap} connections" in log
 
@@ -201,3 +141,68 @@ def _is_open(sock: socket.socket) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_a_client_that_stops_reading_its_answer_is_cut_off(tmp_path: Path) -> None:
+    collector = Collector(tmp_path, args=["--body-timeout", "1"])
+    collector.start()
+    try:
+        with httpx.Client(base_url=collector.base_url, timeout=30) as http:
+            for batch in range(10):  # a batch body is at most 4 MiB
+                body = b"".join(
+                    json.dumps(
+                        {**RECORD, "record_id": f"{batch:016x}{n:016x}", "payload": "x" * 30_000}
+                    ).encode()
+                    + b"\n"
+                    for n in range(100)
+                )
+                stored = http.post("/api/v1/records", headers=BATCH_HEADERS, content=body)
+                assert stored.json()["accepted"] == 100
+        # 30 MB of answer, more than the kernel buffers (4 MiB at most), to a
+        # client that reads none of it.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", collector.port))
+        sock.sendall(b"GET /api/records?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        asked = time.monotonic()
+        deadline = asked + 30
+        while not holds(collector, sock) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the collector has accepted it
+        # The kernel may keep sending what it already holds after the
+        # collector lets go: what counts is the collector's own socket.
+        while holds(collector, sock) and time.monotonic() < deadline:
+            time.sleep(0.05)  # bounded; nothing else signals a socket closed
+        held = time.monotonic() - asked
+        cut_off = not holds(collector, sock)
+        sock.close()
+        healthz_latencies(collector.base_url, 1)
+        log = collector.log_path.read_text()
+    finally:
+        collector.stop()
+    assert cut_off, "the collector kept writing to a client that does not read"
+    assert 1.0 - 0.1 <= held < 30
+    assert "answer not read for 1 s" in log
+    assert "Traceback" not in log
+
+
+RECORD = {
+    "record_format_version": "4", "classification": "org.example/slow/reader", "severity": "1",
+    "machine_id": "m" * 32, "creation_timestamp": "1700000000", "arch": "x86_64",
+    "host_type": "blank|blank|blank", "build": "1", "kernel_version": "6.1.0",
+    "payload_format_version": "1", "system_name": "debian", "board_name": "blank|blank",
+    "cpu_model": "cpu", "bios_version": "1", "event_id": "0" * 32,
+}  # fmt: skip
+BATCH_HEADERS = {
+    "X-Telemetry-TID": "6907c830-eed9-4ce9-81ae-76daf8d88f0f",
+    "Content-Type": "application/x-ndjson",
+}
+
+
+def holds(collector: Collector, sock: socket.socket) -> bool:
+    """Whether the collector process still has the other end of `sock` open."""
+    assert collector.proc is not None
+    client = sock.getsockname()
+    return any(
+        conn.raddr and tuple(conn.raddr) == client
+        for conn in psutil.Process(collector.proc.pid).net_connections("tcp")
+    )

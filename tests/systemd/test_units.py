@@ -1,10 +1,12 @@
 """telemd's own units: valid to systemd, hardened, and in agreement with the daemon.
 
-The probes' units are tested in tests/probes/test_systemd_units.py.
+The exposure test and the sandbox checks cover every shipped service; the
+probes' other unit checks are in tests/probes/test_systemd_units.py.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from daemon_harness import command
-from unit_files import SERVICES, SOCKETS, SYSTEMD, Unit, need, sysusers_lines
+from unit_files import SERVICES, SOCKETS, SYSTEMD, Unit, need, sysusers_lines, tmpfiles_lines
 
 from telemd.collector import cli as collector_cli
 from telemd.collector.config import load as load_collector_config
@@ -31,6 +33,8 @@ SCRIPTS = tomllib.loads((SYSTEMD.parent / "pyproject.toml").read_text())["projec
 FD_NAMES = {"telemd.socket": "probe", "telemd-control.socket": "control"}
 
 MAX_EXPOSURE = 2.0
+# The daemon's, the collector's and the probes': every service shipped.
+EVERY_SERVICE = sorted(path.name for path in SYSTEMD.glob("*.service"))
 EXPOSURE = re.compile(r"Overall exposure level for (\S+): (\d+(?:\.\d+)?)")
 # What the daemon reads to stamp records with host metadata (telemd/hostinfo.py).
 HOST_METADATA = (
@@ -56,7 +60,7 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
     assert (result.returncode, result.stderr) == (0, "")
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", EVERY_SERVICE)
 def test_the_exposure_level_is_at_most_2(service: str) -> None:
     analyze = need("systemd-analyze")
     result = subprocess.run(
@@ -166,3 +170,52 @@ def test_the_collector_keeps_its_database_in_its_state_directory(tmp_path: Path)
     config = load_collector_config({}, environ={**environ, "TELEMD_COLLECTOR_CONFIG": str(no_file)})
     state = "/var/lib/" + unit.one("Service", "StateDirectory")
     assert config.db.startswith(f"sqlite:///{state}/")
+
+
+def test_every_service_that_writes_the_state_directory_runs_as_its_owner() -> None:
+    # Root without CAP_DAC_OVERRIDE cannot write the telemetry user's 0750
+    # directory: a probe's cursor or position would never be saved.
+    [owner] = [line[3] for line in tmpfiles_lines() if line[1] == "/var/lib/telemetry"]
+    writers = [
+        service
+        for service in EVERY_SERVICE
+        if "/var/lib/telemetry"
+        in [p.lstrip("-") for p in Unit(service).words("Service", "ReadWritePaths")]
+    ]
+    assert writers
+    for service in writers:
+        assert Unit(service).one("Service", "User") == owner, service
+
+
+@pytest.mark.parametrize(
+    ("service", "path"),
+    [
+        ("klogscanner.service", "/dev/kmsg"),
+        ("crashprobe-journal.service", "/proc/sys/kernel/random/boot_id"),
+        ("journalprobe.service", "/proc/sys/kernel/random/boot_id"),
+        ("klogscanner.service", "/proc/sys/kernel/random/boot_id"),
+    ],
+)
+def test_the_sandbox_leaves_each_probe_what_it_reads(service: str, path: str) -> None:
+    unit = Unit(service)
+    if path == "/dev/kmsg":
+        assert unit.all("Service", "PrivateDevices") in ([], ["no"])
+        assert unit.all("Service", "ProtectKernelLogs") in ([], ["no"])
+        assert "/dev/kmsg" in unit.words("Service", "DeviceAllow")
+    else:  # journalctl and the probes read the boot id
+        assert unit.all("Service", "ProcSubset") in ([], ["all"])
+
+
+def test_the_pstore_probe_may_remove_the_dumps_it_reported() -> None:
+    unit = Unit("pstoreprobe.service")
+    assert "/sys/fs/pstore" in [p.lstrip("-") for p in unit.words("Service", "ReadWritePaths")]
+    assert unit.all("Service", "User") == [] and unit.all("Service", "DynamicUser") == []
+
+
+@pytest.mark.parametrize(
+    "service", ["klogscanner.service", "journalprobe.service", "crashprobe-journal.service"]
+)
+def test_a_probe_running_as_the_daemons_user_cannot_reach_the_control_socket(service: str) -> None:
+    control_dir = os.path.dirname(DEFAULTS["control_socket_path"])
+    hidden = [p.lstrip("-") for p in Unit(service).words("Service", "InaccessiblePaths")]
+    assert control_dir in hidden

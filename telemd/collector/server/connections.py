@@ -10,6 +10,9 @@ into a 503. This protocol adds what uvicorn lacks:
   first byte (or of the connection); else 408 and the connection is closed;
 - a request body must arrive whole within `body_timeout` seconds of its head;
   else the connection is closed and the route sees the client gone;
+- a client that stops reading its answer (the write buffer stays full for
+  `body_timeout` seconds) is cut off, so that it cannot hold a route and
+  the answer's memory;
 - at most `max_connections` at once: beyond, the connection that has waited
   longest for a request head (slow or idle) is closed to make room, and when
   every connection is busy with a request the new one gets 503.
@@ -59,10 +62,8 @@ class ClosingLog:
     def __init__(self, interval: float = LOG_INTERVAL) -> None:
         self.interval = interval
         self.pending: dict[str, int] = {}
-        self.total: dict[str, int] = {}
 
     def closed(self, cause: str, peer: object) -> None:
-        self.total[cause] = self.total.get(cause, 0) + 1
         if cause in self.pending:
             self.pending[cause] += 1
             return
@@ -73,7 +74,7 @@ class ClosingLog:
     def _summarize(self, cause: str) -> None:
         count = self.pending.pop(cause)
         if count:
-            log.warning("closed %d more connections in %.0f s: %s", count, self.interval, cause)
+            log.warning("closed %d more connections in %g s: %s", count, self.interval, cause)
             self.pending[cause] = 0
             asyncio.get_running_loop().call_later(self.interval, self._summarize, cause)
 
@@ -95,6 +96,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self.phase = "head"
         self.deadline: asyncio.TimerHandle | None = None
+        self.unread: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -107,7 +109,29 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._leave()
+        self._reading_again()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.unread is None:
+            self.unread = asyncio.get_running_loop().call_later(
+                self.limits.body_timeout, self._not_reading
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._reading_again()
+
+    def _reading_again(self) -> None:
+        if self.unread is not None:
+            self.unread.cancel()
+            self.unread = None
+
+    def _not_reading(self) -> None:
+        self.unread = None
+        self.closing.closed(f"answer not read for {self.limits.body_timeout:g} s", self.client)
+        self.transport.abort()  # close() would wait for the buffer to drain
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -173,7 +197,7 @@ class GuardedH11Protocol(H11Protocol):
                 self.closing.closed(
                     f"shed to stay within {self.limits.max_connections} connections", other.client
                 )
-                other.transport.close()
+                other.transport.abort()  # nothing to say to it, and no waiting on it
                 return True
         return False
 
