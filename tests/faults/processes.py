@@ -57,6 +57,8 @@ class Collector:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.read_token = make_token(f"sqlite:///{self.db}", "faults", ["read"])
+        # Every scope: hostile requests must reach each route's own checks.
+        self.all_token = make_token(f"sqlite:///{self.db}", "faults-all")
 
     def start(self) -> None:
         argv = [

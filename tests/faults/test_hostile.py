@@ -257,11 +257,13 @@ def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
     ]
 
 
-def _raw_request(port: int, method: str, target: bytes) -> tuple[int, bytes]:
-    """One request with the target's bytes as given (no client re-encodes them)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+def _raw_request(collector: Collector, method: str, target: bytes) -> tuple[int, bytes]:
+    """One request with the target's bytes as given (no client re-encodes them),
+    with a token of every scope so that it reaches the route's own checks."""
+    with socket.create_connection(("127.0.0.1", collector.port), timeout=10) as sock:
         sock.sendall(
             method.encode() + b" " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer " + collector.all_token.encode() + b"\r\n"
             b"Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
         data = b""
@@ -301,7 +303,7 @@ def test_hostile_query_parameters_of_every_route_get_400_naming_them(
     cases = _hostile_queries()
     statuses: dict[int, int] = {}
     for method, path, query, field in cases:
-        status, body = _raw_request(fuzz_collector.port, method, path.encode() + b"?" + query)
+        status, body = _raw_request(fuzz_collector, method, path.encode() + b"?" + query)
         statuses[status] = statuses.get(status, 0) + 1
         where = f"{method} {path}?{query[:60]!r}"
         assert status < 500, f"{where}: {status} {body[:300]!r}"
@@ -312,8 +314,8 @@ def test_hostile_query_parameters_of_every_route_get_400_naming_them(
     report("hostile-http/query-parameters", requests=len(cases), statuses=statuses)
     # The bounds themselves are accepted: the refusals above are about the values.
     for query in (b"since=0", b"since=253402300799", b"since=9999-12-31T23:59:59Z"):
-        assert _raw_request(fuzz_collector.port, "GET", b"/api/v1/summary?" + query)[0] == 200
-    assert _raw_request(fuzz_collector.port, "GET", b"/api/records?limit=1000&before=1")[0] == 200
+        assert _raw_request(fuzz_collector, "GET", b"/api/v1/summary?" + query)[0] == 200
+    assert _raw_request(fuzz_collector, "GET", b"/api/records?limit=1000&before=1")[0] == 200
 
 
 @settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -332,5 +334,5 @@ def test_fuzzed_query_strings_get_4xx_never_500(
     )
     key = name.encode() if isinstance(name, str) else name
     query = quote_from_bytes(key) + "=" + quote_from_bytes(value)
-    status, body = _raw_request(fuzz_collector.port, method, f"{path}?{query}".encode())
+    status, body = _raw_request(fuzz_collector, method, f"{path}?{query}".encode())
     assert status < 500, f"{method} {path}?{query[:80]}: {status} {body[:300]!r}"
