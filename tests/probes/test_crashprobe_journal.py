@@ -160,3 +160,18 @@ def test_a_cursor_that_stops_saving_stops_the_probe(
     assert again.returncode == 73 and " sent " not in again.stderr
     pids = [row["payload"].split("\n")[1] for row in daemon.records()]
     assert len(pids) == len(follower.matching(" sent ")) and len(set(pids)) == len(pids)
+
+
+def test_following_without_a_cursor_starts_at_the_beginning_of_the_boot(
+    daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    """journalctl --follow alone shows only the last 10 entries."""
+    journal = tmp_path / "journal"
+    write_journal(journal, [coredump_entry(pid, function=f"crash_{pid}") for pid in range(12)])
+    config = probe_config(filters=True)
+    follower = Running("crashprobe", "--from-journal", "-f", str(config), "-D", str(journal))
+    try:
+        assert len(follower.wait_for(" sent ", count=12)) == 12
+    finally:
+        assert follower.stop() == 0
+    assert len(daemon.records()) == 12
