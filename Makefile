@@ -58,10 +58,13 @@ clean:
 # Packages (packaging/): `make deb` builds telemd, telemd-crashprobe and
 # telemd-collector .debs into dist/ with Debian's debhelper and dh-python;
 # `make rpm` builds the RPMs from packaging/rpm/telemd.spec with Debian's
-# rpm. `make deps-packaging` installs the tools both need (as root).
+# rpm. `make deps-packaging` installs the tools both need (as root), and
+# debootstrap and systemd-nspawn, with which tests/systemd boots the .debs on
+# Debian 12 under systemd.
 PACKAGING_APT_PACKAGES := dpkg-dev debhelper dh-python pybuild-plugin-pyproject \
 	python3-all python3-setuptools python3-wheel python3-docutils python3-installer \
-	lintian fakeroot rpm python3-httpx python3-sniffio python3-sdnotify python3-dbus-fast
+	lintian fakeroot rpm python3-httpx python3-sniffio python3-sdnotify python3-dbus-fast \
+	debootstrap systemd-container
 
 .PHONY: deps-packaging deb rpm
 

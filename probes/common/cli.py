@@ -72,6 +72,13 @@ def load_settings(prog: str, options: Options) -> ProbeSettings | None:
         return None
 
 
+# A probe that cannot save what it has sent (a journal cursor, a kernel log
+# position, the failures reported) stops with this status (EX_CANTCREAT)
+# instead of sending the same records again after a restart; its unit does
+# not restart on it (RestartPreventExitStatus=).
+EXIT_CANNOT_SAVE = 73
+
+
 def start_command(
     prog: str, argv: list[str] | None, options: dict[str, tuple[str, bool]], help_text: str
 ) -> tuple[Options, ProbeSettings] | int:

@@ -25,6 +25,7 @@ from telemd.record import Record
 
 from ..common.cli import (
     COMMON_OPTIONS,
+    EXIT_CANNOT_SAVE,
     Options,
     Shutdown,
     deliver,
@@ -144,9 +145,15 @@ def _from_journal(options: Options, settings: ProbeSettings, ledger: StormLedger
     from .journal_follow import CursorFile, JournalReader
 
     cursor_file = CursorFile(os.path.join(os.path.dirname(ledger.path), CURSOR_NAME))
+    cursor = cursor_file.load()
+    try:
+        cursor_file.save(cursor or "")  # proves it can be saved before anything is sent
+    except OSError as exc:
+        log(PROG, f"cannot save the journal cursor in {cursor_file.path}: {exc}; sending nothing")
+        return EXIT_CANNOT_SAVE
     reader = JournalReader(
         [f"MESSAGE_ID={COREDUMP_MESSAGE_ID}"],
-        cursor=cursor_file.load(),
+        cursor=cursor,
         follow=not options.get("once"),
         directory=text_option(options, "directory"),
     )
@@ -161,7 +168,11 @@ def _from_journal(options: Options, settings: ProbeSettings, ledger: StormLedger
             error = _report(crash, kind, settings, options, ledger, crash.executable)
             if isinstance(error, DaemonUnavailable):
                 return 1  # the cursor stays before this entry: it is read again after a restart
-            cursor_file.save(cursor)
+            try:
+                cursor_file.save(cursor)
+            except OSError as exc:
+                log(PROG, f"cannot save the journal cursor in {cursor_file.path}: {exc}; stopping")
+                return EXIT_CANNOT_SAVE
             shutdown.end()
     except OSError as exc:
         log(PROG, f"cannot read the journal: {exc}")

@@ -58,7 +58,9 @@ class JournalReader:
         if cursor is not None:
             argv += ["--after-cursor", cursor]
         else:
-            # A match rather than -b, which fails on a journal without this boot.
+            # A match rather than -b, which fails on a journal without this boot;
+            # every entry of it, where --follow alone shows the last 10 only.
+            argv += ["--lines", "all"]
             matches = [*matches, f"_BOOT_ID={current_boot_id()}"]
         if follow:
             argv.append("--follow")

@@ -5,9 +5,12 @@ Runs as a service (journalprobe.service). Watches systemd over D-Bus
 record per failed run with the unit's Result, exit status and, when the
 privacy filters are lifted (`no_privacy_filters_file` exists), its last
 `journal_lines` log lines (`journalctl -u UNIT`). Units matching a pattern
-of `journal_ignore_units` are skipped. Failures already reported are
+of `journal_ignore_units` are skipped, and so are telemd's own units
+(telemd.units): a record about the failure of telemd or of a probe would
+start them again, and fail again, in a loop. Failures already reported are
 remembered under the state directory, so that a restart, which lists the
-units failed so far, does not report them again.
+units failed so far, does not report them again; where that cannot be
+saved, nothing is sent.
 """
 
 from __future__ import annotations
@@ -19,8 +22,17 @@ import signal
 from telemd.atomic_file import replace_file
 from telemd.errors import ErrorCode
 from telemd.record import Record
+from telemd.units import OWN_UNITS
 
-from ..common.cli import COMMON_OPTIONS, Options, deliver, log, start_command, text_option
+from ..common.cli import (
+    COMMON_OPTIONS,
+    EXIT_CANNOT_SAVE,
+    Options,
+    deliver,
+    log,
+    start_command,
+    text_option,
+)
 from ..common.settings import ProbeSettings
 from ..common.subproc import run_bounded
 from .unit_failure import CLASSIFICATION, SEVERITY, UnitFailure, is_ignored, payload
@@ -45,6 +57,10 @@ Watch systemd for units that fail, and send a record for each failure.
 """
 
 
+class NotSaved(Exception):
+    """A failure was reported but cannot be remembered: stop before the next."""
+
+
 class Reported:
     """Keys of the failures already reported, the most recent last, kept in a file."""
 
@@ -60,11 +76,15 @@ class Reported:
         return key in self._keys
 
     def add(self, key: str) -> None:
+        """Remember `key`; raise NotSaved if the file cannot be written."""
         self._keys = [*self._keys, key][-_MAX_REPORTED:]
         try:
-            replace_file(self.path, "".join(f"{k}\n" for k in self._keys))
+            self.save()
         except OSError as exc:
-            log(PROG, f"cannot save {self.path}: {exc.strerror}")
+            raise NotSaved(f"cannot save {self.path}: {exc}") from None
+
+    def save(self) -> None:
+        replace_file(self.path, "".join(f"{k}\n" for k in self._keys))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     options, settings = started
     state_dir = text_option(options, "state-dir") or settings.state_dir
     reported = Reported(os.path.join(state_dir, REPORTED_NAME))
-    return asyncio.run(_watch(settings, options, reported))
+    try:
+        return asyncio.run(_watch(settings, options, reported))
+    except NotSaved as exc:
+        log(PROG, f"{exc}; stopping")
+        return EXIT_CANNOT_SAVE
 
 
 async def _watch(settings: ProbeSettings, options: Options, reported: Reported) -> int:
@@ -90,6 +114,12 @@ async def _watch(settings: ProbeSettings, options: Options, reported: Reported) 
     except asyncio.TimeoutError:
         log(PROG, f"systemd did not answer on the system bus within {_CONNECT_TIMEOUT:g} s")
         return 1
+    try:
+        reported.save()  # proves it can be saved before anything is sent
+    except OSError as exc:
+        watcher.close()
+        log(PROG, f"cannot save {reported.path}: {exc}; sending nothing")
+        return EXIT_CANNOT_SAVE
     stopping = asyncio.Event()
 
     def stop() -> None:
@@ -114,6 +144,9 @@ async def _handle(
 ) -> None:
     if is_ignored(failure.unit, settings.journal_ignore_units):
         log(PROG, f"{failure.unit}: failed ({failure.result}); ignored (journal_ignore_units)")
+        return
+    if failure.unit in OWN_UNITS:
+        log(PROG, f"{failure.unit}: failed ({failure.result}); telemd's own, not reported")
         return
     if failure.key in reported:
         log(PROG, f"{failure.unit}: this failure was reported already")

@@ -9,7 +9,7 @@ at the end of input and after `klog_quiet_period` seconds of silence.
 
 On /dev/kmsg the sequence number of the last record reported is kept under
 the state directory with the boot id, so that a restart does not send the
-same boot's reports twice.
+same boot's reports twice; where it cannot be saved, nothing is sent.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from telemd.record import Record
 
 from ..common.cli import (
     COMMON_OPTIONS,
+    EXIT_CANNOT_SAVE,
     Options,
     Shutdown,
     deliver,
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if is_device(source):
         state_dir = text_option(options, "state-dir") or settings.state_dir
         position = Position(os.path.join(state_dir, POSITION_NAME))
+        if not _save(position, position.load()):  # before anything is sent
+            return EXIT_CANNOT_SAVE
     try:
         return _scan(source, position, bool(options.get("once")), settings, options)
     except OSError as exc:
@@ -109,14 +112,14 @@ def _scan(
         shutdown.begin()
         events = scanner.flush() if record is None else scanner.feed(record.message)
         failures += sum(not _report(event, deduper, settings, options) for event in events)
-        if events and position is not None:
-            _save(position, previous_seq)
+        if events and position is not None and not _save(position, previous_seq):
+            return EXIT_CANNOT_SAVE  # stopping, rather than send these again after a restart
         if record is not None:
             previous_seq = record.seq
         shutdown.end()
     failures += sum(not _report(event, deduper, settings, options) for event in scanner.flush())
-    if position is not None and previous_seq > after:
-        _save(position, previous_seq)
+    if position is not None and previous_seq > after and not _save(position, previous_seq):
+        return EXIT_CANNOT_SAVE
     return 0 if failures == 0 else 1
 
 
@@ -131,8 +134,10 @@ def _report(
     return deliver(PROG, record, settings, options, what) is None
 
 
-def _save(position: Position, seq: int) -> None:
+def _save(position: Position, seq: int) -> bool:
     try:
         position.save(seq)
     except OSError as exc:
-        log(PROG, f"cannot save the position in {position.path}: {exc.strerror}")
+        log(PROG, f"cannot save the position in {position.path}: {exc.strerror}; stopping")
+        return False
+    return True

@@ -19,6 +19,7 @@ from telemd.units import OWN_UNITS, UNITS
 DAEMON_UNIT = "telemd.service"
 
 CALL_TIMEOUT = 30.0  # systemctl's own default for a D-Bus call is 25 s
+JOB_TIMEOUT = 120.0  # beyond systemd's default stop timeout, 90 s
 _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER_PATH = "/org/freedesktop/systemd1"
 _MANAGER = "org.freedesktop.systemd1.Manager"
@@ -55,6 +56,57 @@ async def _call(bus: Any, member: str, signature: str, body: list[Any], path: st
     if reply.message_type == MessageType.ERROR:
         raise TelemetryError(f"{reply.error_name}: {reply.body[0] if reply.body else member}")
     return reply.body[0] if reply.body else None
+
+
+class _Jobs:
+    """systemd's JobRemoved signals, by job path: as systemctl does, a verb
+    returns once its jobs are done, not when they are queued (a stop right
+    after a reload would otherwise kill the reload)."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, str] = {}
+        self.arrived = asyncio.Event()
+
+    def on_message(self, message: Any) -> None:
+        if message.member == "JobRemoved" and message.interface == _MANAGER:
+            _, job, _, result = message.body
+            self.results[job] = result
+            self.arrived.set()
+
+    async def run(self, bus: Any, member: str, unit: str) -> str:
+        """Queue `member` for `unit`; its job's result ("done", "failed"...)."""
+        job = await _call(bus, member, "ss", [unit, "replace"])
+        deadline = asyncio.get_running_loop().time() + JOB_TIMEOUT
+        while job not in self.results:
+            self.arrived.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), max(remaining, 0))
+            except asyncio.TimeoutError:
+                raise TelemetryError(
+                    f"systemd did not finish {member} {unit} within {JOB_TIMEOUT:g} s"
+                ) from None
+        return self.results.pop(job)
+
+
+async def _jobs(bus: Any) -> _Jobs:
+    from dbus_fast import Message
+
+    jobs = _Jobs()
+    bus.add_message_handler(jobs.on_message)
+    rule = f"type='signal',sender='{_SYSTEMD}',interface='{_MANAGER}',member='JobRemoved'"
+    await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=[rule],
+        )
+    )
+    await _call(bus, "Subscribe", "", [])
+    return jobs
 
 
 async def _with_bus(action: Any, config_file: str | None) -> Any:
@@ -105,12 +157,17 @@ def control(verb: str, config_file: str | None = None) -> list[str]:
     units = OWN_UNITS if verb == "stop" else UNITS
 
     async def action(bus: Any) -> list[str]:
+        jobs = await _jobs(bus)
         failures = []
         for unit in units:
             try:
-                await _call(bus, member, "ss", [unit, "replace"])
+                result = await jobs.run(bus, member, unit)
             except TelemetryError as exc:
                 failures.append(f"failed to {verb} {unit}: {exc.message}")
+                continue
+            # "skipped": a start whose unit's condition is not met (no /dev/kmsg).
+            if result not in ("done", "skipped"):
+                failures.append(f"failed to {verb} {unit}: job {result}")
         return failures
 
     result: list[str] = asyncio.run(_with_bus(action, config_file))
@@ -123,8 +180,11 @@ def reload(config_file: str | None = None) -> str:
     next started. The service's state before, "active" if it reloaded."""
 
     async def action(bus: Any) -> str:
+        jobs = await _jobs(bus)
         state = await _state(bus, DAEMON_UNIT)
-        await _call(bus, "ReloadOrTryRestartUnit", "ss", [DAEMON_UNIT, "replace"])
+        result = await jobs.run(bus, "ReloadOrTryRestartUnit", DAEMON_UNIT)
+        if result not in ("done", "skipped"):
+            raise TelemetryError(f"failed to reload {DAEMON_UNIT}: job {result}")
         return state
 
     result: str = asyncio.run(_with_bus(action, config_file))

@@ -21,7 +21,13 @@ from typing import Annotated, Any
 from dbus_fast import BusType, DBusError
 from dbus_fast.aio import MessageBus
 from dbus_fast.annotations import DBusSignature, DBusStr
-from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_method, dbus_property
+from dbus_fast.service import (
+    PropertyAccess,
+    ServiceInterface,
+    dbus_method,
+    dbus_property,
+    dbus_signal,
+)
 
 UnitList = Annotated[list[tuple[str, ...]], DBusSignature("a(ssssssouso)")]
 ObjectPath = Annotated[str, DBusSignature("o")]
@@ -95,7 +101,14 @@ class Manager(ServiceInterface):
         target.state = state
         self.jobs += 1
         print(f"{verb} {name}", file=sys.stderr, flush=True)
-        return f"/org/freedesktop/systemd1/job/{self.jobs}"
+        job = f"/org/freedesktop/systemd1/job/{self.jobs}"
+        # Done at once; signalled once the reply is out, as systemd does.
+        asyncio.get_running_loop().call_soon(self.JobRemoved, [self.jobs, job, name, "done"])
+        return job
+
+    @dbus_signal()
+    def JobRemoved(self, removed: list[Any]) -> Annotated[list[Any], DBusSignature("uoss")]:
+        return removed
 
     @dbus_method()
     def StartUnit(self, name: DBusStr, mode: DBusStr) -> ObjectPath:

@@ -115,3 +115,63 @@ def test_stack_traces_of_older_systemd_have_no_offsets() -> None:
     )
     assert (thread.tid, len(thread.frames)) == (7, 1)
     assert thread.frames[0].line(0) == "#0 raise() - [libc.so.6]"
+
+
+def test_a_cursor_that_cannot_be_saved_sends_nothing(
+    daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    """Sending without a saved cursor would send the same crash after every restart."""
+    write_journal(tmp_path / "journal", [coredump_entry(1)])
+    (daemon.state_dir / "crashprobe-journal.cursor").mkdir()  # where the file must go
+    config = probe_config(filters=True)
+    for _ in range(2):  # as systemd would start it again
+        result = probe(
+            "crashprobe",
+            "--from-journal",
+            "--once",
+            "-f",
+            str(config),
+            "-D",
+            str(tmp_path / "journal"),
+        )
+        assert result.returncode == 73, result.stderr
+        assert "cannot save the journal cursor" in result.stderr
+        assert result.stderr.endswith("; sending nothing\n")
+    assert daemon.records() == []
+
+
+def test_a_cursor_that_stops_saving_stops_the_probe(
+    daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal"
+    write_journal(journal, [coredump_entry(1)])
+    config = probe_config(filters=True)
+    follower = Running("crashprobe", "--from-journal", "-f", str(config), "-D", str(journal))
+    assert len(follower.wait_for(" sent ")) == 1
+    # From here on the cursor cannot be saved (whether the first entry's
+    # save came before this or not).
+    cursor = daemon.state_dir / "crashprobe-journal.cursor"
+    cursor.unlink()
+    cursor.mkdir()
+    write_journal(journal, [coredump_entry(2, function="later")])
+    assert follower.proc.wait(20) == 73
+    assert follower.wait_for("; stopping"), follower.lines
+    again = probe("crashprobe", "--from-journal", "--once", "-f", str(config), "-D", str(journal))
+    assert again.returncode == 73 and " sent " not in again.stderr
+    pids = [row["payload"].split("\n")[1] for row in daemon.records()]
+    assert len(pids) == len(follower.matching(" sent ")) and len(set(pids)) == len(pids)
+
+
+def test_following_without_a_cursor_starts_at_the_beginning_of_the_boot(
+    daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    """journalctl --follow alone shows only the last 10 entries."""
+    journal = tmp_path / "journal"
+    write_journal(journal, [coredump_entry(pid, function=f"crash_{pid}") for pid in range(12)])
+    config = probe_config(filters=True)
+    follower = Running("crashprobe", "--from-journal", "-f", str(config), "-D", str(journal))
+    try:
+        assert len(follower.wait_for(" sent ", count=12)) == 12
+    finally:
+        assert follower.stop() == 0
+    assert len(daemon.records()) == 12

@@ -14,6 +14,8 @@ from journal_files import write_journal
 from private_bus import STANDIN, start_bus
 from probe_support import ProbeConfig, Running
 
+from telemd.units import OWN_UNITS
+
 
 @pytest.fixture
 def bus_env(tmp_path: Path) -> Iterator[dict[str, str]]:
@@ -131,8 +133,9 @@ def test_without_a_bus_it_says_so_and_exits_1(probe_config: ProbeConfig, tmp_pat
 
 
 def test_losing_the_bus_exits_1_so_that_systemd_restarts_it(
-    probe_config: ProbeConfig, tmp_path: Path
+    harness: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
 ) -> None:
+    harness.state_dir.mkdir()  # no daemon: the probe only needs its state directory
     bus, env = start_bus(tmp_path)
     systemd = standin(env)
     probe = journalprobe(probe_config(), env, tmp_path)
@@ -141,3 +144,55 @@ def test_losing_the_bus_exits_1_so_that_systemd_restarts_it(
     assert probe.proc.wait(30) == 1
     assert probe.wait_for("lost the connection to the system bus")
     systemd.stop()
+
+
+def test_telemds_own_units_are_not_reported(
+    daemon: DaemonHarness, probe_config: ProbeConfig, bus_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A record about a failed probe or daemon would start it again: a loop."""
+    systemd = standin(bus_env)
+    probe = journalprobe(probe_config(), bus_env, tmp_path)
+    try:
+        # The stand-in describes services only (a socket's Result is on its own interface).
+        for unit in [name for name in OWN_UNITS if name.endswith(".service")]:
+            command(systemd, f"fail {unit} exit-code 1 1")
+            assert probe.wait_for(f"{unit}: failed (exit-code); telemd's own, not reported")
+        command(systemd, "fail demo.service exit-code 1 1")
+        assert probe.wait_for("demo.service: sent ")
+    finally:
+        assert probe.stop() == 0
+        systemd.stop()
+    assert [row["payload"].split("\n")[1] for row in daemon.records()] == ["UNIT=demo.service"]
+
+
+def test_a_failure_that_cannot_be_remembered_is_not_sent(
+    daemon: DaemonHarness, probe_config: ProbeConfig, bus_env: dict[str, str], tmp_path: Path
+) -> None:
+    reported = daemon.state_dir / "journalprobe.reported"
+    reported.mkdir()  # where the file must go
+    systemd = standin(bus_env, "early.service")
+    sent = []
+    try:
+        blocked = Running(
+            "journalprobe", "-f", str(probe_config()), "-D", str(tmp_path), env=bus_env
+        )
+        assert blocked.proc.wait(30) == 73
+        assert blocked.wait_for("; sending nothing")
+        reported.rmdir()
+        probe = journalprobe(probe_config(), bus_env, tmp_path)
+        assert probe.wait_for("early.service: sent ")
+        # From here on nothing can be saved (whether early.service's was or not).
+        reported.unlink(missing_ok=True)
+        reported.mkdir()
+        command(systemd, "start demo.service")
+        command(systemd, "fail demo.service exit-code 1 1")
+        assert probe.proc.wait(30) == 73
+        assert probe.wait_for("; stopping")
+        sent = probe.matching(" sent ")
+        again = Running("journalprobe", "-f", str(probe_config()), "-D", str(tmp_path), env=bus_env)
+        assert again.proc.wait(30) == 73
+        assert again.wait_for("; sending nothing")
+    finally:
+        systemd.stop()
+    units = [row["payload"].split("\n")[1] for row in daemon.records()]
+    assert len(units) == len(sent) and len(set(units)) == len(units)  # each failure once

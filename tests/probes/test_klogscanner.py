@@ -126,3 +126,15 @@ def test_a_missing_source_is_one_line_and_status_1(
     result = probe("klogscanner", "--once", "-s", str(missing), "-f", str(probe_config()))
     assert result.returncode == 1
     assert result.stderr == f"klogscanner: cannot read {missing}: No such file or directory\n"
+
+
+def test_a_position_that_cannot_be_saved_sends_nothing(
+    daemon: DaemonHarness, probe_config: ProbeConfig
+) -> None:
+    """On a device (here /dev/null, which reads as an empty kernel log) the
+    position is saved before anything is read."""
+    (daemon.state_dir / "klogscanner.position").mkdir()  # where the file must go
+    result = scan(probe_config(), "/dev/null", "-S", str(daemon.state_dir))
+    assert result.returncode == 73, result.stderr
+    assert result.stderr.startswith("klogscanner: cannot save the position in ")
+    assert result.stderr.endswith("; stopping\n")

@@ -71,3 +71,20 @@ def test_the_core_pattern_is_one_crashprobe_accepts(
     harness.opt_out()  # opted out, it accepts its arguments and leaves at once
     result = probe("crashprobe", "-f", str(probe_config()), *expanded, stdin=subprocess.DEVNULL)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    "unit", ["crashprobe-journal.service", "journalprobe.service", "klogscanner.service"]
+)
+def test_a_probe_keeping_its_position_can_write_it_and_is_not_restarted_without(
+    unit: str,
+) -> None:
+    """As root with no capability it could not write /var/lib/telemetry
+    (0750 telemetry); exit 73 is a position it cannot save."""
+    text = (SYSTEMD / unit).read_text()
+    assert "\nUser=telemetry\n" in text and "\nReadWritePaths=-/var/lib/telemetry\n" in text
+    assert "\nRestartPreventExitStatus=73\n" in text
+
+
+def test_klogscanner_waits_for_a_kernel_log() -> None:
+    assert "\nConditionPathExists=/dev/kmsg\n" in (SYSTEMD / "klogscanner.service").read_text()

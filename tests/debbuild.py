@@ -1,7 +1,7 @@
 """Build the Debian packages once per session, from a copy of the tree.
 
-The `debs` fixture (exposed by conftest.py) skips, naming the missing Debian
-package, where the build tools are absent (`make deps-packaging` installs
+The `debs` fixtures of tests/packaging and tests/systemd skip, naming the
+missing Debian package, where the build tools are absent (`make deps-packaging` installs
 them as root).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-TOP = Path(__file__).resolve().parents[2]
+TOP = Path(__file__).resolve().parents[1]
 # The build must see Debian's Python and tools, not a venv's or pyenv's.
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUILD_TOOLS = {
