@@ -50,6 +50,7 @@ INT_RANGES = [
     ("byte_burst_limit", 1, None, True),
     ("byte_window_length", 1, 59, False),
     ("max_clients", 1, 65536, False),
+    ("max_uid_connections", 1, 65536, False),
     ("max_payload_size", 1, 1048576, False),
     ("uid_records_per_minute", 1, None, True),
 ]
@@ -126,7 +127,7 @@ def test_settings_is_frozen_and_sources_stay_out_of_eq_and_repr(tmp_path: Path) 
 def test_setting_names_are_the_settings_attributes() -> None:
     fields = [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(config.setting_names()) == fields
-    assert len(fields) == len(config.KEYS) == 52
+    assert len(fields) == len(config.KEYS) == 53
 
 
 def test_precedence_defaults_then_system_then_explicit(search_path: Path) -> None:

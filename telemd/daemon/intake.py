@@ -7,9 +7,11 @@ the order of its frames. Nothing a client sends may raise out of here: bad
 frames get an error reply, and the daemon goes on serving everyone else.
 
 Limits that keep one client from hurting the others: a frame size bound, a
-deadline to finish each frame (`client_timeout`), at most `max_clients`
-connections (when full, the least recently active connection of the uid
-holding the most is closed), and the per-uid budget.
+deadline to finish each frame (`client_timeout`), the connection limits of
+telemd/daemon/peers.py (`max_uid_connections` served per uid, `max_clients`
+in all, never more than the descriptor limit allows), fair reading (each
+uid, however many connections it holds, has FRAMES_PER_ROUND frames read
+per turn of the loop, its connections in turn), and the per-uid budget.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from typing import cast
 
 from telemd.daemon.budget import UidBudget
-from telemd.daemon.peers import peer_credentials
+from telemd.daemon.peers import SHED_AFTER_IDLE, PeerTable, descriptor_room, peer_credentials
 from telemd.daemon.spool import Entry, HostKey, Spool
 from telemd.errors import ErrorCode, FrameError, TelemetryError
 from telemd.frame import decode_frame, encode_error, encode_ok, frame_size, max_frame_size
@@ -41,23 +43,42 @@ LISTEN_BACKLOG = 128
 # Record ids need uniqueness, not secrecy: 128 bits from a generator seeded
 # by the OS cost a fraction of an os.urandom() system call per record.
 _random_bits = random.Random().getrandbits
-# A connection this long without a complete frame may be evicted at max_clients.
-EVICT_AFTER_IDLE = 0.25
+# Frames read per uid per turn of the loop, over all its connections: one uid
+# with a thousand pipelining connections gets a turn as long as another's.
+FRAMES_PER_ROUND = 64
+# Descriptors kept for everything but client connections: the spool and
+# journal files, telemctl, delivery, and the connections a turn of the loop
+# accepts (up to the listen backlog) and sheds before they are closed.
+DESCRIPTOR_RESERVE = 2 * LISTEN_BACKLOG + 64
 
 
 class IntakeOptions:
     """The settings intake reads on every frame; replaced whole on reload."""
 
-    __slots__ = ("client_timeout", "frame_limit", "max_clients", "max_payload_size", "opt_in_file")
+    __slots__ = (
+        "client_timeout",
+        "frame_limit",
+        "max_clients",
+        "max_payload_size",
+        "max_uid_connections",
+        "opt_in_file",
+    )
 
     def __init__(
-        self, *, opt_in_file: str, max_payload_size: int, max_clients: int, client_timeout: float
+        self,
+        *,
+        opt_in_file: str,
+        max_payload_size: int,
+        max_clients: int,
+        client_timeout: float,
+        max_uid_connections: int = 128,
     ) -> None:
         self.opt_in_file = opt_in_file
         self.max_payload_size = max_payload_size
         self.frame_limit = max_frame_size(max_payload_size)
         self.max_clients = max_clients
         self.client_timeout = client_timeout
+        self.max_uid_connections = max_uid_connections
 
 
 class Connection(asyncio.Protocol):
@@ -69,9 +90,12 @@ class Connection(asyncio.Protocol):
         self.uid = -1
         self.pid = -1
         self.active_at = 0.0
+        self.waiting = False  # complete frames are buffered until its uid's next turn
+        self.parked = False  # its uid is at max_uid_connections: what it sends waits
         self._buffer = bytearray()
         self._replies: deque[list[bytes | None]] = deque()
         self._closing = False  # no more frames are read: EOF, fatal error or shutdown
+        self._eof = False  # seen while frames waited: acted on once they are read
         self._lost = False
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -84,7 +108,8 @@ class Connection(asyncio.Protocol):
         with contextlib.suppress(OSError):
             self.pid, self.uid, _ = peer_credentials(sock)
         self.active_at = self.intake.monotonic()
-        self.intake.register(self)
+        if not self.intake.register(self):
+            return
         self._deadline = self.intake.loop.call_later(
             self.intake.options.client_timeout, self._check_deadline
         )
@@ -92,37 +117,28 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        buffer = self._buffer
-        buffer += data
-        limit = self.intake.options.frame_limit
-        offset = 0
-        try:
-            while len(buffer) - offset >= 4:
-                size = frame_size(buffer[offset : offset + 4], limit)
-                if len(buffer) - offset < size:
-                    break
-                frame = bytes(buffer[offset : offset + size])
-                offset += size
-                self.intake.handle_frame(self, frame)
-                if self._closing:
-                    break
-        except FrameError as exc:
-            self.fail(exc)
-            return
-        finally:
-            if offset:
-                del buffer[:offset]
-                self.active_at = self.intake.monotonic()
-                self.intake.touch(self)
-        if self.intake.spool.congested:
-            self.intake.hold(self)
+        self._buffer += data
+        if self.waiting:
+            # uvloop may deliver a read that was under way when reading paused.
+            self.pause()
+        elif self.parked:
+            self.pause()
+            self.intake.want_slot(self)
+        else:
+            self.intake.read_frames(self)
 
     def eof_received(self) -> bool:
+        if self.waiting or self.wants_slot:
+            self._eof = True  # the frames before it are read first, in the uid's turn
+            return True
+        self._end_of_input()
+        # Keep the transport open to write the replies still owed.
+        return bool(self._replies)
+
+    def _end_of_input(self) -> None:
         if self._buffer and not self._closing:
             self.fail(FrameError(f"connection closed {len(self._buffer)} bytes into a frame"))
         self._closing = True
-        # Keep the transport open to write the replies still owed.
-        return bool(self._replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -130,6 +146,35 @@ class Connection(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
         self.intake.unregister(self)
+
+    # Frames --------------------------------------------------------------
+
+    def take_frames(self, most: int) -> tuple[int, bool]:
+        """Handle up to `most` complete frames from the buffer; how many were
+        handled and whether more may be waiting."""
+        buffer = self._buffer
+        limit = self.intake.options.frame_limit
+        offset = handled = 0
+        try:
+            while handled < most and len(buffer) - offset >= 4:
+                size = frame_size(buffer[offset : offset + 4], limit)
+                if len(buffer) - offset < size:
+                    break
+                frame = bytes(buffer[offset : offset + size])
+                offset += size
+                handled += 1
+                self.intake.handle_frame(self, frame)
+                if self._closing:
+                    break
+        except FrameError as exc:
+            self.fail(exc)
+            return handled, False
+        finally:
+            if offset:
+                del buffer[:offset]
+                self.active_at = self.intake.monotonic()
+                self.intake.touch(self)
+        return handled, handled == most and not self._closing and len(buffer) >= 4
 
     # Replies, in frame order -------------------------------------------
 
@@ -159,22 +204,45 @@ class Connection(asyncio.Protocol):
 
     def fail(self, exc: FrameError) -> None:
         """Reply to a frame that cannot be decoded, then close the connection."""
-        log.info("client pid %d uid %d: %s", self.pid, self.uid, exc.message)
+        log.info("client pid %d uid %d: %s", self.pid, self.uid, exc.message, extra=_BAD_FRAME)
         self.intake.count_error(exc.code)
         self._closing = True
         self._buffer.clear()
         self.fill(self.reserve_reply(), encode_error(exc.code, exc.message))
+
+    def refuse(self, code: str, message: str) -> None:
+        """Answer a connection that is not served with one error, then close it."""
+        self._closing = True
+        self.fill(self.reserve_reply(), encode_error(code, message))
 
     def pause(self) -> None:
         if self.transport is not None and not self._lost:
             self.transport.pause_reading()
 
     def resume(self) -> None:
-        if self.transport is not None and not self._lost and not self._closing:
+        if self.waiting or self.wants_slot:
+            return  # served in its uid's turn
+        if self._eof:
+            self._end_of_input()
+            self.close()
+        elif self.transport is not None and not self._lost and not self._closing:
             self.transport.resume_reading()
 
     def owes_replies(self) -> bool:
         return bool(self._replies)
+
+    def busy(self) -> bool:
+        """Owes replies or holds frames not yet read."""
+        return bool(self._replies) or self.waiting or self.wants_slot
+
+    @property
+    def wants_slot(self) -> bool:
+        """Parked with something sent: waits for a serving slot of its uid."""
+        return self.parked and bool(self._buffer)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def abort(self) -> None:
         self._closing = True
@@ -193,13 +261,14 @@ class Connection(asyncio.Protocol):
         intake = self.intake
         timeout = intake.options.client_timeout
         idle = intake.monotonic() - self.active_at
-        if idle >= timeout and not self._replies:
+        # Replies still waiting on the spool and frames waiting for their
+        # uid's turn or for a serving slot are not the client's fault.
+        if idle >= timeout and not self.busy():
             if self._buffer:
                 self.fail(FrameError(f"frame not completed within {timeout:g} s"))
             else:
                 self.close()
             return
-        # Replies still waiting on the spool are not the client's fault.
         self._deadline = intake.loop.call_later(max(timeout - idle, 0.05), self._check_deadline)
 
 
@@ -227,17 +296,50 @@ class Intake:
         self._server: asyncio.AbstractServer | None = None
         self._held: list[Connection] = []  # paused while the spool writer catches up
         spool.on_drained = self._release
-        self._by_uid: dict[int, dict[Connection, None]] = {}
-        self.connections = 0
-        self._quiet_until = 0.0  # no eviction warning before this time
+        self._descriptor_room: int | None = None
+        self.peers: PeerTable[Connection] = PeerTable(
+            options.max_clients, options.max_uid_connections, self.monotonic
+        )
+        # Fair reading: frames read this turn per uid, and the connections
+        # whose complete frames wait for their uid's next turn.
+        self._read_this_round: dict[int, int] = {}
+        self._waiting: dict[int, dict[Connection, None]] = {}
+        self._round_scheduled = False
+        # Parked connections that have sent something, per uid, oldest first.
+        self._wanting: dict[int, dict[Connection, None]] = {}
+        self._retry_slots: set[int] = set()
         self.stopping = False
         self.accepted = 0
+        self.shed = 0
+        self.refused = 0
         self.errors: dict[str, int] = {}
 
+    @property
+    def connections(self) -> int:
+        return self.peers.count
+
     async def start(self, listener: socket.socket) -> None:
+        self._descriptor_room = descriptor_room(DESCRIPTOR_RESERVE)
+        self.apply(self.options)
         self._server = await self.loop.create_unix_server(
             lambda: Connection(self), sock=listener, backlog=LISTEN_BACKLOG
         )
+
+    def apply(self, options: IntakeOptions) -> None:
+        """Take new settings (at start and on reload)."""
+        self.options = options
+        room = self._descriptor_room
+        limit = options.max_clients if room is None else min(options.max_clients, room)
+        if limit < options.max_clients:
+            log.warning(
+                "max_clients = %d needs more descriptors than RLIMIT_NOFILE leaves"
+                " (%d kept for the daemon's own use): at most %d connections at once",
+                options.max_clients,
+                DESCRIPTOR_RESERVE,
+                limit,
+            )
+        self.peers.limit = limit
+        self.peers.per_uid = options.max_uid_connections
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let frames already received reach the disk, close."""
@@ -248,56 +350,150 @@ class Intake:
             await asyncio.wait_for(self.spool.wait_idle(), grace)
         except asyncio.TimeoutError:
             log.warning("spool still busy after %g s; closing connections", grace)
-        for conns in list(self._by_uid.values()):
-            for conn in list(conns):
-                conn.close()
+        for conn in self.peers:
+            conn.close()
 
     # Connection bookkeeping --------------------------------------------
 
-    def register(self, conn: Connection) -> None:
-        if self.connections >= self.options.max_clients:
-            self._evict_idle()
-        self._by_uid.setdefault(conn.uid, {})[conn] = None
-        self.connections += 1
+    def register(self, conn: Connection) -> bool:
+        """Count a new connection in; False when it is refused."""
+        peers = self.peers
+        if peers.full:
+            victim = peers.to_shed(conn.uid)
+            if victim is None:
+                self.refused += 1
+                log.warning(
+                    "%d connections open (max_clients), none idle: refusing uid %d",
+                    peers.count,
+                    conn.uid,
+                    extra=_REFUSED,
+                )
+                conn.refuse(
+                    ErrorCode.THROTTLED,
+                    f"telemd serves at most {peers.limit} connections at once; try again",
+                )
+                return False
+            self.shed += 1
+            log.warning(
+                "%d connections open (max_clients): closing idle ones, first of uid %d"
+                " (it holds %d)",
+                peers.count,
+                victim.uid,
+                peers.uid_count(victim.uid),
+                extra=_SHED,
+            )
+            self.unregister(victim)
+            victim.abort()
+        conn.parked = not peers.add(conn)
+        return True
 
     def unregister(self, conn: Connection) -> None:
-        conns = self._by_uid.get(conn.uid)
-        if conns is None or conn not in conns:
-            return  # evicted earlier
-        del conns[conn]
-        self.connections -= 1
-        if not conns:
-            del self._by_uid[conn.uid]
+        uid = conn.uid
+        self._waiting.get(uid, {}).pop(conn, None)
+        self._wanting.get(uid, {}).pop(conn, None)
+        self.peers.remove(conn)
+        if self._wanting.get(uid):
+            self._fill_slots(uid)
+
+    def want_slot(self, conn: Connection) -> None:
+        """A parked connection sent something: serve it when its uid has room."""
+        self._wanting.setdefault(conn.uid, {})[conn] = None
+        self._fill_slots(conn.uid)
+
+    def _fill_slots(self, uid: int) -> None:
+        """Serve the uid's parked connections that sent something, oldest first,
+        while it has room or an idle served connection to give way."""
+        self._retry_slots.discard(uid)
+        wanting = self._wanting.get(uid)
+        peers = self.peers
+        while wanting:
+            if not peers.has_room(uid):
+                idle = peers.idle_served(uid)
+                if idle is None:
+                    if uid not in self._retry_slots:
+                        self._retry_slots.add(uid)
+                        self.loop.call_later(SHED_AFTER_IDLE, self._fill_slots, uid)
+                    return
+                self.shed += 1
+                log.warning(
+                    "uid %d is at max_uid_connections (%d): closing its idle connections"
+                    " for those waiting",
+                    uid,
+                    peers.per_uid,
+                    extra=_SHED_OWN,
+                )
+                self._waiting.get(uid, {}).pop(idle, None)
+                peers.remove(idle)
+                idle.abort()
+                continue
+            conn = next(iter(wanting))
+            del wanting[conn]
+            peers.promote(conn)
+            conn.parked = False
+            conn.active_at = self.monotonic()
+            self.read_frames(conn)
+        self._wanting.pop(uid, None)
 
     def touch(self, conn: Connection) -> None:
-        """Mark `conn` as the most recently active of its uid (dicts keep order)."""
-        conns = self._by_uid.get(conn.uid)
-        if conns is not None and conn in conns:
-            del conns[conn]
-            conns[conn] = None
+        self.peers.touch(conn)
 
-    def _evict_idle(self) -> None:
-        """At max_clients, close the least recently active connection of the uid
-        holding the most, if it has been idle a while and is owed no reply.
+    # Fair reading ----------------------------------------------------------
 
-        A burst of fresh connections (libtelemetry's way: connect, write,
-        close) is never evicted: its frames may still sit unread in the
-        socket. Such a burst may briefly exceed max_clients instead.
-        """
-        heaviest = max(self._by_uid.values(), key=len)
-        victim = next(iter(heaviest))
-        if self.monotonic() - victim.active_at < EVICT_AFTER_IDLE or victim.owes_replies():
-            return
-        now = self.monotonic()
-        if now >= self._quiet_until:
-            log.warning(
-                "%d connections open (max_clients): closing idle ones, first of uid %d",
-                self.connections,
-                victim.uid,
-            )
-            self._quiet_until = now + 10.0
-        self.unregister(victim)
-        victim.abort()
+    def read_frames(self, conn: Connection) -> None:
+        """Handle what `conn` has buffered, within its uid's share of this turn."""
+        uid = conn.uid
+        used = self._read_this_round.get(uid, 0)
+        if used < FRAMES_PER_ROUND:
+            handled, more = conn.take_frames(FRAMES_PER_ROUND - used)
+            self._read_this_round[uid] = used + handled
+            self._schedule_round()
+            if not more:
+                self._read_on(conn)
+                return
+        conn.waiting = True
+        conn.pause()
+        self._waiting.setdefault(uid, {})[conn] = None
+        self._schedule_round()
+
+    def _schedule_round(self) -> None:
+        if not self._round_scheduled:
+            self._round_scheduled = True
+            self.loop.call_soon(self._round)
+
+    def _round(self) -> None:
+        """A new turn: every uid's share is whole again, and the frames that
+        waited are read, FRAMES_PER_ROUND per uid, its connections in turn."""
+        self._round_scheduled = False
+        self._read_this_round.clear()
+        if self.spool.congested:
+            return  # _release starts the next round
+        for uid, waiting in list(self._waiting.items()):
+            share = FRAMES_PER_ROUND
+            while waiting and share > 0:
+                conn = next(iter(waiting))
+                del waiting[conn]
+                if conn.closing:
+                    conn.waiting = False
+                    continue
+                handled, more = conn.take_frames(share)
+                share -= handled
+                if more:
+                    waiting[conn] = None  # to the back of its uid's line
+                else:
+                    conn.waiting = False
+                    self._read_on(conn)
+            if share < FRAMES_PER_ROUND:
+                self._read_this_round[uid] = FRAMES_PER_ROUND - share
+            if not waiting:
+                del self._waiting[uid]
+        if self._waiting or self._read_this_round:
+            self._schedule_round()
+
+    def _read_on(self, conn: Connection) -> None:
+        if self.spool.congested:
+            self.hold(conn)
+        else:
+            conn.resume()
 
     def hold(self, conn: Connection) -> None:
         """Stop reading from `conn` until the spool writer has caught up."""
@@ -308,6 +504,8 @@ class Intake:
         held, self._held = self._held, []
         for conn in held:
             conn.resume()
+        if self._waiting:
+            self._schedule_round()
 
     def count_error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -379,6 +577,11 @@ class Intake:
             conn.pid,
         )
 
+
+_BAD_FRAME = {"cause": "bad-frame"}
+_SHED = {"cause": "shed"}
+_SHED_OWN = {"cause": "shed-own"}
+_REFUSED = {"cause": "refused"}
 
 _STORE_ERRORS = {
     ErrorCode.SPOOL_FULL: "the spool's file system is full",

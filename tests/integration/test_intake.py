@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import AS_NOBODY, NOBODY_UID, DaemonHarness, directory_for_nobody, wait_until
 
-from telemd.daemon.intake import EVICT_AFTER_IDLE
+from telemd.daemon.peers import SHED_AFTER_IDLE
 from telemd.errors import ErrorCode, RejectedError
 from telemd.frame import decode_reply, encode_frame
 from telemd.record import Record
@@ -187,10 +187,10 @@ def test_at_max_clients_idle_connections_make_room(harness: DaemonHarness) -> No
             sock.connect(harness.socket)
             idle.append(sock)
         # Fresh connections are never evicted (they may hold unread frames);
-        # once idle for EVICT_AFTER_IDLE, counted from when the daemon
+        # once idle for SHED_AFTER_IDLE, counted from when the daemon
         # accepted them, they give way to a new client. The rule is about
         # elapsed time, so the test lets that time pass.
-        time.sleep(2 * EVICT_AFTER_IDLE)
+        time.sleep(2 * SHED_AFTER_IDLE)
         with harness.client(timeout=5.0) as client:
             record_id = client.send(Record("a/b/c", 1, "made room"))
         assert harness.record_ids() == {record_id}
