@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -47,9 +48,11 @@ _random_bits = random.Random().getrandbits
 # with a thousand pipelining connections gets a turn as long as another's.
 FRAMES_PER_ROUND = 64
 # Descriptors kept for everything but client connections: the spool and
-# journal files, telemctl, delivery, and the connections a turn of the loop
-# accepts (up to the listen backlog) and sheds before they are closed.
-DESCRIPTOR_RESERVE = 2 * LISTEN_BACKLOG + 64
+# journal files, telemctl, delivery, and the connections shed in one turn of
+# the loop (one per connection accepted) whose descriptors close a turn later.
+DESCRIPTOR_RESERVE = LISTEN_BACKLOG + 64
+# After accept() fails for want of descriptors or memory, the next try waits this long (s).
+ACCEPT_RETRY = 0.1
 
 
 class IntakeOptions:
@@ -90,6 +93,7 @@ class Connection(asyncio.Protocol):
         self.uid = -1
         self.pid = -1
         self.active_at = 0.0
+        self.held_out = False  # over the connection limit: waits, unread, to be counted
         self.waiting = False  # complete frames are buffered until its uid's next turn
         self.parked = False  # its uid is at max_uid_connections: what it sends waits
         self._buffer = bytearray()
@@ -108,8 +112,20 @@ class Connection(asyncio.Protocol):
         with contextlib.suppress(OSError):
             self.pid, self.uid, _ = peer_credentials(sock)
         self.active_at = self.intake.monotonic()
-        if not self.intake.register(self):
-            return
+        if self.intake.register(self):
+            self._start_deadline()
+
+    def start_reading(self) -> None:
+        """Counted in after waiting over the limit: read what it sends."""
+        self._start_deadline()
+        if not self.parked:
+            self.intake.read_frames(self)
+        elif self._buffer:
+            self.intake.want_slot(self)
+        else:
+            self.resume()
+
+    def _start_deadline(self) -> None:
         self._deadline = self.intake.loop.call_later(
             self.intake.options.client_timeout, self._check_deadline
         )
@@ -118,7 +134,7 @@ class Connection(asyncio.Protocol):
         if self._closing:
             return
         self._buffer += data
-        if self.waiting:
+        if self.waiting or self.held_out:
             # uvloop may deliver a read that was under way when reading paused.
             self.pause()
         elif self.parked:
@@ -128,7 +144,7 @@ class Connection(asyncio.Protocol):
             self.intake.read_frames(self)
 
     def eof_received(self) -> bool:
-        if self.waiting or self.wants_slot:
+        if self.waiting or self.wants_slot or self.held_out:
             self._eof = True  # the frames before it are read first, in the uid's turn
             return True
         self._end_of_input()
@@ -139,6 +155,9 @@ class Connection(asyncio.Protocol):
         if self._buffer and not self._closing:
             self.fail(FrameError(f"connection closed {len(self._buffer)} bytes into a frame"))
         self._closing = True
+        # Nothing more to read: its serving slot goes to a parked connection
+        # while it waits for its replies (libtelemetry writes and closes at once).
+        self.intake.done_reading(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -220,7 +239,7 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume(self) -> None:
-        if self.waiting or self.wants_slot:
+        if self.waiting or self.wants_slot or self.held_out:
             return  # served in its uid's turn
         if self._eof:
             self._end_of_input()
@@ -293,7 +312,12 @@ class Intake:
         self._host_key = host_key
         self._on_stored = on_stored
         self._wall_clock = wall_clock
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._accepting = False
+        self._opening = 0  # accepted, connection_made still to come
+        # Over the limit with nothing to shed: waits, unread, for the next free place
+        # while the rest wait in the kernel's listen queue.
+        self._next_in_line: Connection | None = None
         self._held: list[Connection] = []  # paused while the spool writer catches up
         spool.on_drained = self._release
         self._descriptor_room: int | None = None
@@ -321,9 +345,8 @@ class Intake:
     async def start(self, listener: socket.socket) -> None:
         self._descriptor_room = descriptor_room(DESCRIPTOR_RESERVE)
         self.apply(self.options)
-        self._server = await self.loop.create_unix_server(
-            lambda: Connection(self), sock=listener, backlog=LISTEN_BACKLOG
-        )
+        self._listener = listener
+        self._accept_more()
 
     def apply(self, options: IntakeOptions) -> None:
         """Take new settings (at start and on reload)."""
@@ -344,8 +367,9 @@ class Intake:
     async def stop(self, grace: float) -> None:
         """Stop accepting, let frames already received reach the disk, close."""
         self.stopping = True
-        if self._server is not None:
-            self._server.close()
+        self._stop_accepting()
+        if self._listener is not None:
+            self._listener.close()
         try:
             await asyncio.wait_for(self.spool.wait_idle(), grace)
         except asyncio.TimeoutError:
@@ -353,47 +377,146 @@ class Intake:
         for conn in self.peers:
             conn.close()
 
+    # Accepting -------------------------------------------------------------
+
+    def _accept_more(self) -> None:
+        if self._listener is not None and not self._accepting and not self.stopping:
+            self._accepting = True
+            self.loop.add_reader(self._listener.fileno(), self._accept)
+
+    def _stop_accepting(self) -> None:
+        if self._accepting and self._listener is not None:
+            self._accepting = False
+            self.loop.remove_reader(self._listener.fileno())
+
+    def _accept(self) -> None:
+        """Accept what waits, up to LISTEN_BACKLOG a turn. At the limit one more
+        is taken, to see whether its uid may have another's idle connection
+        shed for it; the rest wait in the kernel's listen queue."""
+        assert self._listener is not None
+        for _ in range(LISTEN_BACKLOG):
+            if not self._may_accept():
+                self._stop_accepting()
+                return
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                # Out of descriptors or memory despite the reserve: wait, do not spin.
+                log.error("cannot accept a connection: %s", exc.strerror, extra=_ACCEPT)
+                self._stop_accepting()
+                self.loop.call_later(ACCEPT_RETRY, self._accept_more)
+                return
+            self._opening += 1
+            self.loop.create_task(self._open(sock))
+
+    async def _open(self, sock: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: Connection(self), sock)
+        except OSError:
+            sock.close()  # the client went away before its connection was set up
+        finally:
+            self._opening -= 1
+            if self._may_accept():
+                self._accept_more()
+
+    def _may_accept(self) -> bool:
+        return self._next_in_line is None and self.peers.count + self._opening <= self.peers.limit
+
     # Connection bookkeeping --------------------------------------------
 
     def register(self, conn: Connection) -> bool:
-        """Count a new connection in; False when it is refused."""
+        """Count a new connection in; False when it must wait to be counted."""
         peers = self.peers
         if peers.full:
             victim = peers.to_shed(conn.uid)
             if victim is None:
-                self.refused += 1
-                log.warning(
-                    "%d connections open (max_clients), none idle: refusing uid %d",
-                    peers.count,
-                    conn.uid,
-                    extra=_REFUSED,
-                )
-                conn.refuse(
-                    ErrorCode.THROTTLED,
-                    f"telemd serves at most {peers.limit} connections at once; try again",
-                )
+                # A uid already past its serving slots would only queue one more,
+                # and holding it would keep every other uid waiting behind it.
+                if self._next_in_line is not None or peers.parked_count(conn.uid):
+                    self.refused += 1
+                    log.warning(
+                        "%d connections open (max_clients), none idle: refusing uid %d",
+                        peers.count,
+                        conn.uid,
+                        extra=_REFUSED,
+                    )
+                    conn.refuse(
+                        ErrorCode.THROTTLED,
+                        f"telemd serves at most {peers.limit} connections at once; try again",
+                    )
+                    return False
+                self._next_in_line = conn
+                conn.held_out = True
+                self._stop_accepting()
+                # Paused on the next callback: uvloop starts reading after connection_made.
+                self.loop.call_soon(conn.pause)
+                self.loop.call_later(SHED_AFTER_IDLE, self._retry_next_in_line, conn)
                 return False
-            self.shed += 1
-            log.warning(
-                "%d connections open (max_clients): closing idle ones, first of uid %d"
-                " (it holds %d)",
-                peers.count,
-                victim.uid,
-                peers.uid_count(victim.uid),
-                extra=_SHED,
-            )
-            self.unregister(victim)
-            victim.abort()
+            self._shed(victim)
         conn.parked = not peers.add(conn)
         return True
+
+    def _shed(self, victim: Connection) -> None:
+        """Close `victim` to make room at the limit (see PeerTable.to_shed)."""
+        self.shed += 1
+        log.warning(
+            "%d connections open (max_clients): closing idle ones, first of uid %d (it holds %d)",
+            self.peers.count,
+            victim.uid,
+            self.peers.uid_count(victim.uid),
+            extra=_SHED,
+        )
+        self._waiting.get(victim.uid, {}).pop(victim, None)
+        self._wanting.get(victim.uid, {}).pop(victim, None)
+        self.peers.remove(victim)
+        victim.abort()
+        if self._wanting.get(victim.uid):
+            self._fill_slots(victim.uid)
 
     def unregister(self, conn: Connection) -> None:
         uid = conn.uid
         self._waiting.get(uid, {}).pop(conn, None)
         self._wanting.get(uid, {}).pop(conn, None)
+        if self._next_in_line is conn:
+            self._next_in_line = None
         self.peers.remove(conn)
         if self._wanting.get(uid):
             self._fill_slots(uid)
+        if self._next_in_line is not None:
+            self._admit_next_in_line()
+        elif self._may_accept():
+            self._accept_more()
+
+    def _retry_next_in_line(self, conn: Connection) -> None:
+        """Connections idle too briefly to be shed may have aged enough by now."""
+        if self._next_in_line is conn:
+            self._admit_next_in_line()
+            if self._next_in_line is conn:
+                self.loop.call_later(SHED_AFTER_IDLE, self._retry_next_in_line, conn)
+
+    def _admit_next_in_line(self) -> None:
+        conn = self._next_in_line
+        assert conn is not None
+        if self.peers.full:
+            victim = self.peers.to_shed(conn.uid)
+            if victim is None:
+                return
+            self._shed(victim)
+        self._next_in_line = None
+        conn.held_out = False
+        conn.active_at = self.monotonic()
+        conn.parked = not self.peers.add(conn)
+        conn.start_reading()
+        if self._may_accept():
+            self._accept_more()
+
+    def done_reading(self, conn: Connection) -> None:
+        if self.peers.finish(conn) and self._wanting.get(conn.uid):
+            self._fill_slots(conn.uid)
 
     def want_slot(self, conn: Connection) -> None:
         """A parked connection sent something: serve it when its uid has room."""
@@ -581,6 +704,7 @@ class Intake:
 _BAD_FRAME = {"cause": "bad-frame"}
 _SHED = {"cause": "shed"}
 _SHED_OWN = {"cause": "shed-own"}
+_ACCEPT = {"cause": "accept"}
 _REFUSED = {"cause": "refused"}
 
 _STORE_ERRORS = {

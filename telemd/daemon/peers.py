@@ -70,6 +70,7 @@ class PeerTable(Generic[P]):
         self.count = 0
         self._by_uid: dict[int, dict[P, None]] = {}
         self._parked: dict[int, dict[P, None]] = {}
+        self._finished: dict[int, dict[P, None]] = {}  # served, nothing more to read
 
     def __iter__(self) -> Any:
         return iter([peer for peers in self._by_uid.values() for peer in peers])
@@ -95,11 +96,12 @@ class PeerTable(Generic[P]):
         self.count -= 1
         if not peers:
             del self._by_uid[peer.uid]
-        parked = self._parked.get(peer.uid)
-        if parked is not None and peer in parked:
-            del parked[peer]
-            if not parked:
-                del self._parked[peer.uid]
+        for table in (self._parked, self._finished):
+            others = table.get(peer.uid)
+            if others is not None and peer in others:
+                del others[peer]
+                if not others:
+                    del table[peer.uid]
 
     def promote(self, peer: P) -> None:
         """A parked `peer` takes a serving slot of its uid."""
@@ -108,8 +110,20 @@ class PeerTable(Generic[P]):
         if not parked:
             del self._parked[peer.uid]
 
+    def finish(self, peer: P) -> bool:
+        """A served `peer` will send nothing more: its slot is free. Whether it was served."""
+        peers = self._by_uid.get(peer.uid, {})
+        if peer not in peers or peer in self._parked.get(peer.uid, ()):
+            return False
+        self._finished.setdefault(peer.uid, {})[peer] = None
+        return True
+
     def has_room(self, uid: int) -> bool:
-        served = len(self._by_uid.get(uid, ())) - len(self._parked.get(uid, ()))
+        served = (
+            len(self._by_uid.get(uid, ()))
+            - len(self._parked.get(uid, ()))
+            - len(self._finished.get(uid, ()))
+        )
         return served < self.per_uid
 
     def touch(self, peer: P) -> None:
@@ -118,6 +132,9 @@ class PeerTable(Generic[P]):
         if peers is not None and peer in peers:
             del peers[peer]
             peers[peer] = None
+
+    def parked_count(self, uid: int) -> int:
+        return len(self._parked.get(uid, ()))
 
     def uid_count(self, uid: int) -> int:
         return len(self._by_uid.get(uid, ()))
