@@ -53,7 +53,9 @@ def daemon(
     harness = DaemonHarness(directory)
     directory.chmod(0o755)  # the victim reaches the socket through it
     harness.socket = str(directory / "telem-0")
-    harness.write_config(socket_path=harness.socket, log_level="info", **settings)
+    harness.write_config(
+        socket_path=harness.socket, log_level="info", spool_max_size=-1, **settings
+    )
     harness.start(wrapper=wrapper)
     return harness
 
