@@ -29,32 +29,21 @@ class FakePeer:
         return self.replies or self.frames
 
 
-def test_a_uid_past_its_slots_is_parked_until_one_frees() -> None:
+def test_at_its_limit_a_uid_gives_way_only_once_idle_long_enough() -> None:
     clock = Clock()
-    table: PeerTable[FakePeer] = PeerTable(limit=10, per_uid=2, clock=clock)
-    a, b, c = (FakePeer(5, clock.now) for _ in range(3))
-    assert table.add(a) and table.add(b)
-    assert not table.add(c)
-    assert table.add(FakePeer(6, clock.now))  # another uid has its own slots
-    assert not table.has_room(5)
-    table.remove(a)
-    assert table.has_room(5)
-    table.promote(c)
-    assert not table.has_room(5)
-    assert table.count == 3
-
-
-def test_an_idle_served_connection_gives_way_only_once_idle_long_enough() -> None:
-    clock = Clock()
-    table: PeerTable[FakePeer] = PeerTable(limit=10, per_uid=2, clock=clock)
+    table: PeerTable[FakePeer] = PeerTable(limit=10, per_uid=3, clock=clock)
     busy = FakePeer(5, clock.now, replies=True)
+    unread = FakePeer(5, clock.now, frames=True)
     idle = FakePeer(5, clock.now)
-    parked = FakePeer(5, clock.now)
-    for peer in (busy, idle, parked):
+    for peer in (busy, unread, idle):
         table.add(peer)
-    assert table.idle_served(5) is None  # too young: frames may sit unread
+    table.add(FakePeer(6, clock.now))
+    assert table.uid_count(5) == 3 and table.count == 4
+    assert table.own_idle(5) is None  # too young: frames may sit unread
     clock.now += SHED_AFTER_IDLE
-    assert table.idle_served(5) is idle  # not the busy one, nor the parked one
+    assert table.own_idle(5) is idle  # not the one owed replies, nor the one with frames
+    table.remove(idle)
+    assert table.uid_count(5) == 2 and table.count == 3
 
 
 def test_at_the_limit_the_heaviest_uid_gives_way_to_a_lighter_one() -> None:

@@ -47,12 +47,17 @@ _random_bits = random.Random().getrandbits
 # Frames read per uid per turn of the loop, over all its connections: one uid
 # with a thousand pipelining connections gets a turn as long as another's.
 FRAMES_PER_ROUND = 64
-# Descriptors kept for everything but client connections: the spool and
-# journal files, telemctl, delivery, and the connections shed in one turn of
-# the loop (one per connection accepted) whose descriptors close a turn later.
-DESCRIPTOR_RESERVE = LISTEN_BACKLOG + 64
+# Descriptors kept for everything but counted connections: the spool and
+# journal files, telemctl, delivery, the connections accepted in one turn of
+# the loop that wait for room, and those shed or refused, whose descriptors
+# close a turn later.
+DESCRIPTOR_RESERVE = 2 * LISTEN_BACKLOG + 64
 # After accept() fails for want of descriptors or memory, the next try waits this long (s).
 ACCEPT_RETRY = 0.1
+# A newcomer that finds no room this long is refused, and so are its uid's
+# next ones until one of its connections closes: a flood, not a burst of
+# libtelemetry connections (theirs close as soon as their frame is stored).
+HOLD_FOR = 0.5
 
 
 class IntakeOptions:
@@ -93,9 +98,9 @@ class Connection(asyncio.Protocol):
         self.uid = -1
         self.pid = -1
         self.active_at = 0.0
-        self.held_out = False  # over the connection limit: waits, unread, to be counted
+        self.held_out = False  # no room under the limits: waits, unread, to be counted
+        self.held_since = 0.0
         self.waiting = False  # complete frames are buffered until its uid's next turn
-        self.parked = False  # its uid is at max_uid_connections: what it sends waits
         self._buffer = bytearray()
         self._replies: deque[list[bytes | None]] = deque()
         self._closing = False  # no more frames are read: EOF, fatal error or shutdown
@@ -118,12 +123,7 @@ class Connection(asyncio.Protocol):
     def start_reading(self) -> None:
         """Counted in after waiting over the limit: read what it sends."""
         self._start_deadline()
-        if not self.parked:
-            self.intake.read_frames(self)
-        elif self._buffer:
-            self.intake.want_slot(self)
-        else:
-            self.resume()
+        self.intake.read_frames(self)
 
     def _start_deadline(self) -> None:
         self._deadline = self.intake.loop.call_later(
@@ -137,14 +137,11 @@ class Connection(asyncio.Protocol):
         if self.waiting or self.held_out:
             # uvloop may deliver a read that was under way when reading paused.
             self.pause()
-        elif self.parked:
-            self.pause()
-            self.intake.want_slot(self)
         else:
             self.intake.read_frames(self)
 
     def eof_received(self) -> bool:
-        if self.waiting or self.wants_slot or self.held_out:
+        if self.waiting or self.held_out:
             self._eof = True  # the frames before it are read first, in the uid's turn
             return True
         self._end_of_input()
@@ -155,9 +152,6 @@ class Connection(asyncio.Protocol):
         if self._buffer and not self._closing:
             self.fail(FrameError(f"connection closed {len(self._buffer)} bytes into a frame"))
         self._closing = True
-        # Nothing more to read: its serving slot goes to a parked connection
-        # while it waits for its replies (libtelemetry writes and closes at once).
-        self.intake.done_reading(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -239,8 +233,8 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume(self) -> None:
-        if self.waiting or self.wants_slot or self.held_out:
-            return  # served in its uid's turn
+        if self.waiting or self.held_out:
+            return  # served in its uid's turn, or once counted in
         if self._eof:
             self._end_of_input()
             self.close()
@@ -252,12 +246,7 @@ class Connection(asyncio.Protocol):
 
     def busy(self) -> bool:
         """Owes replies or holds frames not yet read."""
-        return bool(self._replies) or self.waiting or self.wants_slot
-
-    @property
-    def wants_slot(self) -> bool:
-        """Parked with something sent: waits for a serving slot of its uid."""
-        return self.parked and bool(self._buffer)
+        return bool(self._replies) or self.waiting
 
     @property
     def closing(self) -> bool:
@@ -315,9 +304,9 @@ class Intake:
         self._listener: socket.socket | None = None
         self._accepting = False
         self._opening = 0  # accepted, connection_made still to come
-        # Over the limit with nothing to shed: waits, unread, for the next free place
-        # while the rest wait in the kernel's listen queue.
-        self._next_in_line: Connection | None = None
+        # Accepted without room under the limits: wait, unread, oldest first, while
+        # the rest wait in the kernel's listen queue.
+        self._held_out: dict[Connection, None] = {}
         self._held: list[Connection] = []  # paused while the spool writer catches up
         spool.on_drained = self._release
         self._descriptor_room: int | None = None
@@ -329,9 +318,9 @@ class Intake:
         self._read_this_round: dict[int, int] = {}
         self._waiting: dict[int, dict[Connection, None]] = {}
         self._round_scheduled = False
-        # Parked connections that have sent something, per uid, oldest first.
-        self._wanting: dict[int, dict[Connection, None]] = {}
-        self._retry_slots: set[int] = set()
+        # Uids whose newcomer waited HOLD_FOR without room: refused at their
+        # limit until one of their connections closes.
+        self._saturated: set[int] = set()
         self.stopping = False
         self.accepted = 0
         self.shed = 0
@@ -424,138 +413,116 @@ class Intake:
                 self._accept_more()
 
     def _may_accept(self) -> bool:
-        return self._next_in_line is None and self.peers.count + self._opening <= self.peers.limit
+        return not self._held_out and self.peers.count + self._opening <= self.peers.limit
 
     # Connection bookkeeping --------------------------------------------
 
     def register(self, conn: Connection) -> bool:
-        """Count a new connection in; False when it must wait to be counted."""
+        """Count a new connection in; False when it must wait to be, or is refused."""
+        if self._make_room(conn):
+            self.peers.add(conn)
+            return True
+        # Held while one uid floods, it would keep every other uid waiting
+        # in the listen queue behind it: such a uid is refused instead.
+        if conn.uid in self._saturated:
+            self._refuse(conn)
+            return False
+        self._held_out[conn] = None
+        conn.held_out = True
+        conn.held_since = self.monotonic()
+        self._stop_accepting()
+        # Paused on the next callback: uvloop starts reading after connection_made.
+        self.loop.call_soon(conn.pause)
+        self.loop.call_later(SHED_AFTER_IDLE, self._retry_held_out, conn)
+        return False
+
+    def _make_room(self, conn: Connection) -> bool:
+        """Whether `conn` fits under both limits, shedding a connection if one may go."""
         peers = self.peers
+        if peers.uid_count(conn.uid) >= peers.per_uid:
+            victim = peers.own_idle(conn.uid)
+            if victim is None:
+                return False
+            self._shed(victim, "max_uid_connections")
         if peers.full:
             victim = peers.to_shed(conn.uid)
             if victim is None:
-                # A uid already past its serving slots would only queue one more,
-                # and holding it would keep every other uid waiting behind it.
-                if self._next_in_line is not None or peers.parked_count(conn.uid):
-                    self.refused += 1
-                    log.warning(
-                        "%d connections open (max_clients), none idle: refusing uid %d",
-                        peers.count,
-                        conn.uid,
-                        extra=_REFUSED,
-                    )
-                    conn.refuse(
-                        ErrorCode.THROTTLED,
-                        f"telemd serves at most {peers.limit} connections at once; try again",
-                    )
-                    return False
-                self._next_in_line = conn
-                conn.held_out = True
-                self._stop_accepting()
-                # Paused on the next callback: uvloop starts reading after connection_made.
-                self.loop.call_soon(conn.pause)
-                self.loop.call_later(SHED_AFTER_IDLE, self._retry_next_in_line, conn)
                 return False
-            self._shed(victim)
-        conn.parked = not peers.add(conn)
+            self._shed(victim, "max_clients")
         return True
 
-    def _shed(self, victim: Connection) -> None:
-        """Close `victim` to make room at the limit (see PeerTable.to_shed)."""
+    def _shed(self, victim: Connection, limit: str) -> None:
+        """Close `victim` to make room at `limit` (see PeerTable)."""
         self.shed += 1
         log.warning(
-            "%d connections open (max_clients): closing idle ones, first of uid %d (it holds %d)",
+            "%d connections open, uid %d holding %d (%s): closing idle ones",
             self.peers.count,
             victim.uid,
             self.peers.uid_count(victim.uid),
+            limit,
             extra=_SHED,
         )
         self._waiting.get(victim.uid, {}).pop(victim, None)
-        self._wanting.get(victim.uid, {}).pop(victim, None)
         self.peers.remove(victim)
         victim.abort()
-        if self._wanting.get(victim.uid):
-            self._fill_slots(victim.uid)
 
     def unregister(self, conn: Connection) -> None:
-        uid = conn.uid
-        self._waiting.get(uid, {}).pop(conn, None)
-        self._wanting.get(uid, {}).pop(conn, None)
-        if self._next_in_line is conn:
-            self._next_in_line = None
+        self._waiting.get(conn.uid, {}).pop(conn, None)
+        self._saturated.discard(conn.uid)
+        self._held_out.pop(conn, None)
         self.peers.remove(conn)
-        if self._wanting.get(uid):
-            self._fill_slots(uid)
-        if self._next_in_line is not None:
-            self._admit_next_in_line()
-        elif self._may_accept():
-            self._accept_more()
+        self._admit_held_out()
 
-    def _retry_next_in_line(self, conn: Connection) -> None:
-        """Connections idle too briefly to be shed may have aged enough by now."""
-        if self._next_in_line is conn:
-            self._admit_next_in_line()
-            if self._next_in_line is conn:
-                self.loop.call_later(SHED_AFTER_IDLE, self._retry_next_in_line, conn)
+    def _retry_held_out(self, conn: Connection) -> None:
+        """Connections idle too briefly to be shed may have aged enough by now.
+        After HOLD_FOR without room the uid is taken to be flooding."""
+        if conn not in self._held_out:
+            return
+        self._admit_held_out()
+        if conn not in self._held_out:
+            return
+        if self.monotonic() - conn.held_since < HOLD_FOR:
+            self.loop.call_later(SHED_AFTER_IDLE, self._retry_held_out, conn)
+            return
+        self._saturated.add(conn.uid)
+        for held in [c for c in self._held_out if c.uid == conn.uid]:
+            del self._held_out[held]
+            held.held_out = False
+            self._refuse(held)
+        self._admit_held_out()
 
-    def _admit_next_in_line(self) -> None:
-        conn = self._next_in_line
-        assert conn is not None
-        if self.peers.full:
-            victim = self.peers.to_shed(conn.uid)
-            if victim is None:
-                return
-            self._shed(victim)
-        self._next_in_line = None
-        conn.held_out = False
-        conn.active_at = self.monotonic()
-        conn.parked = not self.peers.add(conn)
-        conn.start_reading()
+    def _admit_held_out(self) -> None:
+        """Count in the connections held out that now have room, oldest first;
+        accept again once none waits."""
+        for conn in list(self._held_out):
+            if not self._make_room(conn):
+                continue
+            del self._held_out[conn]
+            conn.held_out = False
+            conn.active_at = self.monotonic()
+            self.peers.add(conn)
+            conn.start_reading()
         if self._may_accept():
             self._accept_more()
 
-    def done_reading(self, conn: Connection) -> None:
-        if self.peers.finish(conn) and self._wanting.get(conn.uid):
-            self._fill_slots(conn.uid)
-
-    def want_slot(self, conn: Connection) -> None:
-        """A parked connection sent something: serve it when its uid has room."""
-        self._wanting.setdefault(conn.uid, {})[conn] = None
-        self._fill_slots(conn.uid)
-
-    def _fill_slots(self, uid: int) -> None:
-        """Serve the uid's parked connections that sent something, oldest first,
-        while it has room or an idle served connection to give way."""
-        self._retry_slots.discard(uid)
-        wanting = self._wanting.get(uid)
-        peers = self.peers
-        while wanting:
-            if not peers.has_room(uid):
-                idle = peers.idle_served(uid)
-                if idle is None:
-                    if uid not in self._retry_slots:
-                        self._retry_slots.add(uid)
-                        self.loop.call_later(SHED_AFTER_IDLE, self._fill_slots, uid)
-                    return
-                self.shed += 1
-                log.warning(
-                    "uid %d is at max_uid_connections (%d): closing its idle connections"
-                    " for those waiting",
-                    uid,
-                    peers.per_uid,
-                    extra=_SHED_OWN,
-                )
-                self._waiting.get(uid, {}).pop(idle, None)
-                peers.remove(idle)
-                idle.abort()
-                continue
-            conn = next(iter(wanting))
-            del wanting[conn]
-            peers.promote(conn)
-            conn.parked = False
-            conn.active_at = self.monotonic()
-            self.read_frames(conn)
-        self._wanting.pop(uid, None)
+    def _refuse(self, conn: Connection) -> None:
+        self.refused += 1
+        log.warning(
+            "%d connections open, uid %d holding %d (max_uid_connections %d, max_clients %d),"
+            " none idle: refusing uid %d",
+            self.peers.count,
+            conn.uid,
+            self.peers.uid_count(conn.uid),
+            self.peers.per_uid,
+            self.peers.limit,
+            conn.uid,
+            extra=_REFUSED,
+        )
+        conn.refuse(
+            ErrorCode.THROTTLED,
+            f"telemd serves at most {self.peers.per_uid} connections of a user and"
+            f" {self.peers.limit} in all; try again",
+        )
 
     def touch(self, conn: Connection) -> None:
         self.peers.touch(conn)
@@ -703,7 +670,6 @@ class Intake:
 
 _BAD_FRAME = {"cause": "bad-frame"}
 _SHED = {"cause": "shed"}
-_SHED_OWN = {"cause": "shed-own"}
 _ACCEPT = {"cause": "accept"}
 _REFUSED = {"cause": "refused"}
 

@@ -1,14 +1,9 @@
 """Who is connected: SO_PEERCRED, and the table of connections per uid.
 
-The table enforces the two connection limits. At most `per_uid` connections
-of one uid are served at once; its further connections are parked: open,
-but what they send is read only once a serving slot of the uid is free
-(one of its served connections closes, or gives way after idling). A burst
-of libtelemetry connections (connect, write, close) thus loses nothing,
-and a uid's idle crowd does not keep its next client waiting. At most
-`limit` connections are open in all; past it the least recently active idle
-connection of the uid holding the most is shed, or the new one refused (see
-`to_shed`). The table decides; intake (telemd/daemon/intake.py) does the I/O.
+The table holds the two connection limits: `per_uid` connections of one
+uid, `limit` in all. At either, it names a connection that may be shed for
+a newcomer (`own_idle`, `to_shed`); intake (telemd/daemon/intake.py) does
+the I/O and decides what a newcomer without room waits for.
 """
 
 from __future__ import annotations
@@ -69,8 +64,6 @@ class PeerTable(Generic[P]):
         self.clock = clock
         self.count = 0
         self._by_uid: dict[int, dict[P, None]] = {}
-        self._parked: dict[int, dict[P, None]] = {}
-        self._finished: dict[int, dict[P, None]] = {}  # served, nothing more to read
 
     def __iter__(self) -> Any:
         return iter([peer for peers in self._by_uid.values() for peer in peers])
@@ -79,14 +72,9 @@ class PeerTable(Generic[P]):
     def full(self) -> bool:
         return self.count >= self.limit
 
-    def add(self, peer: P) -> bool:
-        """Count `peer` in; False when it is parked (its uid is at per_uid)."""
-        room = self.has_room(peer.uid)
+    def add(self, peer: P) -> None:
         self._by_uid.setdefault(peer.uid, {})[peer] = None
         self.count += 1
-        if not room:
-            self._parked.setdefault(peer.uid, {})[peer] = None
-        return room
 
     def remove(self, peer: P) -> None:
         peers = self._by_uid.get(peer.uid)
@@ -96,35 +84,6 @@ class PeerTable(Generic[P]):
         self.count -= 1
         if not peers:
             del self._by_uid[peer.uid]
-        for table in (self._parked, self._finished):
-            others = table.get(peer.uid)
-            if others is not None and peer in others:
-                del others[peer]
-                if not others:
-                    del table[peer.uid]
-
-    def promote(self, peer: P) -> None:
-        """A parked `peer` takes a serving slot of its uid."""
-        parked = self._parked[peer.uid]
-        del parked[peer]
-        if not parked:
-            del self._parked[peer.uid]
-
-    def finish(self, peer: P) -> bool:
-        """A served `peer` will send nothing more: its slot is free. Whether it was served."""
-        peers = self._by_uid.get(peer.uid, {})
-        if peer not in peers or peer in self._parked.get(peer.uid, ()):
-            return False
-        self._finished.setdefault(peer.uid, {})[peer] = None
-        return True
-
-    def has_room(self, uid: int) -> bool:
-        served = (
-            len(self._by_uid.get(uid, ()))
-            - len(self._parked.get(uid, ()))
-            - len(self._finished.get(uid, ()))
-        )
-        return served < self.per_uid
 
     def touch(self, peer: P) -> None:
         """Mark `peer` as the most recently active of its uid."""
@@ -133,21 +92,18 @@ class PeerTable(Generic[P]):
             del peers[peer]
             peers[peer] = None
 
-    def parked_count(self, uid: int) -> int:
-        return len(self._parked.get(uid, ()))
-
     def uid_count(self, uid: int) -> int:
         return len(self._by_uid.get(uid, ()))
 
-    def idle_served(self, uid: int) -> P | None:
-        """The least recently active served connection of `uid` that has been
-        idle SHED_AFTER_IDLE and is owed no reply: it gives way to a parked one."""
-        parked = self._parked.get(uid, {})
+    def own_idle(self, uid: int) -> P | None:
+        """The least recently active connection of `uid` that has been idle
+        SHED_AFTER_IDLE with nothing unread or owed: it gives way to a newcomer
+        of its own uid at per_uid."""
         now = self.clock()
         for n, peer in enumerate(self._by_uid.get(uid, ())):
             if n >= SHED_SCAN or now - peer.active_at < SHED_AFTER_IDLE:
-                return None
-            if peer not in parked and not peer.busy():
+                return None  # later ones were active more recently still
+            if not peer.busy():
                 return peer
         return None
 
