@@ -113,7 +113,7 @@ OWN_KEYS: tuple[Key, ...] = (
         "max_uid_connections",
         "int",
         128,
-        "Probe connections one user may have read at once; more wait, unread, their turn.",
+        "Probe connections one user may hold open at once.",
         "",
         1,
         65536,

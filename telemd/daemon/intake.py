@@ -7,11 +7,12 @@ the order of its frames. Nothing a client sends may raise out of here: bad
 frames get an error reply, and the daemon goes on serving everyone else.
 
 Limits that keep one client from hurting the others: a frame size bound, a
-deadline to finish each frame (`client_timeout`), the connection limits of
-telemd/daemon/peers.py (`max_uid_connections` served per uid, `max_clients`
-in all, never more than the descriptor limit allows), fair reading (each
-uid, however many connections it holds, has FRAMES_PER_ROUND frames read
-per turn of the loop, its connections in turn), and the per-uid budget.
+deadline to finish each frame (`client_timeout`), the connection limits
+(`max_uid_connections` per uid, `max_clients` in all, never more than the
+descriptor limit allows; telemd/daemon/peers.py picks what may be shed),
+fair reading (each uid, however many connections it holds, has
+FRAMES_PER_ROUND frames read per turn of the loop, its connections in
+turn), and the per-uid budget.
 """
 
 from __future__ import annotations
@@ -270,7 +271,7 @@ class Connection(asyncio.Protocol):
         timeout = intake.options.client_timeout
         idle = intake.monotonic() - self.active_at
         # Replies still waiting on the spool and frames waiting for their
-        # uid's turn or for a serving slot are not the client's fault.
+        # uid's turn are not the client's fault.
         if idle >= timeout and not self.busy():
             if self._buffer:
                 self.fail(FrameError(f"frame not completed within {timeout:g} s"))
