@@ -233,6 +233,10 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self._lost:
             self.transport.pause_reading()
 
+    def pause_if_held_out(self) -> None:
+        if self.held_out:  # not counted in meanwhile
+            self.pause()
+
     def resume(self) -> None:
         if self.waiting or self.held_out:
             return  # served in its uid's turn, or once counted in
@@ -433,7 +437,7 @@ class Intake:
         conn.held_since = self.monotonic()
         self._stop_accepting()
         # Paused on the next callback: uvloop starts reading after connection_made.
-        self.loop.call_soon(conn.pause)
+        self.loop.call_soon(conn.pause_if_held_out)
         self.loop.call_later(SHED_AFTER_IDLE, self._retry_held_out, conn)
         return False
 

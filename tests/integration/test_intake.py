@@ -331,3 +331,23 @@ def test_the_daemon_serves_on_either_event_loop(harness: DaemonHarness, choice: 
     rows = harness.records()
     assert [row["record_id"] for row in rows] == record_ids
     assert [row["payload"] for row in rows] == [f"on {choice} {i}" for i in range(50)]
+
+
+@pytest.mark.parametrize("choice", ["asyncio", "uvloop"])
+def test_a_burst_of_c_probes_past_the_connection_caps_loses_nothing(
+    harness: DaemonHarness, legacy_client: str, choice: str
+) -> None:
+    # Tiny caps, so that the burst finds no room: newcomers must wait, unread,
+    # with the rest in the listen queue, and be read once room frees.
+    harness.write_config(
+        max_uid_connections=4, max_clients=8, uid_records_per_minute=-1, event_loop=choice
+    )
+    harness.start()
+    senders = [
+        subprocess.Popen([legacy_client, harness.socket, "a/b/c", "1", f"burst {n}", "300"])
+        for n in range(8)
+    ]
+    assert all(sender.wait(60) == 0 for sender in senders)
+    # libtelemetry's probes get no acknowledgement; the spool is all there is to await.
+    assert wait_until(lambda: len(harness.records()) == 8 * 300, timeout=30)
+    assert not any("refusing" in line or "closing idle" in line for line in harness.log)
