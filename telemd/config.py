@@ -113,6 +113,15 @@ OWN_KEYS: tuple[Key, ...] = (
     Key("socket_mode", "mode", 0o666, "Permissions of the probe socket."),
     Key("max_clients", "int", 512, "Probe connections served at once.", "", 1, 65536),
     Key(
+        "max_uid_connections",
+        "int",
+        128,
+        "Probe connections one user may hold open at once.",
+        "",
+        1,
+        65536,
+    ),
+    Key(
         "client_timeout",
         "float",
         5.0,
@@ -262,6 +271,7 @@ class Settings:
     idle_exit_after: float
     socket_mode: int
     max_clients: int
+    max_uid_connections: int
     client_timeout: float
     max_payload_size: int
     uid_records_per_minute: int

@@ -50,6 +50,7 @@ INT_RANGES = [
     ("byte_burst_limit", 1, None, True),
     ("byte_window_length", 1, 59, False),
     ("max_clients", 1, 65536, False),
+    ("max_uid_connections", 1, 65536, False),
     ("max_payload_size", 1, 1048576, False),
     ("uid_records_per_minute", 1, None, True),
 ]

@@ -7,15 +7,19 @@ the order of its frames. Nothing a client sends may raise out of here: bad
 frames get an error reply, and the daemon goes on serving everyone else.
 
 Limits that keep one client from hurting the others: a frame size bound, a
-deadline to finish each frame (`client_timeout`), at most `max_clients`
-connections (when full, the least recently active connection of the uid
-holding the most is closed), and the per-uid budget.
+deadline to finish each frame (`client_timeout`), the connection limits
+(`max_uid_connections` per uid, `max_clients` in all, never more than the
+descriptor limit allows; telemd/daemon/peers.py picks what may be shed),
+fair reading (each uid, however many connections it holds, has
+FRAMES_PER_ROUND frames read per turn of the loop, its connections in
+turn), and the per-uid budget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from typing import cast
 
 from telemd.daemon.budget import UidBudget
-from telemd.daemon.peers import peer_credentials
+from telemd.daemon.peers import SHED_AFTER_IDLE, PeerTable, descriptor_room, peer_credentials
 from telemd.daemon.spool import Entry, HostKey, Spool
 from telemd.errors import ErrorCode, FrameError, TelemetryError
 from telemd.frame import decode_frame, encode_error, encode_ok, frame_size, max_frame_size
@@ -38,23 +42,49 @@ log = logging.getLogger("telemd.intake")
 # libtelemetry connections waits in the kernel rather than in our memory
 # (1024 here cost 20 MiB of RSS under 8 legacy senders, for no more throughput).
 LISTEN_BACKLOG = 128
-# A connection this long without a complete frame may be evicted at max_clients.
-EVICT_AFTER_IDLE = 0.25
+# Frames read per uid per turn of the loop, over all its connections: one uid
+# with a thousand pipelining connections gets a turn as long as another's.
+FRAMES_PER_ROUND = 64
+# Descriptors kept for everything but counted connections: the spool and
+# journal files, telemctl, delivery, the connections accepted in one turn of
+# the loop that wait for room, and those shed or refused, whose descriptors
+# close a turn later.
+DESCRIPTOR_RESERVE = 2 * LISTEN_BACKLOG + 64
+# After accept() fails for want of descriptors or memory, the next try waits this long (s).
+ACCEPT_RETRY = 0.1
+# A newcomer that finds no room this long is refused, and so are its uid's
+# next ones until one of its connections closes: a flood, not a burst of
+# libtelemetry connections (theirs close as soon as their frame is stored).
+HOLD_FOR = 0.5
 
 
 class IntakeOptions:
     """The settings intake reads on every frame; replaced whole on reload."""
 
-    __slots__ = ("client_timeout", "frame_limit", "max_clients", "max_payload_size", "opt_in_file")
+    __slots__ = (
+        "client_timeout",
+        "frame_limit",
+        "max_clients",
+        "max_payload_size",
+        "max_uid_connections",
+        "opt_in_file",
+    )
 
     def __init__(
-        self, *, opt_in_file: str, max_payload_size: int, max_clients: int, client_timeout: float
+        self,
+        *,
+        opt_in_file: str,
+        max_payload_size: int,
+        max_clients: int,
+        client_timeout: float,
+        max_uid_connections: int = 128,
     ) -> None:
         self.opt_in_file = opt_in_file
         self.max_payload_size = max_payload_size
         self.frame_limit = max_frame_size(max_payload_size)
         self.max_clients = max_clients
         self.client_timeout = client_timeout
+        self.max_uid_connections = max_uid_connections
 
 
 class Connection(asyncio.Protocol):
@@ -66,9 +96,13 @@ class Connection(asyncio.Protocol):
         self.uid = -1
         self.pid = -1
         self.active_at = 0.0
+        self.held_out = False  # no room under the limits: waits, unread, to be counted
+        self.held_since = 0.0
+        self.waiting = False  # complete frames are buffered until its uid's next turn
         self._buffer = bytearray()
         self._replies: deque[list[bytes | None]] = deque()
         self._closing = False  # no more frames are read: EOF, fatal error or shutdown
+        self._eof = False  # seen while frames waited: acted on once they are read
         self._lost = False
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -81,7 +115,15 @@ class Connection(asyncio.Protocol):
         with contextlib.suppress(OSError):
             self.pid, self.uid, _ = peer_credentials(sock)
         self.active_at = self.intake.monotonic()
-        self.intake.register(self)
+        if self.intake.register(self):
+            self._start_deadline()
+
+    def start_reading(self) -> None:
+        """Counted in after waiting over the limit: read what it sends."""
+        self._start_deadline()
+        self.intake.read_frames(self)
+
+    def _start_deadline(self) -> None:
         self._deadline = self.intake.loop.call_later(
             self.intake.options.client_timeout, self._check_deadline
         )
@@ -89,37 +131,25 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        buffer = self._buffer
-        buffer += data
-        limit = self.intake.options.frame_limit
-        offset = 0
-        try:
-            while len(buffer) - offset >= 4:
-                size = frame_size(buffer[offset : offset + 4], limit)
-                if len(buffer) - offset < size:
-                    break
-                frame = bytes(buffer[offset : offset + size])
-                offset += size
-                self.intake.handle_frame(self, frame)
-                if self._closing:
-                    break
-        except FrameError as exc:
-            self.fail(exc)
-            return
-        finally:
-            if offset:
-                del buffer[:offset]
-                self.active_at = self.intake.monotonic()
-                self.intake.touch(self)
-        if self.intake.spool.congested:
-            self.intake.hold(self)
+        self._buffer += data
+        if self.waiting or self.held_out:
+            # uvloop may deliver a read that was under way when reading paused.
+            self.pause()
+        else:
+            self.intake.read_frames(self)
 
     def eof_received(self) -> bool:
+        if self.waiting or self.held_out:
+            self._eof = True  # the frames before it are read first, in the uid's turn
+            return True
+        self._end_of_input()
+        # Keep the transport open to write the replies still owed.
+        return bool(self._replies)
+
+    def _end_of_input(self) -> None:
         if self._buffer and not self._closing:
             self.fail(FrameError(f"connection closed {len(self._buffer)} bytes into a frame"))
         self._closing = True
-        # Keep the transport open to write the replies still owed.
-        return bool(self._replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -127,6 +157,35 @@ class Connection(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
         self.intake.unregister(self)
+
+    # Frames --------------------------------------------------------------
+
+    def take_frames(self, most: int) -> tuple[int, bool]:
+        """Handle up to `most` complete frames from the buffer; how many were
+        handled and whether more may be waiting."""
+        buffer = self._buffer
+        limit = self.intake.options.frame_limit
+        offset = handled = 0
+        try:
+            while handled < most and len(buffer) - offset >= 4:
+                size = frame_size(buffer[offset : offset + 4], limit)
+                if len(buffer) - offset < size:
+                    break
+                frame = bytes(buffer[offset : offset + size])
+                offset += size
+                handled += 1
+                self.intake.handle_frame(self, frame)
+                if self._closing:
+                    break
+        except FrameError as exc:
+            self.fail(exc)
+            return handled, False
+        finally:
+            if offset:
+                del buffer[:offset]
+                self.active_at = self.intake.monotonic()
+                self.intake.touch(self)
+        return handled, handled == most and not self._closing and len(buffer) >= 4
 
     # Replies, in frame order -------------------------------------------
 
@@ -156,22 +215,44 @@ class Connection(asyncio.Protocol):
 
     def fail(self, exc: FrameError) -> None:
         """Reply to a frame that cannot be decoded, then close the connection."""
-        log.info("client pid %d uid %d: %s", self.pid, self.uid, exc.message)
+        log.info("client pid %d uid %d: %s", self.pid, self.uid, exc.message, extra=_BAD_FRAME)
         self.intake.count_error(exc.code)
         self._closing = True
         self._buffer.clear()
         self.fill(self.reserve_reply(), encode_error(exc.code, exc.message))
 
+    def refuse(self, code: str, message: str) -> None:
+        """Answer a connection that is not served with one error, then close it."""
+        self._closing = True
+        self.fill(self.reserve_reply(), encode_error(code, message))
+
     def pause(self) -> None:
         if self.transport is not None and not self._lost:
             self.transport.pause_reading()
 
+    def pause_if_held_out(self) -> None:
+        if self.held_out:  # not counted in meanwhile
+            self.pause()
+
     def resume(self) -> None:
-        if self.transport is not None and not self._lost and not self._closing:
+        if self.waiting or self.held_out:
+            return  # served in its uid's turn, or once counted in
+        if self._eof:
+            self._end_of_input()
+            self.close()
+        elif self.transport is not None and not self._lost and not self._closing:
             self.transport.resume_reading()
 
     def owes_replies(self) -> bool:
         return bool(self._replies)
+
+    def busy(self) -> bool:
+        """Owes replies or holds frames not yet read."""
+        return bool(self._replies) or self.waiting
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def abort(self) -> None:
         self._closing = True
@@ -190,13 +271,14 @@ class Connection(asyncio.Protocol):
         intake = self.intake
         timeout = intake.options.client_timeout
         idle = intake.monotonic() - self.active_at
-        if idle >= timeout and not self._replies:
+        # Replies still waiting on the spool and frames waiting for their
+        # uid's turn are not the client's fault.
+        if idle >= timeout and not self.busy():
             if self._buffer:
                 self.fail(FrameError(f"frame not completed within {timeout:g} s"))
             else:
                 self.close()
             return
-        # Replies still waiting on the spool are not the client's fault.
         self._deadline = intake.loop.call_later(max(timeout - idle, 0.05), self._check_deadline)
 
 
@@ -221,80 +303,289 @@ class Intake:
         self._host_key = host_key
         self._on_stored = on_stored
         self._wall_clock = wall_clock
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._accepting = False
+        self._opening = 0  # accepted, connection_made still to come
+        # Accepted without room under the limits: wait, unread, oldest first, while
+        # the rest wait in the kernel's listen queue.
+        self._held_out: dict[Connection, None] = {}
         self._held: list[Connection] = []  # paused while the spool writer catches up
         spool.on_drained = self._release
-        self._by_uid: dict[int, dict[Connection, None]] = {}
-        self.connections = 0
-        self._quiet_until = 0.0  # no eviction warning before this time
+        self._descriptor_room: int | None = None
+        self.peers: PeerTable[Connection] = PeerTable(
+            options.max_clients, options.max_uid_connections, self.monotonic
+        )
+        # Fair reading: frames read this turn per uid, and the connections
+        # whose complete frames wait for their uid's next turn.
+        self._read_this_round: dict[int, int] = {}
+        self._waiting: dict[int, dict[Connection, None]] = {}
+        self._round_scheduled = False
+        # Uids whose newcomer waited HOLD_FOR without room: refused at their
+        # limit until one of their connections closes.
+        self._saturated: set[int] = set()
         self.stopping = False
         self.accepted = 0
+        self.shed = 0
+        self.refused = 0
         self.errors: dict[str, int] = {}
 
+    @property
+    def connections(self) -> int:
+        return self.peers.count
+
     async def start(self, listener: socket.socket) -> None:
-        self._server = await self.loop.create_unix_server(
-            lambda: Connection(self), sock=listener, backlog=LISTEN_BACKLOG
-        )
+        self._descriptor_room = descriptor_room(DESCRIPTOR_RESERVE)
+        self.apply(self.options)
+        self._listener = listener
+        self._accept_more()
+
+    def apply(self, options: IntakeOptions) -> None:
+        """Take new settings (at start and on reload)."""
+        self.options = options
+        room = self._descriptor_room
+        limit = options.max_clients if room is None else min(options.max_clients, room)
+        if limit < options.max_clients:
+            log.warning(
+                "max_clients = %d needs more descriptors than RLIMIT_NOFILE leaves"
+                " (%d kept for the daemon's own use): at most %d connections at once",
+                options.max_clients,
+                DESCRIPTOR_RESERVE,
+                limit,
+            )
+        self.peers.limit = limit
+        self.peers.per_uid = options.max_uid_connections
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let frames already received reach the disk, close."""
         self.stopping = True
-        if self._server is not None:
-            self._server.close()
+        self._stop_accepting()
+        if self._listener is not None:
+            self._listener.close()
         try:
             await asyncio.wait_for(self.spool.wait_idle(), grace)
         except asyncio.TimeoutError:
             log.warning("spool still busy after %g s; closing connections", grace)
-        for conns in list(self._by_uid.values()):
-            for conn in list(conns):
-                conn.close()
+        for conn in self.peers:
+            conn.close()
+
+    # Accepting -------------------------------------------------------------
+
+    def _accept_more(self) -> None:
+        if self._listener is not None and not self._accepting and not self.stopping:
+            self._accepting = True
+            self.loop.add_reader(self._listener.fileno(), self._accept)
+
+    def _stop_accepting(self) -> None:
+        if self._accepting and self._listener is not None:
+            self._accepting = False
+            self.loop.remove_reader(self._listener.fileno())
+
+    def _accept(self) -> None:
+        """Accept what waits, up to LISTEN_BACKLOG a turn. At the limit one more
+        is taken, to see whether its uid may have another's idle connection
+        shed for it; the rest wait in the kernel's listen queue."""
+        assert self._listener is not None
+        for _ in range(LISTEN_BACKLOG):
+            if not self._may_accept():
+                self._stop_accepting()
+                return
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                # Out of descriptors or memory despite the reserve: wait, do not spin.
+                log.error("cannot accept a connection: %s", exc.strerror, extra=_ACCEPT)
+                self._stop_accepting()
+                self.loop.call_later(ACCEPT_RETRY, self._accept_more)
+                return
+            self._opening += 1
+            self.loop.create_task(self._open(sock))
+
+    async def _open(self, sock: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: Connection(self), sock)
+        except OSError:
+            sock.close()  # the client went away before its connection was set up
+        finally:
+            self._opening -= 1
+            if self._may_accept():
+                self._accept_more()
+
+    def _may_accept(self) -> bool:
+        return not self._held_out and self.peers.count + self._opening <= self.peers.limit
 
     # Connection bookkeeping --------------------------------------------
 
-    def register(self, conn: Connection) -> None:
-        if self.connections >= self.options.max_clients:
-            self._evict_idle()
-        self._by_uid.setdefault(conn.uid, {})[conn] = None
-        self.connections += 1
+    def register(self, conn: Connection) -> bool:
+        """Count a new connection in; False when it must wait to be, or is refused."""
+        if self._make_room(conn):
+            self.peers.add(conn)
+            return True
+        # Held while one uid floods, it would keep every other uid waiting
+        # in the listen queue behind it: such a uid is refused instead.
+        if conn.uid in self._saturated:
+            self._refuse(conn)
+            return False
+        self._held_out[conn] = None
+        conn.held_out = True
+        conn.held_since = self.monotonic()
+        self._stop_accepting()
+        # Paused on the next callback: uvloop starts reading after connection_made.
+        self.loop.call_soon(conn.pause_if_held_out)
+        self.loop.call_later(SHED_AFTER_IDLE, self._retry_held_out, conn)
+        return False
+
+    def _make_room(self, conn: Connection) -> bool:
+        """Whether `conn` fits under both limits, shedding a connection if one may go."""
+        peers = self.peers
+        if peers.uid_count(conn.uid) >= peers.per_uid:
+            victim = peers.own_idle(conn.uid)
+            if victim is None:
+                return False
+            self._shed(victim, "max_uid_connections")
+        if peers.full:
+            victim = peers.to_shed(conn.uid)
+            if victim is None:
+                return False
+            self._shed(victim, "max_clients")
+        return True
+
+    def _shed(self, victim: Connection, limit: str) -> None:
+        """Close `victim` to make room at `limit` (see PeerTable)."""
+        self.shed += 1
+        log.warning(
+            "%d connections open, uid %d holding %d (%s): closing idle ones",
+            self.peers.count,
+            victim.uid,
+            self.peers.uid_count(victim.uid),
+            limit,
+            extra=_SHED,
+        )
+        self._waiting.get(victim.uid, {}).pop(victim, None)
+        self.peers.remove(victim)
+        victim.abort()
 
     def unregister(self, conn: Connection) -> None:
-        conns = self._by_uid.get(conn.uid)
-        if conns is None or conn not in conns:
-            return  # evicted earlier
-        del conns[conn]
-        self.connections -= 1
-        if not conns:
-            del self._by_uid[conn.uid]
+        self._waiting.get(conn.uid, {}).pop(conn, None)
+        self._saturated.discard(conn.uid)
+        self._held_out.pop(conn, None)
+        self.peers.remove(conn)
+        self._admit_held_out()
+
+    def _retry_held_out(self, conn: Connection) -> None:
+        """Connections idle too briefly to be shed may have aged enough by now.
+        After HOLD_FOR without room the uid is taken to be flooding."""
+        if conn not in self._held_out:
+            return
+        self._admit_held_out()
+        if conn not in self._held_out:
+            return
+        if self.monotonic() - conn.held_since < HOLD_FOR:
+            self.loop.call_later(SHED_AFTER_IDLE, self._retry_held_out, conn)
+            return
+        self._saturated.add(conn.uid)
+        for held in [c for c in self._held_out if c.uid == conn.uid]:
+            del self._held_out[held]
+            held.held_out = False
+            self._refuse(held)
+        self._admit_held_out()
+
+    def _admit_held_out(self) -> None:
+        """Count in the connections held out that now have room, oldest first;
+        accept again once none waits."""
+        for conn in list(self._held_out):
+            if not self._make_room(conn):
+                continue
+            del self._held_out[conn]
+            conn.held_out = False
+            conn.active_at = self.monotonic()
+            self.peers.add(conn)
+            conn.start_reading()
+        if self._may_accept():
+            self._accept_more()
+
+    def _refuse(self, conn: Connection) -> None:
+        self.refused += 1
+        log.warning(
+            "%d connections open, uid %d holding %d (max_uid_connections %d, max_clients %d),"
+            " none idle: refusing uid %d",
+            self.peers.count,
+            conn.uid,
+            self.peers.uid_count(conn.uid),
+            self.peers.per_uid,
+            self.peers.limit,
+            conn.uid,
+            extra=_REFUSED,
+        )
+        conn.refuse(
+            ErrorCode.THROTTLED,
+            f"telemd serves at most {self.peers.per_uid} connections of a user and"
+            f" {self.peers.limit} in all; try again",
+        )
 
     def touch(self, conn: Connection) -> None:
-        """Mark `conn` as the most recently active of its uid (dicts keep order)."""
-        conns = self._by_uid.get(conn.uid)
-        if conns is not None and conn in conns:
-            del conns[conn]
-            conns[conn] = None
+        self.peers.touch(conn)
 
-    def _evict_idle(self) -> None:
-        """At max_clients, close the least recently active connection of the uid
-        holding the most, if it has been idle a while and is owed no reply.
+    # Fair reading ----------------------------------------------------------
 
-        A burst of fresh connections (libtelemetry's way: connect, write,
-        close) is never evicted: its frames may still sit unread in the
-        socket. Such a burst may briefly exceed max_clients instead.
-        """
-        heaviest = max(self._by_uid.values(), key=len)
-        victim = next(iter(heaviest))
-        if self.monotonic() - victim.active_at < EVICT_AFTER_IDLE or victim.owes_replies():
-            return
-        now = self.monotonic()
-        if now >= self._quiet_until:
-            log.warning(
-                "%d connections open (max_clients): closing idle ones, first of uid %d",
-                self.connections,
-                victim.uid,
-            )
-            self._quiet_until = now + 10.0
-        self.unregister(victim)
-        victim.abort()
+    def read_frames(self, conn: Connection) -> None:
+        """Handle what `conn` has buffered, within its uid's share of this turn."""
+        uid = conn.uid
+        used = self._read_this_round.get(uid, 0)
+        if used < FRAMES_PER_ROUND:
+            handled, more = conn.take_frames(FRAMES_PER_ROUND - used)
+            self._read_this_round[uid] = used + handled
+            self._schedule_round()
+            if not more:
+                self._read_on(conn)
+                return
+        conn.waiting = True
+        conn.pause()
+        self._waiting.setdefault(uid, {})[conn] = None
+        self._schedule_round()
+
+    def _schedule_round(self) -> None:
+        if not self._round_scheduled:
+            self._round_scheduled = True
+            self.loop.call_soon(self._round)
+
+    def _round(self) -> None:
+        """A new turn: every uid's share is whole again, and the frames that
+        waited are read, FRAMES_PER_ROUND per uid, its connections in turn."""
+        self._round_scheduled = False
+        self._read_this_round.clear()
+        if self.spool.congested:
+            return  # _release starts the next round
+        for uid, waiting in list(self._waiting.items()):
+            share = FRAMES_PER_ROUND
+            while waiting and share > 0:
+                conn = next(iter(waiting))
+                del waiting[conn]
+                if conn.closing:
+                    conn.waiting = False
+                    continue
+                handled, more = conn.take_frames(share)
+                share -= handled
+                if more:
+                    waiting[conn] = None  # to the back of its uid's line
+                else:
+                    conn.waiting = False
+                    self._read_on(conn)
+            if share < FRAMES_PER_ROUND:
+                self._read_this_round[uid] = FRAMES_PER_ROUND - share
+            if not waiting:
+                del self._waiting[uid]
+        if self._waiting or self._read_this_round:
+            self._schedule_round()
+
+    def _read_on(self, conn: Connection) -> None:
+        if self.spool.congested:
+            self.hold(conn)
+        else:
+            conn.resume()
 
     def hold(self, conn: Connection) -> None:
         """Stop reading from `conn` until the spool writer has caught up."""
@@ -305,6 +596,8 @@ class Intake:
         held, self._held = self._held, []
         for conn in held:
             conn.resume()
+        if self._waiting:
+            self._schedule_round()
 
     def count_error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -376,6 +669,11 @@ class Intake:
             conn.pid,
         )
 
+
+_BAD_FRAME = {"cause": "bad-frame"}
+_SHED = {"cause": "shed"}
+_ACCEPT = {"cause": "accept"}
+_REFUSED = {"cause": "refused"}
 
 _STORE_ERRORS = {
     ErrorCode.SPOOL_FULL: "the spool's file system is full",

@@ -58,6 +58,7 @@ def intake_options(settings: Settings) -> IntakeOptions:
         max_payload_size=settings.max_payload_size,
         max_clients=settings.max_clients,
         client_timeout=settings.client_timeout,
+        max_uid_connections=settings.max_uid_connections,
     )
 
 
@@ -264,7 +265,7 @@ class Daemon:
             if getattr(settings, key) != getattr(self.settings, key):
                 log.warning("%s changed; it takes effect at the next restart", key)
         self.settings = settings
-        self.intake.options = intake_options(settings)
+        self.intake.apply(intake_options(settings))
         self.intake.budget.per_minute = per_minute(settings)
         self.spool.max_bytes = spool_quota(settings)
         try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from daemon_harness import AS_NOBODY, NOBODY_UID, DaemonHarness, directory_for_nobody, wait_until
 
-from telemd.daemon.intake import EVICT_AFTER_IDLE
+from telemd.daemon.peers import SHED_AFTER_IDLE
 from telemd.errors import ErrorCode, RejectedError
 from telemd.frame import decode_reply, encode_frame
 from telemd.record import Record
@@ -187,10 +187,10 @@ def test_at_max_clients_idle_connections_make_room(harness: DaemonHarness) -> No
             sock.connect(harness.socket)
             idle.append(sock)
         # Fresh connections are never evicted (they may hold unread frames);
-        # once idle for EVICT_AFTER_IDLE, counted from when the daemon
+        # once idle for SHED_AFTER_IDLE, counted from when the daemon
         # accepted them, they give way to a new client. The rule is about
         # elapsed time, so the test lets that time pass.
-        time.sleep(2 * EVICT_AFTER_IDLE)
+        time.sleep(2 * SHED_AFTER_IDLE)
         with harness.client(timeout=5.0) as client:
             record_id = client.send(Record("a/b/c", 1, "made room"))
         assert harness.record_ids() == {record_id}
@@ -331,3 +331,23 @@ def test_the_daemon_serves_on_either_event_loop(harness: DaemonHarness, choice: 
     rows = harness.records()
     assert [row["record_id"] for row in rows] == record_ids
     assert [row["payload"] for row in rows] == [f"on {choice} {i}" for i in range(50)]
+
+
+@pytest.mark.parametrize("choice", ["asyncio", "uvloop"])
+def test_a_burst_of_c_probes_past_the_connection_caps_loses_nothing(
+    harness: DaemonHarness, legacy_client: str, choice: str
+) -> None:
+    # Tiny caps, so that the burst finds no room: newcomers must wait, unread,
+    # with the rest in the listen queue, and be read once room frees.
+    harness.write_config(
+        max_uid_connections=4, max_clients=8, uid_records_per_minute=-1, event_loop=choice
+    )
+    harness.start()
+    senders = [
+        subprocess.Popen([legacy_client, harness.socket, "a/b/c", "1", f"burst {n}", "300"])
+        for n in range(8)
+    ]
+    assert all(sender.wait(60) == 0 for sender in senders)
+    # libtelemetry's probes get no acknowledgement; the spool is all there is to await.
+    assert wait_until(lambda: len(harness.records()) == 8 * 300, timeout=30)
+    assert not any("refusing" in line or "closing idle" in line for line in harness.log)
