@@ -127,7 +127,7 @@ def test_settings_is_frozen_and_sources_stay_out_of_eq_and_repr(tmp_path: Path) 
 def test_setting_names_are_the_settings_attributes() -> None:
     fields = [f.name for f in dataclasses.fields(Settings) if f.name != "sources"]
     assert list(config.setting_names()) == fields
-    assert len(fields) == len(config.KEYS) == 53
+    assert len(fields) == len(config.KEYS) == 54
 
 
 def test_precedence_defaults_then_system_then_explicit(search_path: Path) -> None:
