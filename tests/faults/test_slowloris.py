@@ -163,7 +163,10 @@ def test_a_client_that_stops_reading_its_answer_is_cut_off(tmp_path: Path) -> No
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", collector.port))
-        sock.sendall(b"GET /api/records?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.sendall(
+            b"GET /api/records?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer " + collector.read_token.encode() + b"\r\n\r\n"
+        )
         asked = time.monotonic()
         deadline = asked + 30
         while not holds(collector, sock) and time.monotonic() < deadline:
