@@ -35,7 +35,25 @@ class CursorFile:
         replace_file(self.path, cursor + "\n")
 
 
-def current_boot_id() -> str:
+def current_boot_id(journal_argv: list[str]) -> str:
+    """The boot the journal's newest entry belongs to, else the kernel's.
+
+    The journal's word first: in a container, the sandbox of the probe's unit
+    (ProtectKernelTunables=, ProtectProc=) remounts /proc and shows the
+    host's boot id instead of the container's, which journald stamps.
+    """
+    newest = subprocess.run(
+        [*journal_argv, "--lines", "1", "--output-fields", "_BOOT_ID"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    try:
+        boot_id = json.loads(newest.stdout or b"{}").get("_BOOT_ID")
+    except ValueError:
+        boot_id = None
+    if isinstance(boot_id, str) and len(boot_id) == 32:
+        return boot_id
     with open(_BOOT_ID_FILE, encoding="ascii") as handle:
         return handle.read().strip().replace("-", "")
 
@@ -61,7 +79,7 @@ class JournalReader:
             # A match rather than -b, which fails on a journal without this boot;
             # every entry of it, where --follow alone shows the last 10 only.
             argv += ["--lines", "all"]
-            matches = [*matches, f"_BOOT_ID={current_boot_id()}"]
+            matches = [*matches, f"_BOOT_ID={current_boot_id(argv[:-2])}"]
         if follow:
             argv.append("--follow")
         self.argv = argv + matches

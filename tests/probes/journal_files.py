@@ -22,9 +22,9 @@ _clock = itertools.count(int(time.time() * 1_000_000))
 _files = itertools.count()
 
 
-def export_entry(fields: Mapping[str, str]) -> bytes:
+def export_entry(fields: Mapping[str, str], boot_id: str = BOOT_ID) -> bytes:
     now = next(_clock)
-    out = [f"__REALTIME_TIMESTAMP={now}\n__MONOTONIC_TIMESTAMP={now}\n_BOOT_ID={BOOT_ID}\n"]
+    out = [f"__REALTIME_TIMESTAMP={now}\n__MONOTONIC_TIMESTAMP={now}\n_BOOT_ID={boot_id}\n"]
     data = b"".join(item.encode() for item in out)
     for name, value in fields.items():
         raw = value.encode()
@@ -35,12 +35,14 @@ def export_entry(fields: Mapping[str, str]) -> bytes:
     return data + b"\n"
 
 
-def write_journal(directory: Path, entries: Iterable[Mapping[str, str]]) -> Path:
-    """A new journal file in `directory` holding `entries`, in order."""
+def write_journal(
+    directory: Path, entries: Iterable[Mapping[str, str]], boot_id: str = BOOT_ID
+) -> Path:
+    """A new journal file in `directory` holding `entries`, in order, of boot `boot_id`."""
     remote = need("systemd-journal-remote", "systemd-journal-remote")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"test-{next(_files)}.journal"
-    export = b"".join(export_entry(entry) for entry in entries)
+    export = b"".join(export_entry(entry, boot_id) for entry in entries)
     subprocess.run([remote, f"--output={path}", "-"], input=export, check=True, capture_output=True)
     return path
 

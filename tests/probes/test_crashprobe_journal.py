@@ -175,3 +175,18 @@ def test_following_without_a_cursor_starts_at_the_beginning_of_the_boot(
     finally:
         assert follower.stop() == 0
     assert len(daemon.records()) == 12
+
+
+def test_without_a_cursor_the_boot_is_the_journals_newest_not_procs(
+    daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    """In a container, a sandboxed unit's /proc shows the host's boot id while
+    journald stamps the container's: the journal's newest entry decides."""
+    journal = tmp_path / "journal"
+    container_boot = "0123456789abcdef0123456789abcdef"
+    write_journal(journal, [coredump_entry(7, function="crash_in_container")], container_boot)
+    result = probe("crashprobe", "--from-journal", "--once", "-f", str(probe_config()), "-D",
+                   str(journal))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [record] = daemon.records()
+    assert "crash_in_container" in record["payload"]
