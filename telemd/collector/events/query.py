@@ -132,13 +132,21 @@ def _where(query: EventQuery, engine: str, failures: Collection[str]) -> tuple[s
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
-def find_events(store: Store, query: EventQuery, failures: Collection[str]) -> list[dict[str, Any]]:
-    """The events matching `query`: newest first, or oldest first after `after`."""
-    where, params = _where(query, store.engine.name, failures)
+def events_sql(
+    query: EventQuery, engine: str, failures: Collection[str]
+) -> tuple[str, list[object]]:
+    """The SELECT of `query` and its parameters."""
+    where, params = _where(query, engine, failures)
     order = "ASC" if query.after is not None else "DESC"
     sql = f"SELECT {', '.join(_COLUMNS)} FROM events{where} ORDER BY id {order} LIMIT ?"
+    return sql, [*params, query.limit]
+
+
+def find_events(store: Store, query: EventQuery, failures: Collection[str]) -> list[dict[str, Any]]:
+    """The events matching `query`: newest first, or oldest first after `after`."""
+    sql, params = events_sql(query, store.engine.name, failures)
     with store.reading() as session:
-        rows = session.fetch(sql, (*params, query.limit))
+        rows = session.fetch(sql, params)
     return [event_json(row) for row in rows]
 
 
@@ -159,6 +167,15 @@ def event_json(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+SUMMARY_COUNTS_SQL = (
+    "SELECT app, event, total, last_time FROM event_counts WHERE source = ? ORDER BY app, event"
+)
+RECENT_FAILURES_SQL = (
+    "SELECT id, event_time, event, CAST(payload AS TEXT) FROM events "
+    "WHERE app = ? AND event = ? AND source = ? ORDER BY id DESC LIMIT ?"
+)
+
+
 def vrooli_summary(store: Store, failures: Collection[str]) -> dict[str, Any]:
     """GET /api/v1/telemetry: per scenario its totals, failure counts and latest failures.
 
@@ -167,11 +184,7 @@ def vrooli_summary(store: Store, failures: Collection[str]) -> dict[str, Any]:
     many events are stored.
     """
     with store.reading() as session:
-        counts = session.fetch(
-            "SELECT app, event, total, last_time FROM event_counts WHERE source = ? "
-            "ORDER BY app, event",
-            (VROOLI,),
-        )
+        counts = session.fetch(SUMMARY_COUNTS_SQL, (VROOLI,))
         scenarios: dict[str, dict[str, Any]] = {}
         last: dict[str, float] = {}
         for app, name, total, moment in counts:
@@ -193,11 +206,7 @@ def vrooli_summary(store: Store, failures: Collection[str]) -> dict[str, Any]:
             entry["last_event"] = iso_time(last[app])
             recent: list[tuple[Any, ...]] = []
             for name in entry["failure_counts"]:
-                recent += session.fetch(
-                    "SELECT id, event_time, event, CAST(payload AS TEXT) FROM events "
-                    "WHERE app = ? AND event = ? AND source = ? ORDER BY id DESC LIMIT ?",
-                    (app, name, VROOLI, RECENT_FAILURES),
-                )
+                recent += session.fetch(RECENT_FAILURES_SQL, (app, name, VROOLI, RECENT_FAILURES))
             recent.sort(reverse=True)
             for _, moment, name, payload in recent[:RECENT_FAILURES]:
                 whole = json_codec.loads(payload)
