@@ -431,3 +431,15 @@ def test_a_token_in_the_url_is_never_stored(
     assert token not in json.dumps(headers)
     assert headers[":target"] == "/publish/***"
     assert headers["user-agent"] == "Go-http-client/1.1"
+
+
+def test_an_event_of_many_distinct_words_is_stored_and_found(client: httpx.Client) -> None:
+    app = unique("words")
+    # 3 MiB of distinct short words: more than PostgreSQL's 1 MB tsvector if indexed whole.
+    words = " ".join(f"w{i:x}" for i in range(400_000))
+    body = json.dumps({"app": app, "text": words}).encode()
+    assert 2 * MiB < len(body) < 4 * MiB
+    response = client.post("/api/v1/events", content=body)
+    assert response.status_code == 200, response.text
+    (found,) = events(client, q=f"{app} w10")
+    assert found["app"] == app

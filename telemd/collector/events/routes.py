@@ -69,6 +69,8 @@ async def _take(
             refusal.message[:200],
         )
         raise refusal from None
+    if not events:  # nothing to keep: no stream either
+        return 0, 0
     headers = stored_headers(
         request.headers,
         request.url.path,
