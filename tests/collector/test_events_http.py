@@ -443,3 +443,15 @@ def test_an_event_of_many_distinct_words_is_stored_and_found(client: httpx.Clien
     assert response.status_code == 200, response.text
     (found,) = events(client, q=f"{app} w10")
     assert found["app"] == app
+
+
+def test_the_failure_events_are_configurable(
+    start_collector: Any, tls_files: tuple[str, str, str]
+) -> None:
+    proc = start_collector(tls=tls_files, env={"TELEMD_COLLECTOR_FAILURE_EVENTS": "oom"})
+    lines = b'{"event": "oom", "details": {"rss": 9}}\n{"event": "migration_failed"}\n'
+    with proc.client() as client:
+        assert client.post("/api/v1/telemetry/upload?scenario=s", content=lines).status_code == 200
+        summary = vrooli_summary(client, "s")
+        assert summary["failure_counts"] == {"oom": 1}
+        assert [e["event"] for e in events(client, level="error")] == ["oom"]
