@@ -19,6 +19,7 @@ SEARCH_CHARS = 100_000
 SEARCH_VECTOR = f"to_tsvector('simple', left(CAST(payload AS TEXT), {SEARCH_CHARS}))"
 # Engine words, formatted into the shared statements.
 JSON_COLUMN = {"sqlite": "TEXT", "postgresql": "JSONB"}
+BLOB_COLUMN = {"sqlite": "BLOB", "postgresql": "BYTEA"}
 
 EVENTS_MIGRATION: tuple[Statement, ...] = (
     # One row per request or connection that brought events; the headers
@@ -41,7 +42,7 @@ EVENTS_MIGRATION: tuple[Statement, ...] = (
         event_time DOUBLE PRECISION NOT NULL,
         context_id TEXT,
         level TEXT,
-        digest TEXT NOT NULL,
+        digest {blob_column} NOT NULL,
         payload {json_column} NOT NULL,
         UNIQUE (source, digest)
     )""",
@@ -93,4 +94,8 @@ def statement_text(statement: Statement, engine: str, id_column: str) -> str | N
     text = statement if isinstance(statement, str) else statement.get(engine)
     if text is None:
         return None
-    return text.format(id_column=id_column, json_column=JSON_COLUMN.get(engine, "TEXT"))
+    return text.format(
+        id_column=id_column,
+        json_column=JSON_COLUMN.get(engine, "TEXT"),
+        blob_column=BLOB_COLUMN.get(engine, "BLOB"),
+    )

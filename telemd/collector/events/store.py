@@ -70,7 +70,7 @@ def insert_events(
     first_seq: int = 0,
 ) -> int:
     """Insert the events not stored before; return how many were new."""
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, bytes]] = set()
     params_of_new: list[list[object]] = []
     for seq, event in enumerate(events, start=first_seq):
         key = (event.source, event.digest)

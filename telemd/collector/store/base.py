@@ -27,8 +27,9 @@ from telemd.errors import ConfigError, TelemetryError
 SCHEMA_TABLE = "telemd_collector_schema"
 
 # Versioned migrations, applied in order at start; never edit a released one,
-# append a new one. `{id_column}` and `{json_column}` are the per-engine
-# words; a statement that differs more maps engine names to texts.
+# append a new one. `{id_column}`, `{json_column}` and `{blob_column}` are
+# the per-engine words; a statement that differs more maps engine names to
+# texts.
 MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
     (
         """CREATE TABLE records (
