@@ -47,7 +47,7 @@ HOSTILE_NUMBER = st.one_of(
     st.sampled_from(["", " 1", "+1", "1_0", "0x10", "1.5", "\u0661", "0" * 30 + "1", "9" * 5000]),
 )
 LEVEL = st.text(string.ascii_letters + string.digits + "._-+:@", min_size=1, max_size=40)
-TEXT = st.text(st.characters(blacklist_characters="\n"), max_size=60)
+TEXT = st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=60)
 # Each field well-formed, by the rules as the protocol states them.
 VALID = {
     "record_format_version": st.just("4"),
