@@ -8,11 +8,15 @@ docs/man/telemd-collector.8.rst documents.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from telemd.collector.ingest.records import FieldError
 from telemd.collector.problems.rollups import DAY, day_of
+from telemd.collector.problems.signature import ProblemKind
+from telemd.collector.server import params
 from telemd.collector.store.query import SELECT_COLUMNS, record_json
 
 if TYPE_CHECKING:
@@ -41,6 +45,36 @@ class ProblemQuery:
     limit: int = 50
     # The last row of the previous page: (its sort value, its id).
     after: tuple[float, int] | None = None
+
+
+MAX_LIMIT = 1000
+MAX_ID = 2**63 - 1
+# `next` of a page: the last row's sort value and id (`42:7`, `1765190000.5:7`).
+_CURSOR = re.compile(r"([0-9]{1,19}(?:\.[0-9]{1,17})?(?:e\+?[0-9]{1,3})?):([0-9]{1,19})")
+KINDS = tuple(kind.value for kind in ProblemKind)
+
+
+def parse_problem_query(values: dict[str, str]) -> ProblemQuery:
+    """The list's parameters, checked; a FieldError names the one at fault."""
+    kind = values.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise FieldError("kind", f"must be one of {', '.join(KINDS)}, got {kind[:40]!r}")
+    sort = values.get("sort", "occurrences")
+    if sort not in SORTS:
+        raise FieldError("sort", f"must be one of {', '.join(SORTS)}, got {sort[:40]!r}")
+    since = params.unix_time("since", values["since"]) if "since" in values else None
+    limit = params.integer("limit", values["limit"], 1, MAX_LIMIT) if "limit" in values else 50
+    after = None
+    if "after" in values:
+        match = _CURSOR.fullmatch(values["after"])
+        if match is None or int(match.group(2)) > MAX_ID or float(match.group(1)) > 2**63:
+            raise FieldError("after", "must be the `next` of the previous page, as VALUE:ID")
+        after = (float(match.group(1)), int(match.group(2)))
+    return ProblemQuery(kind, values.get("build"), since, sort, limit, after)
+
+
+def problem_id(text: str) -> int | None:
+    return int(text) if text.isdigit() and len(text) <= 19 and 0 < int(text) <= MAX_ID else None
 
 
 def problem_json(row: tuple[Any, ...]) -> dict[str, Any]:

@@ -306,10 +306,14 @@ def record_kind(classification: str) -> str:
 
 
 def _base_function(function: str) -> str:
-    """Compiler clones (`foo.cold`, `foo.constprop.0`, `foo.isra.3`) are their origin."""
-    return (
-        function.split(".", 1)[0] if "." in function and not function.startswith(".") else function
-    )
+    """A function as its source names it.
+
+    Compiler clones (`foo.cold`, `foo.constprop.0`, `foo.isra.3`) count as
+    their origin and symbol versions (`__libc_start_main@@GLIBC_2.34`) as the
+    symbol: both differ between builds of the same code.
+    """
+    name = function.split("@", 1)[0] or function
+    return name.split(".", 1)[0] or name
 
 
 def _cut(text: str, limit: int = MAX_SIGNATURE_CHARS) -> str:

@@ -32,9 +32,12 @@ RECORD_FILTERS = (
     "before",
 )
 SUMMARY_PARAMS = ("since",)
+PROBLEM_PARAMS = ("kind", "build", "since", "sort", "limit", "after")
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/api/records": RECORD_FILTERS,
     "/api/v1/summary": SUMMARY_PARAMS,
+    "/api/v1/problems": PROBLEM_PARAMS,
+    "/api/v1/builds": ("limit",),
 }
 # The longest stored text field is 256 characters; a longer filter matches nothing.
 MAX_VALUE = 256
