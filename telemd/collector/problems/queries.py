@@ -206,8 +206,9 @@ def overview(store: Store, now: float) -> dict[str, Any]:
             "SELECT day, kind, records FROM kind_days WHERE day >= ?", (first_day,)
         )
         top = session.fetch(
-            f"SELECT {columns}, t.n FROM (SELECT problem_id, sum(n) AS n FROM problem_days "
-            "WHERE day > ? GROUP BY problem_id ORDER BY n DESC, problem_id DESC LIMIT ?) t "
+            f"SELECT {columns}, t.n FROM (SELECT problem_id, CAST(sum(n) AS BIGINT) AS n "
+            "FROM problem_days WHERE day > ? GROUP BY problem_id "
+            "ORDER BY n DESC, problem_id DESC LIMIT ?) t "
             "JOIN problems p ON p.id = t.problem_id ORDER BY t.n DESC, p.id DESC",
             (today - TOP_DAYS, TOP_PROBLEMS),
         )
