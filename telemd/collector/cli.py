@@ -47,6 +47,7 @@ SERVE_FLAGS = (
     "ingest_auth",
     "client_ca",
     "ingest_rate_limit",
+    "rollups",
 )
 
 
@@ -112,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--ingest-rate-limit", metavar="N", help="ingest requests a second per client; 0 = none"
     )
 
+    serve.add_argument(
+        "--no-rollups",
+        dest="rollups",
+        action="store_const",
+        const=False,
+        help="store records without grouping them into problems or counting them",
+    )
+
     query = command("query", "Print stored records, newest first.")
     for name in FILTER_NAMES:
         query.add_argument("--" + name.replace("_", "-"), metavar=name.upper())
@@ -165,7 +174,7 @@ def load_config(args: argparse.Namespace) -> CollectorConfig:
 
 
 def open_store(config: CollectorConfig) -> Store:
-    store = Store(open_engine(config.db))
+    store = Store(open_engine(config.db), rollups=config.rollups)
     store.migrate()
     return store
 
