@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from telemd.collector.problems.signature import (
+    PROBLEM_PREFIX,
     Problem,
     ProblemKind,
     SkipList,
@@ -84,41 +85,56 @@ class Fold:
 
 def fold(records: Iterable[Stored], skip: SkipList) -> Fold:
     f = Fold()
+    # Records of one batch share few (build, machine, day, kind) values: count
+    # those first, so the sets and counters below cost per value, not per record.
+    hosts: Counter[tuple[str, str, int, str]] = Counter()
     for r in records:
         day = day_of(r.received_at)
-        f.builds[r.build] += 1
-        low, high = f.build_seen.get(r.build, (r.received_at, r.received_at))
-        f.build_seen[r.build] = (min(low, r.received_at), max(high, r.received_at))
-        f.build_machines.add((r.build, r.machine_id))
-        f.build_days[r.build, day] += 1
-        f.build_day_machines.add((r.build, day, r.machine_id))
-        f.days[day] += 1
-        f.day_machines.add((day, r.machine_id))
-        f.kind_days[record_kind(r.classification), day] += 1
-        problem = problem_of(r.classification, r.payload, skip)
-        if problem is None:
+        hosts[r.build, r.machine_id, day, r.classification] += 1
+        span = f.build_seen.get(r.build)
+        if span is None:
+            f.build_seen[r.build] = (r.received_at, r.received_at)
+        elif not span[0] <= r.received_at <= span[1]:
+            f.build_seen[r.build] = (min(span[0], r.received_at), max(span[1], r.received_at))
+        if not r.classification.startswith(PROBLEM_PREFIX):
             continue
-        sig = problem.signature
-        seen = f.problems.get(sig)
-        if seen is None:
-            seen = f.problems[sig] = _NewProblem(
-                problem, r.received_at, r.received_at, r.record_id, r.build, r.id
-            )
-        elif r.id < seen.first_id:
+        problem = problem_of(r.classification, r.payload, skip)
+        if problem is not None:
+            _fold_problem(f, problem, r, day)
+    for (build, machine, day, classification), n in hosts.items():
+        f.builds[build] += n
+        f.build_machines.add((build, machine))
+        f.build_days[build, day] += n
+        f.build_day_machines.add((build, day, machine))
+        f.days[day] += n
+        f.day_machines.add((day, machine))
+        f.kind_days[record_kind(classification), day] += n
+    return f
+
+
+def _fold_problem(f: Fold, problem: Problem, r: Stored, day: int) -> None:
+    sig = problem.signature
+    seen = f.problems.get(sig)
+    if seen is None:
+        seen = f.problems[sig] = _NewProblem(
+            problem, r.received_at, r.received_at, r.record_id, r.build, r.id
+        )
+    else:
+        if r.id < seen.first_id:
             seen.first_id, seen.record_id, seen.first_build = r.id, r.record_id, r.build
         seen.first_seen = min(seen.first_seen, r.received_at)
         seen.last_seen = max(seen.last_seen, r.received_at)
-        n = problem.occurrences
-        seen.occurrences += n
-        f.problem_records.append((sig, r.id))
-        f.problem_days[sig, day] += n
-        f.problem_builds[sig, r.build] += n
-        f.problem_machines[sig, r.machine_id] += n
-        key = (sig, r.machine_id)
-        f.problem_machine_seen[key] = max(f.problem_machine_seen.get(key, 0.0), r.received_at)
-        if problem.kind is ProblemKind.CRASH:
-            f.build_crashes[r.build] += n
-    return f
+    n = problem.occurrences
+    seen.occurrences += n
+    f.problem_records.append((sig, r.id))
+    f.problem_days[sig, day] += n
+    f.problem_builds[sig, r.build] += n
+    key = (sig, r.machine_id)
+    f.problem_machines[key] += n
+    if f.problem_machine_seen.get(key, 0.0) < r.received_at:
+        f.problem_machine_seen[key] = r.received_at
+    if problem.kind is ProblemKind.CRASH:
+        f.build_crashes[r.build] += n
 
 
 def _rows(
