@@ -164,34 +164,83 @@ def _execute_all(session: Session, head: str, rows: Sequence[Sequence[object]], 
         session.execute(sql, params)
 
 
+class KnownKeys:
+    """Keys of the set tables this process knows to be stored, so as not to send them again.
+
+    A machine reports many times a day; after its first record the inserts of
+    its (day, machine) keys would only conflict. Keys become known once their
+    transaction commits (`settle`), and all are forgotten when `reprocess`
+    has rebuilt the tables (it moves `rollup_epoch` on), so a key is known
+    only while its row exists. Used by the writer thread alone.
+    """
+
+    MAX_KEYS = 200_000
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self._known: dict[str, set[tuple[object, ...]]] = defaultdict(set)
+        self._pending: list[tuple[str, list[tuple[object, ...]]]] = []
+
+    def check_epoch(self, session: Session) -> None:
+        (epoch,) = session.fetch("SELECT epoch FROM rollup_epoch")[0]
+        if epoch != self.epoch:
+            self._known.clear()
+            self.epoch = int(str(epoch))
+
+    def unknown(self, table: str, keys: Iterable[tuple[object, ...]]) -> list[tuple[object, ...]]:
+        known = self._known[table]
+        fresh = [key for key in keys if key not in known]
+        self._pending.append((table, fresh))
+        return fresh
+
+    def settle(self) -> None:
+        """The transaction committed: its keys are stored."""
+        if sum(len(keys) for keys in self._known.values()) > self.MAX_KEYS:
+            self._known.clear()
+        for table, keys in self._pending:
+            self._known[table].update(keys)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        """The transaction rolled back: its keys may not be stored."""
+        self._pending.clear()
+
+
 def _new_keys(
-    session: Session, table: str, columns: Sequence[str], keys: Iterable[tuple[object, ...]]
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    keys: Iterable[tuple[object, ...]],
+    known: KnownKeys | None,
 ) -> list[tuple[object, ...]]:
     """Insert the keys of a set table; return those that were not there."""
     cols = ", ".join(columns)
+    fresh = known.unknown(table, keys) if known is not None else list(keys)
     return _fetch_all(
         session,
         f"INSERT INTO {table} ({cols})",
-        sorted(keys),
+        sorted(fresh),
         f"ON CONFLICT ({cols}) DO NOTHING RETURNING {cols}",
     )
 
 
-def apply(session: Session, f: Fold) -> None:
+def apply(session: Session, f: Fold, known: KnownKeys | None = None) -> None:
     """Write one fold's counts, in the fixed table order."""
-    _apply_builds(session, f)
-    _apply_days(session, f)
+    if known is not None:
+        known.check_epoch(session)
+    _apply_builds(session, f, known)
+    _apply_days(session, f, known)
     if f.problems:
         _apply_problems(session, f)
 
 
-def _apply_builds(session: Session, f: Fold) -> None:
+def _apply_builds(session: Session, f: Fold, known: KnownKeys | None) -> None:
     if not f.builds:
         return
     new_machines = Counter(
         str(build)
         for build, _ in _new_keys(
-            session, "build_machines", ("build", "machine_id"), f.build_machines
+            session, "build_machines", ("build", "machine_id"), f.build_machines, known
         )
     )
     _execute_all(
@@ -213,7 +262,11 @@ def _apply_builds(session: Session, f: Fold) -> None:
     new_day_machines = Counter(
         (str(b), int(str(d)))
         for b, d, _ in _new_keys(
-            session, "build_day_machines", ("build", "day", "machine_id"), f.build_day_machines
+            session,
+            "build_day_machines",
+            ("build", "day", "machine_id"),
+            f.build_day_machines,
+            known,
         )
     )
     _execute_all(
@@ -226,10 +279,10 @@ def _apply_builds(session: Session, f: Fold) -> None:
     )
 
 
-def _apply_days(session: Session, f: Fold) -> None:
+def _apply_days(session: Session, f: Fold, known: KnownKeys | None) -> None:
     new_machines = Counter(
         int(str(d))
-        for d, _ in _new_keys(session, "day_machines", ("day", "machine_id"), f.day_machines)
+        for d, _ in _new_keys(session, "day_machines", ("day", "machine_id"), f.day_machines, known)
     )
     _execute_all(
         session,
