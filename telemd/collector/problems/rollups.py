@@ -85,23 +85,24 @@ class Fold:
 
 def fold(records: Iterable[Stored], skip: SkipList) -> Fold:
     f = Fold()
-    # Records of one batch share few (build, machine, day, kind) values: count
-    # those first, so the sets and counters below cost per value, not per record.
-    hosts: Counter[tuple[str, str, int, str]] = Counter()
+    # Records of one batch share few (build, machine, time, classification)
+    # values: count those first, so that the sets and counters below cost per
+    # value, not per record.
+    hosts: dict[tuple[str, str, float, str], int] = {}
     for r in records:
-        day = day_of(r.received_at)
-        hosts[r.build, r.machine_id, day, r.classification] += 1
-        span = f.build_seen.get(r.build)
+        key = (r.build, r.machine_id, r.received_at, r.classification)
+        hosts[key] = hosts.get(key, 0) + 1
+        if r.classification.startswith(PROBLEM_PREFIX):
+            problem = problem_of(r.classification, r.payload, skip)
+            if problem is not None:
+                _fold_problem(f, problem, r, day_of(r.received_at))
+    for (build, machine, moment, classification), n in hosts.items():
+        day = day_of(moment)
+        span = f.build_seen.get(build)
         if span is None:
-            f.build_seen[r.build] = (r.received_at, r.received_at)
-        elif not span[0] <= r.received_at <= span[1]:
-            f.build_seen[r.build] = (min(span[0], r.received_at), max(span[1], r.received_at))
-        if not r.classification.startswith(PROBLEM_PREFIX):
-            continue
-        problem = problem_of(r.classification, r.payload, skip)
-        if problem is not None:
-            _fold_problem(f, problem, r, day)
-    for (build, machine, day, classification), n in hosts.items():
+            f.build_seen[build] = (moment, moment)
+        elif not span[0] <= moment <= span[1]:
+            f.build_seen[build] = (min(span[0], moment), max(span[1], moment))
         f.builds[build] += n
         f.build_machines.add((build, machine))
         f.build_days[build, day] += n

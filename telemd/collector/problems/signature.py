@@ -64,7 +64,11 @@ class SkipList:
 
 CRASH_CLASSIFICATIONS = ("org.clearlinux/crash/clr", "org.clearlinux/crash/error")
 # `#3 parse_header() - [/usr/lib/libfoo.so.1] +0x1a2b - foo.c:12`, `#4 ??? - [/usr/bin/x]`
-_CRASH_FRAME = re.compile(r"#[0-9]+ (?:(?P<function>.+?)\(\)|\?\?\?) - \[(?P<module>[^\]]*)\]")
+_CRASH_FRAME = re.compile(
+    r"^#[0-9]+ (?:(?P<function>.+?)\(\)|\?\?\?) - \[(?P<module>[^\]\n]*)\]", re.MULTILINE
+)
+# The header lines a signature reads; the first of each counts.
+_HEADER = re.compile(r"^(Process|Signal|Crashes): (.*)$", re.MULTILINE)
 _MAX_CRASHES = 1_000_000  # a `Crashes:` line cannot outweigh a million records
 
 
@@ -85,19 +89,13 @@ def crash_frames(
     With `skip`, frames it names are left out, and reading stops once
     `enough` frames are kept.
     """
-    header: dict[str, str] = {}
-    frames: list[CrashFrame] = []
     head, _, rest = payload.partition("\nBacktrace ")
-    for line in head.splitlines():
-        name, sep, value = line.partition(": ")
-        if sep and name.isalpha():
-            header.setdefault(name, value.strip())
-    for line in rest.splitlines()[1:]:
-        if not line:
-            break  # the next thread follows a blank line
-        match = _CRASH_FRAME.match(line)
-        if match is None:
-            continue
+    header: dict[str, str] = {}
+    for name, value in _HEADER.findall(head):
+        header.setdefault(name, value.strip())
+    frames: list[CrashFrame] = []
+    thread, _, _ = rest.partition("\n\n")  # the next thread follows a blank line
+    for match in _CRASH_FRAME.finditer(thread):
         function = _base_function(match.group("function") or "???")
         if skip is not None and skip.skips(function):
             continue
