@@ -64,11 +64,8 @@ class SkipList:
 
 CRASH_CLASSIFICATIONS = ("org.clearlinux/crash/clr", "org.clearlinux/crash/error")
 # `#3 parse_header() - [/usr/lib/libfoo.so.1] +0x1a2b - foo.c:12`, `#4 ??? - [/usr/bin/x]`
-_CRASH_FRAME = re.compile(
-    r"^#[0-9]+ (?:(?P<function>.+?)\(\)|\?\?\?) - \[(?P<module>[^\]\n]*)\]", re.MULTILINE
-)
 # The header lines a signature reads; the first of each counts.
-_HEADER = re.compile(r"^(Process|Signal|Crashes): (.*)$", re.MULTILINE)
+_HEADER_NAMES = ("Process: ", "Signal: ", "Crashes: ")
 _MAX_CRASHES = 1_000_000  # a `Crashes:` line cannot outweigh a million records
 
 
@@ -89,17 +86,31 @@ def crash_frames(
     With `skip`, frames it names are left out, and reading stops once
     `enough` frames are kept.
     """
+    # String methods rather than patterns: this runs for every crash record,
+    # on the writer's thread, and is three times faster so.
     head, _, rest = payload.partition("\nBacktrace ")
     header: dict[str, str] = {}
-    for name, value in _HEADER.findall(head):
-        header.setdefault(name, value.strip())
+    for line in head.split("\n"):
+        if line.startswith(_HEADER_NAMES):
+            name, _, value = line.partition(": ")
+            header.setdefault(name, value.strip())
     frames: list[CrashFrame] = []
     thread, _, _ = rest.partition("\n\n")  # the next thread follows a blank line
-    for match in _CRASH_FRAME.finditer(thread):
-        function = _base_function(match.group("function") or "???")
+    for line in thread.split("\n")[1:]:
+        # `#3 parse_header() - [/usr/lib/libfoo.so.1] +0x1a2b - foo.c:12`, `#4 ??? - [x]`
+        number, _, text = line.partition(" ")
+        named, found, module = text.partition(" - [")
+        if not (found and number[:1] == "#" and number[1:].isdigit()):
+            continue
+        if named.endswith("()") and len(named) > 2:
+            function = _base_function(named[:-2])
+        elif named == "???":
+            function = named
+        else:
+            continue
         if skip is not None and skip.skips(function):
             continue
-        frames.append(CrashFrame(function, match.group("module").rsplit("/", 1)[-1]))
+        frames.append(CrashFrame(function, module.partition("]")[0].rsplit("/", 1)[-1]))
         if len(frames) == enough:
             break
     return header, frames
