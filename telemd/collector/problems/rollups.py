@@ -96,7 +96,12 @@ def fold(records: Iterable[Stored], skip: SkipList) -> Fold:
             problem = problem_of(r.classification, r.payload, skip)
             if problem is not None:
                 _fold_problem(f, problem, r, day_of(r.received_at))
+    machines: dict[tuple[str, str, float], int] = {}
     for (build, machine, moment, classification), n in hosts.items():
+        host = (build, machine, moment)
+        machines[host] = machines.get(host, 0) + n
+        f.kind_days[record_kind(classification), day_of(moment)] += n
+    for (build, machine, moment), n in machines.items():
         day = day_of(moment)
         span = f.build_seen.get(build)
         if span is None:
@@ -109,7 +114,6 @@ def fold(records: Iterable[Stored], skip: SkipList) -> Fold:
         f.build_day_machines.add((build, day, machine))
         f.days[day] += n
         f.day_machines.add((day, machine))
-        f.kind_days[record_kind(classification), day] += n
     return f
 
 

@@ -419,18 +419,21 @@ class Store:
 
 
 _COLUMN = {name: i for i, name in enumerate(RECORD_COLUMNS)}
+_RECORD_ID, _CLASSIFICATION, _MACHINE_ID, _BUILD, _PAYLOAD = (
+    _COLUMN[name] for name in ("record_id", "classification", "machine_id", "build", "payload")
+)
 
 
 def _stored(record: int, received_at: float, row: Row) -> rollups.Stored:
     """What the counts need of a row in RECORD_COLUMNS order."""
     return rollups.Stored(
         record,
-        str(row[_COLUMN["record_id"]]),
+        str(row[_RECORD_ID]),
         received_at,
-        str(row[_COLUMN["classification"]]),
-        str(row[_COLUMN["machine_id"]]),
-        str(row[_COLUMN["build"]]),
-        str(row[_COLUMN["payload"]]),
+        str(row[_CLASSIFICATION]),
+        str(row[_MACHINE_ID]),
+        str(row[_BUILD]),
+        str(row[_PAYLOAD]),
     )
 
 
