@@ -120,6 +120,10 @@ def test_a_crash_without_frames_is_named_by_its_program() -> None:
     problem = problem_of("org.clearlinux/crash/error", payload, SKIP)
     assert problem is not None and problem.title == "SIGSEGV in prog"
     assert problem_of("org.clearlinux/crash/unknown", "Crash from third party\n", SKIP) is None
+    # A count int() would refuse, or one too large to be true.
+    for count, occurrences in (("\u00b2", 1), ("0", 1), ("9" * 5000, 1_000_000), ("0007", 7)):
+        odd = problem_of("org.clearlinux/crash/clr", f"{payload}Crashes: {count}\n", SKIP)
+        assert odd is not None and odd.occurrences == occurrences
 
 
 def test_python_signature_is_the_type_and_the_innermost_frame_of_the_program() -> None:
@@ -194,7 +198,8 @@ CLASSIFICATIONS = st.sampled_from(
 LINES = st.sampled_from(
     ["Reason: ", "Backtrace (TID 1):", "#0 ", "#1 ? ", "() - [", "] +0x1", "Signal: ", "Crashes: ",
      "Exception: ", '  File "', '", line 1, in ', "UNIT=", "RESULT=", "MESSAGE=", "Bank 4: ",
-     "[Hardware Error]: section_type: ", "\n", "99999999999999999999", "@@", "."]
+     "[Hardware Error]: section_type: ", "\n", "99999999999999999999", "@@", ".", "\u00b2",
+     "\u0661", "0"]
 )  # fmt: skip
 
 

@@ -74,7 +74,11 @@ def parse_problem_query(values: dict[str, str]) -> ProblemQuery:
 
 
 def problem_id(text: str) -> int | None:
-    return int(text) if text.isdigit() and len(text) <= 19 and 0 < int(text) <= MAX_ID else None
+    return (
+        int(text)
+        if text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) <= MAX_ID
+        else None
+    )
 
 
 def problem_json(row: tuple[Any, ...]) -> dict[str, Any]:

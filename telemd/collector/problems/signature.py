@@ -63,7 +63,6 @@ class SkipList:
 # -- crashes (crashprobe) ------------------------------------------------------
 
 CRASH_CLASSIFICATIONS = ("org.clearlinux/crash/clr", "org.clearlinux/crash/error")
-# `#3 parse_header() - [/usr/lib/libfoo.so.1] +0x1a2b - foo.c:12`, `#4 ??? - [/usr/bin/x]`
 # The header lines a signature reads; the first of each counts.
 _HEADER_NAMES = ("Process: ", "Signal: ", "Crashes: ")
 _MAX_CRASHES = 1_000_000  # a `Crashes:` line cannot outweigh a million records
@@ -143,7 +142,14 @@ def _signal_name(number: str) -> str:
 
 
 def _count(text: str) -> int:
-    return min(int(text), _MAX_CRASHES) if text.isdigit() and int(text) > 0 else 1
+    # ASCII digits only: int() refuses `²`, which isdigit() takes; and no
+    # more of them than the bound has, so that no huge number is converted.
+    if not (text.isascii() and text.isdigit()):
+        return 1
+    digits = text.lstrip("0")
+    if len(digits) > len(str(_MAX_CRASHES)):
+        return _MAX_CRASHES
+    return min(max(int(digits or "1"), 1), _MAX_CRASHES)
 
 
 # -- kernel reports (klogscanner, pstoreprobe) ------------------------------------
