@@ -68,6 +68,8 @@ class CollectorConfig:
     ingest_rate_limit: float = DEFAULT_INGEST_RATE_LIMIT
     # Event names that count as failures (Vrooli's summary, --level error).
     failure_events: frozenset[str] = frozenset(DEFAULT_FAILURE_EVENTS)
+    # Problems and their counts, kept at ingest (telemd/collector/problems/).
+    rollups: bool = True
 
     @property
     def tls(self) -> bool:
@@ -237,6 +239,7 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "client_ca": _path,
     "ingest_rate_limit": _rate,
     "failure_events": _names,
+    "rollups": _bool,
 }
 
 

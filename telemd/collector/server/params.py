@@ -49,11 +49,14 @@ EVENT_FILTERS = (
 SUMMARY_PARAMS = ("since",)
 # Vrooli's upload names the scenario, deployment mode and source in the query.
 VROOLI_UPLOAD_PARAMS = ("scenario", "mode", "source")
+PROBLEM_PARAMS = ("kind", "build", "since", "sort", "limit", "after")
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/api/records": RECORD_FILTERS,
     "/api/v1/summary": SUMMARY_PARAMS,
     "/api/v1/telemetry/upload": VROOLI_UPLOAD_PARAMS,
     "/api/v1/events": EVENT_FILTERS,
+    "/api/v1/problems": PROBLEM_PARAMS,
+    "/api/v1/builds": ("limit",),
 }
 # The longest stored text field is 256 characters; a longer filter matches nothing.
 MAX_VALUE = 256
