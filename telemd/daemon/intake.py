@@ -10,6 +10,12 @@ Limits that keep one client from hurting the others: a frame size bound, a
 deadline to finish each frame (`client_timeout`), at most `max_clients`
 connections (when full, the least recently active connection of the uid
 holding the most is closed), and the per-uid budget.
+
+A frame refused is journaled with the fate `refused`, its reason, its
+classification where it could be read and the sender's uid; repeats per uid
+and reason are counted into one entry a minute (`daemon/refused.py`). A
+record taken only once a value was normalised (`telemd.frame`) is journaled
+`normalised` with the original value, in the transaction before its own.
 """
 
 from __future__ import annotations
@@ -19,18 +25,28 @@ import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import stat
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import cast
 
+from telemd import journal
 from telemd.daemon.budget import UidBudget
 from telemd.daemon.peers import peer_credentials
+from telemd.daemon.refused import Refusal, RefusalTally
 from telemd.daemon.spool import Entry, HostKey, Spool
 from telemd.errors import ErrorCode, FrameError, TelemetryError
-from telemd.frame import decode_frame, encode_error, encode_ok, frame_size, max_frame_size
-from telemd.record import new_record_id
+from telemd.frame import (
+    DecodedFrame,
+    decode_frame,
+    encode_error,
+    encode_ok,
+    frame_size,
+    max_frame_size,
+)
+from telemd.record import HEADER_NAMES, new_record_id
 
 log = logging.getLogger("telemd.intake")
 
@@ -45,12 +61,26 @@ EVICT_AFTER_IDLE = 0.25
 class IntakeOptions:
     """The settings intake reads on every frame; replaced whole on reload."""
 
-    __slots__ = ("client_timeout", "frame_limit", "max_clients", "max_payload_size", "opt_in_file")
+    __slots__ = (
+        "client_timeout",
+        "frame_limit",
+        "journal_max",
+        "max_clients",
+        "max_payload_size",
+        "opt_in_file",
+    )
 
     def __init__(
-        self, *, opt_in_file: str, max_payload_size: int, max_clients: int, client_timeout: float
+        self,
+        *,
+        opt_in_file: str,
+        max_payload_size: int,
+        max_clients: int,
+        client_timeout: float,
+        journal_max: int = 10000,
     ) -> None:
         self.opt_in_file = opt_in_file
+        self.journal_max = journal_max
         self.max_payload_size = max_payload_size
         self.frame_limit = max_frame_size(max_payload_size)
         self.max_clients = max_clients
@@ -156,8 +186,7 @@ class Connection(asyncio.Protocol):
 
     def fail(self, exc: FrameError) -> None:
         """Reply to a frame that cannot be decoded, then close the connection."""
-        log.info("client pid %d uid %d: %s", self.pid, self.uid, exc.message)
-        self.intake.count_error(exc.code)
+        self.intake.refuse(self, exc)
         self._closing = True
         self._buffer.clear()
         self.fill(self.reserve_reply(), encode_error(exc.code, exc.message))
@@ -229,7 +258,10 @@ class Intake:
         self._quiet_until = 0.0  # no eviction warning before this time
         self.stopping = False
         self.accepted = 0
+        self.normalised = 0
         self.errors: dict[str, int] = {}
+        self.refusals = RefusalTally(clock=self.monotonic)
+        self._refusal_timer: asyncio.TimerHandle | None = None
 
     async def start(self, listener: socket.socket) -> None:
         self._server = await self.loop.create_unix_server(
@@ -241,6 +273,9 @@ class Intake:
         self.stopping = True
         if self._server is not None:
             self._server.close()
+        if self._refusal_timer is not None:
+            self._refusal_timer.cancel()
+        self._journal_refusals(self.refusals.flush())
         try:
             await asyncio.wait_for(self.spool.wait_idle(), grace)
         except asyncio.TimeoutError:
@@ -309,6 +344,110 @@ class Intake:
     def count_error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
 
+    # Refusals and normalisations, into the journal --------------------------
+
+    def refuse(self, conn: Connection, exc: TelemetryError) -> None:
+        """Count a refused frame; journal it, or hold it for its window's summary."""
+        self.count_error(exc.code)
+        classification = exc.classification or ""
+        refusal = self.refusals.add(conn.uid, _reason(exc), classification, exc.message)
+        if refusal is not None:
+            log.info(
+                "refused a frame from pid %d uid %d%s: %s %s",
+                conn.pid,
+                conn.uid,
+                f" ({classification})" if classification else "",
+                exc.code,
+                exc.message,
+            )
+            self._journal_refusals([refusal])
+        elif self._refusal_timer is None:
+            due = self.refusals.next_due()
+            if due is not None:
+                self._refusal_timer = self.loop.call_at(due, self._refusals_due)
+
+    def _refusals_due(self) -> None:
+        self._refusal_timer = None
+        summaries = self.refusals.due()
+        for summary in summaries:
+            log.info(
+                "refused %d more frames from uid %s in a minute: %s",
+                summary.count,
+                "several" if summary.uid is None else summary.uid,
+                summary.reason,
+            )
+        self._journal_refusals(summaries)
+        due = self.refusals.next_due()
+        if due is not None:
+            self._refusal_timer = self.loop.call_at(due, self._refusals_due)
+
+    def _journal_refusals(self, refusals: list[Refusal]) -> None:
+        if not refusals:
+            return
+        now = self._wall_clock()
+        boot_id = self._host_key()[1].boot_id
+        entries = [
+            journal.Entry(
+                time=now,
+                fate="refused",
+                record_id="",
+                classification=refusal.classification,
+                severity=0,
+                event_id="",
+                boot_id=boot_id,
+                creation_timestamp=0,
+                http_status=None,
+                attempts=0,
+                message=(
+                    f"{refusal.reason}: {refusal.message}"
+                    if refusal.count == 1
+                    else f"{refusal.reason}: {refusal.count} refused in a minute, the last: "
+                    f"{refusal.message}"
+                ),
+                sender_uid=refusal.uid,
+                count=refusal.count,
+            )
+            for refusal in refusals
+        ]
+        self._journal(entries)
+
+    def _journal_normalised(
+        self, conn: Connection, record_id: str, decoded: DecodedFrame, boot_id: str
+    ) -> None:
+        record = decoded.record
+        notes = decoded.notes or ()
+        self.normalised += 1
+        self._journal(
+            [
+                journal.Entry(
+                    time=self._wall_clock(),
+                    fate="normalised",
+                    record_id=record_id,
+                    classification=record.classification,
+                    severity=record.severity,
+                    event_id=record.event_id,
+                    boot_id=boot_id,
+                    creation_timestamp=record.creation_timestamp,
+                    http_status=None,
+                    attempts=0,
+                    message="; ".join(notes),
+                    sender_uid=conn.uid,
+                )
+            ]
+        )
+
+    def _journal(self, entries: list[journal.Entry]) -> None:
+        journal_max = self.options.journal_max
+
+        def job(db: sqlite3.Connection) -> None:
+            journal.append(db, entries, max_entries=journal_max)
+
+        def done(error: str | None, _: object) -> None:
+            if error is not None:
+                log.warning("cannot journal %d intake entries: %s", len(entries), error)
+
+        self.spool.run(job, done)
+
     # One frame -----------------------------------------------------------
 
     def handle_frame(self, conn: Connection, frame: bytes) -> None:
@@ -316,12 +455,12 @@ class Intake:
         try:
             entry = self._admit(conn, frame)
         except TelemetryError as exc:
-            self.count_error(exc.code)
+            self.refuse(conn, exc)
             conn.fill(slot, encode_error(exc.code, exc.message))
             return
         except Exception:  # a defect must cost one frame, never the daemon
             log.exception("unexpected error handling a frame from pid %d", conn.pid)
-            self.count_error(ErrorCode.INTERNAL)
+            self.refuse(conn, TelemetryError("internal error; see the daemon log"))
             conn.fill(slot, encode_error(ErrorCode.INTERNAL, "internal error; see the daemon log"))
             return
         record_id = entry[0]
@@ -333,8 +472,11 @@ class Intake:
                 conn.fill(slot, ok)
                 self._on_stored()
             else:
-                self.count_error(error)
-                conn.fill(slot, encode_error(error, _STORE_ERRORS.get(error, "cannot store")))
+                message = _STORE_ERRORS.get(error, "cannot store")
+                refused = TelemetryError(message, error)
+                refused.classification = entry[3]
+                self.refuse(conn, refused)
+                conn.fill(slot, encode_error(error, message))
 
         self.spool.submit(entry, done)
 
@@ -347,22 +489,32 @@ class Intake:
                 "telemetry is opted out; opt in with 'telemctl opt-in'", ErrorCode.OPTED_OUT
             )
         decoded = decode_frame(frame, options.max_payload_size)
+        record = decoded.record
         if decoded.config_path is not None:
             log.debug("ignoring CFG: %s from pid %d", decoded.config_path, conn.pid)
-        if not self.budget.allow(conn.uid):
-            raise TelemetryError(
-                f"uid {conn.uid} is over its budget of {self.budget.per_minute} records a minute",
-                ErrorCode.THROTTLED,
-            )
-        size = len(frame)
-        if not self.spool.reserve(size):
-            raise TelemetryError(
-                f"the spool is at its limit of {self.spool.max_bytes} bytes",
-                ErrorCode.SPOOL_FULL,
-            )
-        record = decoded.record
+        try:
+            if not self.budget.allow(conn.uid):
+                raise TelemetryError(
+                    f"uid {conn.uid} is over its budget of {self.budget.per_minute} records"
+                    " a minute",
+                    ErrorCode.THROTTLED,
+                )
+            size = len(frame)
+            if not self.spool.reserve(size):
+                raise TelemetryError(
+                    f"the spool is at its limit of {self.spool.max_bytes} bytes",
+                    ErrorCode.SPOOL_FULL,
+                )
+        except TelemetryError as exc:
+            exc.classification = record.classification
+            raise
+        record_id = new_record_id()
+        host_key = self._host_key()
+        if decoded.notes is not None:
+            # Queued first, so it commits with the record or before it.
+            self._journal_normalised(conn, record_id, decoded, host_key[1].boot_id)
         return (
-            new_record_id(),
+            record_id,
             self._wall_clock(),
             record.creation_timestamp,
             record.classification,
@@ -371,10 +523,22 @@ class Intake:
             record.event_id,
             record.payload,
             size,
-            self._host_key(),
+            host_key,
             conn.uid,
             conn.pid,
         )
+
+
+# The fields a refusal may name; anything else counts as the frame's fault.
+_FIELDS = frozenset((*HEADER_NAMES, "payload", "classification"))
+
+
+def _reason(exc: TelemetryError) -> str:
+    """The refusal's cause in a bounded set: its code and the field at fault."""
+    if exc.code not in (ErrorCode.INVALID, ErrorCode.TOO_LARGE):
+        return exc.code
+    field = getattr(exc, "field", None) or exc.message.split(" ", 1)[0].rstrip(":")
+    return f"{exc.code} {field if field in _FIELDS else 'frame'}"
 
 
 _STORE_ERRORS = {

@@ -58,6 +58,7 @@ def intake_options(settings: Settings) -> IntakeOptions:
         max_payload_size=settings.max_payload_size,
         max_clients=settings.max_clients,
         client_timeout=settings.client_timeout,
+        journal_max=settings.journal_max_entries,
     )
 
 

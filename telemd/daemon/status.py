@@ -41,6 +41,7 @@ def snapshot(
         },
         "intake": {
             "accepted": intake.accepted,
+            "normalised": intake.normalised,
             "refused": dict(intake.errors),
             "connections": intake.connections,
         },
