@@ -186,6 +186,10 @@ def _decode_values(
     classification = values[_CLASSIFICATION]
     if classification[:1] in _SPACES or classification[-1:] in _SPACES or "\t" in classification:
         classification = normalise_classification(classification)
+        notes = notes or []
+        notes.append(
+            f"classification {values[_CLASSIFICATION][:200]!r} written as {classification!r}"
+        )
     event_id = values[_EVENT_ID]
     if not is_event_id(event_id):
         notes = notes or []

@@ -179,7 +179,7 @@ def test_a_refused_record_names_its_classification_where_it_could_be_read() -> N
             build(block=header_block().replace(b"org.clearlinux/crash/clr", b" a\tb/c/d \t")),
             "classification",
             "a b/c/d",
-            None,
+            "classification ' a\\tb/c/d \\t' written as 'a b/c/d'",
         ),
         (
             build(payload=b"Signal: 11\0garbage"),
