@@ -11,11 +11,8 @@ deadline to finish each frame (`client_timeout`), at most `max_clients`
 connections (when full, the least recently active connection of the uid
 holding the most is closed), and the per-uid budget.
 
-A frame refused is journaled with the fate `refused`, its reason, its
-classification where it could be read and the sender's uid; repeats per uid
-and reason are counted into one entry a minute (`daemon/refused.py`). A
-record taken only once a value was normalised (`telemd.frame`) is journaled
-`normalised` with the original value, in the transaction before its own.
+Every frame refused, and every record taken once a value was normalised,
+is journaled (`daemon/intake_journal.py`).
 """
 
 from __future__ import annotations
@@ -25,28 +22,19 @@ import contextlib
 import logging
 import os
 import socket
-import sqlite3
 import stat
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import cast
 
-from telemd import journal
 from telemd.daemon.budget import UidBudget
+from telemd.daemon.intake_journal import IntakeJournal
 from telemd.daemon.peers import peer_credentials
-from telemd.daemon.refused import Refusal, RefusalTally
 from telemd.daemon.spool import Entry, HostKey, Spool
 from telemd.errors import ErrorCode, FrameError, TelemetryError
-from telemd.frame import (
-    DecodedFrame,
-    decode_frame,
-    encode_error,
-    encode_ok,
-    frame_size,
-    max_frame_size,
-)
-from telemd.record import HEADER_NAMES, new_record_id
+from telemd.frame import decode_frame, encode_error, encode_ok, frame_size, max_frame_size
+from telemd.record import new_record_id
 
 log = logging.getLogger("telemd.intake")
 
@@ -258,10 +246,10 @@ class Intake:
         self._quiet_until = 0.0  # no eviction warning before this time
         self.stopping = False
         self.accepted = 0
-        self.normalised = 0
         self.errors: dict[str, int] = {}
-        self.refusals = RefusalTally(clock=self.monotonic)
-        self._refusal_timer: asyncio.TimerHandle | None = None
+        self.journal = IntakeJournal(
+            spool, host_key, lambda: self.options.journal_max, wall_clock=wall_clock
+        )
 
     async def start(self, listener: socket.socket) -> None:
         self._server = await self.loop.create_unix_server(
@@ -273,9 +261,7 @@ class Intake:
         self.stopping = True
         if self._server is not None:
             self._server.close()
-        if self._refusal_timer is not None:
-            self._refusal_timer.cancel()
-        self._journal_refusals(self.refusals.flush())
+        self.journal.close()
         try:
             await asyncio.wait_for(self.spool.wait_idle(), grace)
         except asyncio.TimeoutError:
@@ -344,109 +330,10 @@ class Intake:
     def count_error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
 
-    # Refusals and normalisations, into the journal --------------------------
-
     def refuse(self, conn: Connection, exc: TelemetryError) -> None:
-        """Count a refused frame; journal it, or hold it for its window's summary."""
+        """Count a refused frame and journal it (daemon/intake_journal.py)."""
         self.count_error(exc.code)
-        classification = exc.classification or ""
-        refusal = self.refusals.add(conn.uid, _reason(exc), classification, exc.message)
-        if refusal is not None:
-            log.info(
-                "refused a frame from pid %d uid %d%s: %s %s",
-                conn.pid,
-                conn.uid,
-                f" ({classification})" if classification else "",
-                exc.code,
-                exc.message,
-            )
-            self._journal_refusals([refusal])
-        elif self._refusal_timer is None:
-            due = self.refusals.next_due()
-            if due is not None:
-                self._refusal_timer = self.loop.call_at(due, self._refusals_due)
-
-    def _refusals_due(self) -> None:
-        self._refusal_timer = None
-        summaries = self.refusals.due()
-        for summary in summaries:
-            log.info(
-                "refused %d more frames from uid %s in a minute: %s",
-                summary.count,
-                "several" if summary.uid is None else summary.uid,
-                summary.reason,
-            )
-        self._journal_refusals(summaries)
-        due = self.refusals.next_due()
-        if due is not None:
-            self._refusal_timer = self.loop.call_at(due, self._refusals_due)
-
-    def _journal_refusals(self, refusals: list[Refusal]) -> None:
-        if not refusals:
-            return
-        now = self._wall_clock()
-        boot_id = self._host_key()[1].boot_id
-        entries = [
-            journal.Entry(
-                time=now,
-                fate="refused",
-                record_id="",
-                classification=refusal.classification,
-                severity=0,
-                event_id="",
-                boot_id=boot_id,
-                creation_timestamp=0,
-                http_status=None,
-                attempts=0,
-                message=(
-                    f"{refusal.reason}: {refusal.message}"
-                    if refusal.count == 1
-                    else f"{refusal.reason}: {refusal.count} refused in a minute, the last: "
-                    f"{refusal.message}"
-                ),
-                sender_uid=refusal.uid,
-                count=refusal.count,
-            )
-            for refusal in refusals
-        ]
-        self._journal(entries)
-
-    def _journal_normalised(
-        self, conn: Connection, record_id: str, decoded: DecodedFrame, boot_id: str
-    ) -> None:
-        record = decoded.record
-        notes = decoded.notes or ()
-        self.normalised += 1
-        self._journal(
-            [
-                journal.Entry(
-                    time=self._wall_clock(),
-                    fate="normalised",
-                    record_id=record_id,
-                    classification=record.classification,
-                    severity=record.severity,
-                    event_id=record.event_id,
-                    boot_id=boot_id,
-                    creation_timestamp=record.creation_timestamp,
-                    http_status=None,
-                    attempts=0,
-                    message="; ".join(notes),
-                    sender_uid=conn.uid,
-                )
-            ]
-        )
-
-    def _journal(self, entries: list[journal.Entry]) -> None:
-        journal_max = self.options.journal_max
-
-        def job(db: sqlite3.Connection) -> None:
-            journal.append(db, entries, max_entries=journal_max)
-
-        def done(error: str | None, _: object) -> None:
-            if error is not None:
-                log.warning("cannot journal %d intake entries: %s", len(entries), error)
-
-        self.spool.run(job, done)
+        self.journal.refused(conn.uid, conn.pid, exc)
 
     # One frame -----------------------------------------------------------
 
@@ -512,7 +399,7 @@ class Intake:
         host_key = self._host_key()
         if decoded.notes is not None:
             # Queued first, so it commits with the record or before it.
-            self._journal_normalised(conn, record_id, decoded, host_key[1].boot_id)
+            self.journal.normalised_record(conn.uid, record_id, decoded)
         return (
             record_id,
             self._wall_clock(),
@@ -527,18 +414,6 @@ class Intake:
             conn.uid,
             conn.pid,
         )
-
-
-# The fields a refusal may name; anything else counts as the frame's fault.
-_FIELDS = frozenset((*HEADER_NAMES, "payload", "classification"))
-
-
-def _reason(exc: TelemetryError) -> str:
-    """The refusal's cause in a bounded set: its code and the field at fault."""
-    if exc.code not in (ErrorCode.INVALID, ErrorCode.TOO_LARGE):
-        return exc.code
-    field = getattr(exc, "field", None) or exc.message.split(" ", 1)[0].rstrip(":")
-    return f"{exc.code} {field if field in _FIELDS else 'frame'}"
 
 
 _STORE_ERRORS = {
