@@ -29,6 +29,8 @@ class TelemetryError(Exception):
     """Root of every error telemd raises on purpose."""
 
     code: str = ErrorCode.INTERNAL
+    # The classification of the record refused, where the frame let it be read.
+    classification: str | None = None
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)

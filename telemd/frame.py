@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import os
 
-from telemd.errors import ErrorCode, FrameError
+from telemd.errors import ErrorCode, FrameError, RecordError
 from telemd.record import (
     DEFAULT_MAX_PAYLOAD_SIZE,
     FRAME_SEVERITY_BOUNDS,
     HEADER_NAMES,
     RECORD_FORMAT_VERSION,
-    FieldError,
     Record,
     clamp_severity,
     is_event_id,
+    new_event_id,
+    normalise_classification,
+    normalise_event_id,
+    normalise_payload,
     parse_number,
     validate_classification,
-    validate_payload_bytes,
 )
 
 # Not typing.TYPE_CHECKING: clients import this module, and typing is no
@@ -51,6 +53,7 @@ _SEVERITY = 2
 _TIMESTAMP = 4
 _PAYLOAD_VERSION = 9
 _EVENT_ID = 14
+_SPACES = (" ", "\t")
 
 
 def max_frame_size(max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE) -> int:
@@ -76,14 +79,22 @@ def frame_size(prefix: bytes | bytearray, limit: int) -> int:
 class DecodedFrame:
     """A frame's record plus what the daemon reads but does not trust."""
 
-    __slots__ = ("config_path", "record", "sent_headers")
+    __slots__ = ("config_path", "notes", "record", "sent_headers")
 
-    def __init__(self, record: Record, sent_headers: tuple[str, ...], config_path: str | None):
+    def __init__(
+        self,
+        record: Record,
+        sent_headers: tuple[str, ...],
+        config_path: str | None,
+        notes: list[str] | None = None,
+    ):
         self.record = record
         # Every header value as the client sent it, host metadata included.
         self.sent_headers = sent_headers
         # The optional CFG: field; the daemon logs it and never acts on it.
         self.config_path = config_path
+        # What normalising changed (None: nothing), for the journal.
+        self.notes = notes
 
 
 _HEADER_BLOCK: re.Pattern[str] | None = None
@@ -144,29 +155,60 @@ def decode_frame(frame: bytes, max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE)
         )
     if frame[end - 1] != 0:
         raise FrameError("frame does not end with a NUL byte")
+    header_bytes = frame[offset : offset + header_size]
     try:
-        block = frame[offset : offset + header_size].decode()
-    except UnicodeDecodeError as exc:
-        raise FrameError(f"header block is not valid UTF-8 (byte {exc.start})") from None
+        block = header_bytes.decode()
+    except UnicodeDecodeError:
+        # libtelemetry copies DMI and cpuinfo strings byte for byte; those host
+        # values are replaced anyway, and Latin-1 takes every byte.
+        block = header_bytes.decode("latin-1")
     match = _header_block().fullmatch(block)
     values = match.groups() if match is not None else _header_values(block)
-    payload = validate_payload_bytes(frame[offset + header_size : end - 1], max_payload_size)
+    try:
+        return _decode_values(
+            values, frame[offset + header_size : end - 1], max_payload_size, config_path
+        )
+    except RecordError as exc:
+        exc.classification = values[_CLASSIFICATION][:200]
+        raise
+
+
+def _decode_values(
+    values: tuple[str, ...], raw_payload: bytes, max_payload_size: int, config_path: str | None
+) -> DecodedFrame:
+    """The record of a frame's header values and payload, normalised as Clear's
+    daemon would deliver it; what cannot be is refused with RecordError."""
+    payload, notes = normalise_payload(raw_payload, max_payload_size)
     # Every numeric header is bounded here, by the rules the collector applies:
     # a number the spool or the collector cannot store is refused at the door.
     parse_number("record_format_version", values[_RECORD_VERSION])
     severity = parse_number("severity", values[_SEVERITY], FRAME_SEVERITY_BOUNDS)
+    classification = values[_CLASSIFICATION]
+    if classification[:1] in _SPACES or classification[-1:] in _SPACES or "\t" in classification:
+        classification = normalise_classification(classification)
+        notes = notes or []
+        notes.append(
+            f"classification {values[_CLASSIFICATION][:200]!r} written as {classification!r}"
+        )
     event_id = values[_EVENT_ID]
     if not is_event_id(event_id):
-        raise FieldError("event_id", f"must be 32 lowercase hex characters, got {event_id[:40]!r}")
+        notes = notes or []
+        fixed = normalise_event_id(event_id)
+        if fixed is None:
+            fixed = new_event_id()
+            notes.append(f"event_id {event_id[:80]!r} is not 32 hex characters: replaced")
+        else:
+            notes.append(f"event_id {event_id[:80]!r} written as 32 lowercase hex")
+        event_id = fixed
     record = Record.trusted(
-        classification=validate_classification(values[_CLASSIFICATION]),
+        classification=validate_classification(classification),
         severity=clamp_severity(severity),
         payload=payload,
         payload_format_version=parse_number("payload_format_version", values[_PAYLOAD_VERSION]),
         event_id=event_id,
         creation_timestamp=parse_number("creation_timestamp", values[_TIMESTAMP]),
     )
-    return DecodedFrame(record, values, config_path)
+    return DecodedFrame(record, values, config_path, notes)
 
 
 def encode_frame(

@@ -10,6 +10,11 @@ In WAL mode a transaction over two attached databases is atomic for each
 database but not across them: a crash between the two commits can leave a
 delivered record in the spool (it is sent again; the collector drops the
 repeated record id) or journal a fate twice. It never loses a record.
+
+Intake writes two more kinds of entry: `refused`, a frame it could not take
+(its reason in `message`, the sender's uid, and in `count` how many such
+refusals one entry stands for), and `normalised`, a record taken once a
+value was changed (what was changed, the original value included).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 JOURNAL_FILE = "journal.sqlite"
-FATES = ("delivered", "rejected", "dropped", "expired", "kept-local")
+FATES = ("delivered", "rejected", "dropped", "expired", "kept-local", "refused", "normalised")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal.entries (
@@ -35,7 +40,9 @@ CREATE TABLE IF NOT EXISTS journal.entries (
     creation_timestamp INTEGER NOT NULL,
     http_status INTEGER,
     attempts INTEGER NOT NULL,
-    message TEXT NOT NULL DEFAULT ''
+    message TEXT NOT NULL DEFAULT '',
+    sender_uid INTEGER,
+    count INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS journal.retained (
     record_id TEXT PRIMARY KEY,
@@ -46,7 +53,13 @@ CREATE TABLE IF NOT EXISTS journal.retained (
 
 _COLUMNS = (
     "time, fate, record_id, classification, severity, event_id, boot_id,"
-    " creation_timestamp, http_status, attempts, message"
+    " creation_timestamp, http_status, attempts, message, sender_uid, count"
+)
+# Columns added since the first release, with their definitions: a journal
+# written by an older daemon gets them when it is next opened.
+_ADDED_COLUMNS = (
+    ("sender_uid", "INTEGER"),
+    ("count", "INTEGER NOT NULL DEFAULT 1"),
 )
 
 # Rows arrive as one JSON array of arrays (see `append`).
@@ -70,7 +83,18 @@ class Entry:
     http_status: int | None
     attempts: int
     message: str
+    sender_uid: int | None = None
+    count: int = 1  # refusals this entry stands for
     payload: str | None = None  # the retained copy, when asked for and kept
+
+
+def prepare(conn: sqlite3.Connection) -> None:
+    """Create the tables of the journal ATTACHed as `journal`, or bring an older one up to date."""
+    conn.executescript(SCHEMA)
+    present = {row[1] for row in conn.execute("PRAGMA journal.table_info(entries)")}
+    for column, definition in _ADDED_COLUMNS:
+        if column not in present:
+            conn.execute(f"ALTER TABLE journal.entries ADD COLUMN {column} {definition}")
 
 
 def append(
@@ -107,6 +131,8 @@ def append(
                         e.http_status,
                         e.attempts,
                         e.message,
+                        e.sender_uid,
+                        e.count,
                     )
                     for e in entries
                 ]

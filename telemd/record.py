@@ -61,9 +61,6 @@ NUMBER_BOUNDS: dict[str, tuple[int, int]] = {
 # carry any uint32, which the daemon clamps the same way.
 FRAME_SEVERITY_BOUNDS = (0, UINT32_MAX)
 
-# Letters, digits and the punctuation real classifications use
-# ("org.clearlinux/crash/clr", "com.example+lab/hw-probe/mce_v2").
-_CLASSIFICATION_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+:@"
 _HEX_LOWER = "0123456789abcdef"
 
 
@@ -174,7 +171,13 @@ def check_kernel_version(kernel: str) -> str:
 
 
 def validate_classification(classification: str) -> str:
-    """Return `classification` if it is DOMAIN/PROBE/REST, else raise RecordError."""
+    """Return `classification` if it is DOMAIN/PROBE/REST, else raise RecordError.
+
+    What libtelemetry and telemetrics-backend take: exactly three levels (empty
+    ones included), at most 122 bytes, 40 a level. The characters are printable
+    ASCII, spaces included, because the value travels as an HTTP header; it may
+    not start or end with a space, which HTTP would strip
+    (`normalise_classification` strips them from a frame's value)."""
     if len(classification.encode()) > MAX_CLASSIFICATION_BYTES:
         raise RecordError(
             f"classification is longer than {MAX_CLASSIFICATION_BYTES} bytes: {classification!r}"
@@ -185,21 +188,24 @@ def validate_classification(classification: str) -> str:
             f"classification must have exactly 3 levels (domain/probe/rest), got {classification!r}"
         )
     for level in levels:
-        if not level:
-            raise RecordError(f"classification has an empty level: {classification!r}")
         if len(level) > MAX_CLASSIFICATION_LEVEL_BYTES:
             raise RecordError(
                 f"classification level {level!r} is longer than "
                 f"{MAX_CLASSIFICATION_LEVEL_BYTES} bytes"
             )
-        # strip() removes allowed characters from both ends; anything left over
-        # is a character outside the set.
-        if level.strip(_CLASSIFICATION_CHARS):
-            raise RecordError(
-                f"classification {classification!r} has characters outside "
-                "letters, digits and . _ - + : @"
-            )
+    if not (classification.isascii() and classification.isprintable()):
+        raise RecordError(
+            f"classification {classification!r} has characters outside printable ASCII"
+        )
+    if classification[:1] == " " or classification[-1:] == " ":
+        raise RecordError(f"classification {classification!r} starts or ends with a space")
     return classification
+
+
+def normalise_classification(value: str) -> str:
+    """A frame's classification as the daemon keeps it: tabs as spaces, none at
+    either end (libtelemetry sends them; an HTTP header cannot carry them)."""
+    return value.replace("\t", " ").strip(" ")
 
 
 def clamp_severity(severity: int) -> int:
@@ -264,6 +270,40 @@ def validate_payload_bytes(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD_S
         return payload.decode()
     except UnicodeDecodeError as exc:
         raise RecordError(f"payload is not valid UTF-8 (byte {exc.start})") from None
+
+
+def normalise_payload(
+    payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD_SIZE
+) -> tuple[str, list[str] | None]:
+    """A frame's payload read as Clear's daemon and telemetrics-backend read it.
+
+    Cut at its first NUL (Clear's daemon keeps it as a C string), decoded as
+    UTF-8, else as Latin-1, which takes every byte. Returns the text that obeys
+    `validate_payload` and what was changed (None when nothing was); a payload
+    over `max_size` bytes, as sent or as UTF-8, raises RecordError."""
+    if len(payload) > max_size:
+        raise RecordError(
+            f"payload is {len(payload)} bytes, more than the limit of {max_size}",
+            ErrorCode.TOO_LARGE,
+        )
+    notes = None
+    nul = payload.find(b"\0")
+    if nul >= 0:
+        notes = [f"payload cut at its first NUL, byte {nul} of {len(payload)}"]
+        payload = payload[:nul]
+    try:
+        return payload.decode(), notes
+    except UnicodeDecodeError as exc:
+        first_bad = exc.start
+    text = payload.decode("latin-1")
+    size = len(text.encode())
+    if size > max_size:
+        raise RecordError(
+            f"payload is not UTF-8; as Latin-1 written in UTF-8 it is {size} bytes,"
+            f" more than the limit of {max_size}",
+            ErrorCode.TOO_LARGE,
+        )
+    return text, [*(notes or ()), f"payload is not UTF-8 (byte {first_bad}): read as Latin-1"]
 
 
 def validate_payload(payload: str, max_size: int = DEFAULT_MAX_PAYLOAD_SIZE) -> str:

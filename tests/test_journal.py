@@ -87,3 +87,42 @@ def test_retained_payloads_keep_the_latest(tmp_path: Path) -> None:
         for _, e in journal.query(str(path), journal.Filter(), with_payload=True)
     }
     assert found == {0: None, 1: None, 2: None, 3: "payload 3", 4: "payload 4"}
+
+
+def test_a_journal_of_an_older_daemon_gets_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / journal.JOURNAL_FILE
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE entries (id INTEGER PRIMARY KEY, time REAL NOT NULL, fate TEXT NOT NULL,"
+        " record_id TEXT NOT NULL, classification TEXT NOT NULL, severity INTEGER NOT NULL,"
+        " event_id TEXT NOT NULL, boot_id TEXT NOT NULL, creation_timestamp INTEGER NOT NULL,"
+        " http_status INTEGER, attempts INTEGER NOT NULL, message TEXT NOT NULL DEFAULT '');"
+        "INSERT INTO entries VALUES (1, 1000.0, 'delivered', 'r', 'a/b/c', 1, 'e', 'b', 9,"
+        " 201, 1, '');"
+    )
+    old.close()
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("ATTACH DATABASE ? AS journal", (str(path),))
+    journal.prepare(conn)
+    journal.prepare(conn)  # and again: nothing to add
+    refused = journal.Entry(
+        time=1001.0,
+        fate="refused",
+        record_id="",
+        classification="a/b/c",
+        severity=0,
+        event_id="",
+        boot_id="b",
+        creation_timestamp=0,
+        http_status=None,
+        attempts=0,
+        message="invalid severity: severity: must be in 1..4",
+        sender_uid=1000,
+        count=12,
+    )
+    journal.append(conn, [refused], max_entries=100)
+    conn.close()
+    [(_, kept), (_, added)] = journal.query(str(path), journal.Filter())
+    assert (kept.fate, kept.sender_uid, kept.count) == ("delivered", None, 1)
+    assert added == refused
+    assert [e for _, e in journal.query(str(path), journal.Filter(fate="refused"))] == [refused]

@@ -18,8 +18,10 @@ from telemd.record import (
     new_event_id,
     new_record_id,
     normalise_event_id,
+    normalise_payload,
     parse_number,
     validate_classification,
+    validate_payload,
     validate_payload_bytes,
 )
 
@@ -31,6 +33,9 @@ from telemd.record import (
         "a/b/c",
         "com.example+lab/hw-probe/mce_v2:x@y",
         "a" * 40 + "/b/c",
+        "org.example/my probe/disk full",  # libtelemetry and telemetrics-backend take spaces
+        "a//c",  # and empty levels
+        "//",
     ],
 )
 def test_good_classifications_pass(classification: str) -> None:
@@ -42,13 +47,13 @@ def test_good_classifications_pass(classification: str) -> None:
     [
         ("a/b", "exactly 3 levels"),
         ("a/b/c/d", "exactly 3 levels"),
-        ("a//c", "empty level"),
-        ("/b/c", "empty level"),
         ("a" * 41 + "/b/c", "longer than 40 bytes"),
         ("/".join(["a" * 40] * 3) + "xx", "longer than 122 bytes"),
-        ("a b/c/d", "characters outside"),
-        ("a/b/c\n", "characters outside"),
-        ("a/b/ünï", "characters outside"),
+        ("a/b/c\n", "outside printable ASCII"),
+        ("a/b\tc/d", "outside printable ASCII"),
+        ("a/b/ünï", "outside printable ASCII"),
+        (" a/b/c", "starts or ends with a space"),
+        ("a/b/c ", "starts or ends with a space"),
     ],
 )
 def test_bad_classifications_say_why(classification: str, message: str) -> None:
@@ -111,6 +116,40 @@ def test_payload_rules() -> None:
     assert info.value.code == ErrorCode.TOO_LARGE
     with pytest.raises(RecordError, match="UTF-8"):
         validate_payload_bytes(b"\xff")
+
+
+@pytest.mark.parametrize(
+    ("raw", "text", "notes"),
+    [
+        (b"plain\n", "plain\n", None),
+        ("h\u00e9llo".encode(), "h\u00e9llo", None),
+        (b"a\0b", "a", ["payload cut at its first NUL, byte 1 of 3"]),
+        (b"caf\xe9", "caf\u00e9", ["payload is not UTF-8 (byte 3): read as Latin-1"]),
+        (
+            b"\xff\0\xff",
+            "\u00ff",
+            [
+                "payload cut at its first NUL, byte 1 of 3",
+                "payload is not UTF-8 (byte 0): read as Latin-1",
+            ],
+        ),
+    ],
+)
+def test_a_payload_is_read_as_clear_reads_it(
+    raw: bytes, text: str, notes: list[str] | None
+) -> None:
+    assert normalise_payload(raw) == (text, notes)
+    validate_payload(text)  # and the collector takes what comes out
+
+
+def test_a_normalised_payload_stays_within_the_limit() -> None:
+    assert normalise_payload(b"\xe9" * 5, max_size=10)[0] == "\u00e9" * 5
+    with pytest.raises(RecordError) as info:
+        normalise_payload(b"\xe9" * 6, max_size=10)
+    assert info.value.code == ErrorCode.TOO_LARGE
+    with pytest.raises(RecordError) as info:
+        normalise_payload(b"x" * 11, max_size=10)
+    assert info.value.code == ErrorCode.TOO_LARGE
 
 
 def test_a_record_validates_what_it_is_given() -> None:

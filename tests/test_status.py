@@ -51,3 +51,19 @@ def state(writer: str) -> dict[str, Any]:
 def test_the_writers_state_is_shown(writer: str, line: str, shown: str) -> None:
     assert status_line(state(writer)) == line
     assert shown in render(state(writer)).splitlines()
+
+
+def test_status_counts_what_intake_refused_and_normalised() -> None:
+    quiet = render(state("running"))
+    assert "Intake:          3 accepted, none refused" in quiet
+    busy = state("running")
+    busy["intake"] = {
+        "accepted": 12,
+        "normalised": 2,
+        "refused": {"throttled": 1, "invalid": 2},
+        "connections": 0,
+    }
+    assert (
+        "Intake:          12 accepted (2 normalised), 3 refused "
+        "(invalid 2, throttled 1; telemctl journal --status refused)"
+    ) in render(busy)

@@ -2,7 +2,9 @@
 
 Clear's line is `%-30s <Day YYYY-MM-DD HH:MM:SS TZ> record_id event_id boot_id`
 (local time); telemd adds the record's fate as a last column, since its
-journal holds every fate and not only deliveries. `-V` adds a header line
+journal holds every fate and not only deliveries. A `refused` entry (no
+record id or event id: `-`) then names the sender's uid, how many refusals it
+stands for and why; a `normalised` one says what was changed. `-V` adds a header line
 and a closing `Total records: N`.
 """
 
@@ -79,10 +81,16 @@ def clear_time(stamp: float) -> str:
 
 
 def format_line(entry: journal.Entry) -> str:
-    return (
-        f"{entry.classification:<30} {clear_time(entry.time)} "
-        f"{entry.record_id} {entry.event_id} {entry.boot_id} {entry.fate}"
+    line = (
+        f"{entry.classification or '-':<30} {clear_time(entry.time)} "
+        f"{entry.record_id or '-'} {entry.event_id or '-'} {entry.boot_id} {entry.fate}"
     )
+    if entry.fate == "refused":
+        uid = "several" if entry.sender_uid is None else entry.sender_uid
+        return f"{line} uid {uid}, {entry.count}x: {entry.message}"
+    if entry.fate == "normalised":
+        return f"{line}: {entry.message}"
+    return line
 
 
 def as_json(entry: journal.Entry) -> str:

@@ -58,6 +58,18 @@ def _when(stamp: float | None) -> str:
     return clear_time(stamp) if stamp else "never"
 
 
+def _intake(intake: dict[str, Any]) -> str:
+    """`12 accepted (2 normalised), 3 refused (invalid 2, throttled 1)`."""
+    text = f"{intake['accepted']} accepted"
+    if intake.get("normalised"):
+        text += f" ({intake['normalised']} normalised)"
+    refused = intake["refused"]
+    if not refused:
+        return text + ", none refused"
+    counts = ", ".join(f"{code} {count}" for code, count in sorted(refused.items()))
+    return f"{text}, {sum(refused.values())} refused ({counts}; telemctl journal --status refused)"
+
+
 def render(state: dict[str, Any]) -> str:
     spool = state["spool"]
     daemon = f"running, pid {state['pid']}" if state["running"] else "not running"
@@ -79,8 +91,7 @@ def render(state: dict[str, Any]) -> str:
         limit = state["rate_limit"]
         lines += [
             f"Since start:     {counts}",
-            f"Intake:          {state['intake']['accepted']} accepted, refused "
-            f"{state['intake']['refused'] or 'none'}",
+            f"Intake:          {_intake(state['intake'])}",
             f"Last delivery:   {_when(delivery['last_delivery_at'])}",
             f"Last error:      {delivery['last_error'] or 'none'}"
             + (f" ({_when(delivery['last_error_at'])})" if delivery["last_error"] else ""),

@@ -13,6 +13,9 @@ descriptor limit allows; telemd/daemon/peers.py picks what may be shed),
 fair reading (each uid, however many connections it holds, has
 FRAMES_PER_ROUND frames read per turn of the loop, its connections in
 turn), and the per-uid budget.
+
+Every frame refused, and every record taken once a value was normalised,
+is journaled (`daemon/intake_journal.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Callable
 from typing import cast
 
 from telemd.daemon.budget import UidBudget
+from telemd.daemon.intake_journal import IntakeJournal
 from telemd.daemon.peers import SHED_AFTER_IDLE, PeerTable, descriptor_room, peer_credentials
 from telemd.daemon.spool import Entry, HostKey, Spool
 from telemd.errors import ErrorCode, FrameError, TelemetryError
@@ -64,6 +68,7 @@ class IntakeOptions:
     __slots__ = (
         "client_timeout",
         "frame_limit",
+        "journal_max",
         "max_clients",
         "max_payload_size",
         "max_uid_connections",
@@ -78,8 +83,10 @@ class IntakeOptions:
         max_clients: int,
         client_timeout: float,
         max_uid_connections: int = 128,
+        journal_max: int = 10000,
     ) -> None:
         self.opt_in_file = opt_in_file
+        self.journal_max = journal_max
         self.max_payload_size = max_payload_size
         self.frame_limit = max_frame_size(max_payload_size)
         self.max_clients = max_clients
@@ -216,7 +223,7 @@ class Connection(asyncio.Protocol):
     def fail(self, exc: FrameError) -> None:
         """Reply to a frame that cannot be decoded, then close the connection."""
         log.info("client pid %d uid %d: %s", self.pid, self.uid, exc.message, extra=_BAD_FRAME)
-        self.intake.count_error(exc.code)
+        self.intake.refuse(self, exc)
         self._closing = True
         self._buffer.clear()
         self.fill(self.reserve_reply(), encode_error(exc.code, exc.message))
@@ -328,6 +335,9 @@ class Intake:
         self.shed = 0
         self.refused = 0
         self.errors: dict[str, int] = {}
+        self.journal = IntakeJournal(
+            spool, host_key, lambda: self.options.journal_max, wall_clock=wall_clock
+        )
 
     @property
     def connections(self) -> int:
@@ -361,6 +371,7 @@ class Intake:
         self._stop_accepting()
         if self._listener is not None:
             self._listener.close()
+        self.journal.close()
         try:
             await asyncio.wait_for(self.spool.wait_idle(), grace)
         except asyncio.TimeoutError:
@@ -602,6 +613,11 @@ class Intake:
     def count_error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
 
+    def refuse(self, conn: Connection, exc: TelemetryError) -> None:
+        """Count a refused frame and journal it (daemon/intake_journal.py)."""
+        self.count_error(exc.code)
+        self.journal.refused(conn.uid, conn.pid, exc)
+
     # One frame -----------------------------------------------------------
 
     def handle_frame(self, conn: Connection, frame: bytes) -> None:
@@ -609,12 +625,12 @@ class Intake:
         try:
             entry = self._admit(conn, frame)
         except TelemetryError as exc:
-            self.count_error(exc.code)
+            self.refuse(conn, exc)
             conn.fill(slot, encode_error(exc.code, exc.message))
             return
         except Exception:  # a defect must cost one frame, never the daemon
             log.exception("unexpected error handling a frame from pid %d", conn.pid)
-            self.count_error(ErrorCode.INTERNAL)
+            self.refuse(conn, TelemetryError("internal error; see the daemon log"))
             conn.fill(slot, encode_error(ErrorCode.INTERNAL, "internal error; see the daemon log"))
             return
         record_id = entry[0]
@@ -626,8 +642,11 @@ class Intake:
                 conn.fill(slot, ok)
                 self._on_stored()
             else:
-                self.count_error(error)
-                conn.fill(slot, encode_error(error, _STORE_ERRORS.get(error, "cannot store")))
+                message = _STORE_ERRORS.get(error, "cannot store")
+                refused = TelemetryError(message, error)
+                refused.classification = entry[3]
+                self.refuse(conn, refused)
+                conn.fill(slot, encode_error(error, message))
 
         self.spool.submit(entry, done)
 
@@ -640,22 +659,32 @@ class Intake:
                 "telemetry is opted out; opt in with 'telemctl opt-in'", ErrorCode.OPTED_OUT
             )
         decoded = decode_frame(frame, options.max_payload_size)
+        record = decoded.record
         if decoded.config_path is not None:
             log.debug("ignoring CFG: %s from pid %d", decoded.config_path, conn.pid)
-        if not self.budget.allow(conn.uid):
-            raise TelemetryError(
-                f"uid {conn.uid} is over its budget of {self.budget.per_minute} records a minute",
-                ErrorCode.THROTTLED,
-            )
-        size = len(frame)
-        if not self.spool.reserve(size):
-            raise TelemetryError(
-                f"the spool is at its limit of {self.spool.max_bytes} bytes",
-                ErrorCode.SPOOL_FULL,
-            )
-        record = decoded.record
+        try:
+            if not self.budget.allow(conn.uid):
+                raise TelemetryError(
+                    f"uid {conn.uid} is over its budget of {self.budget.per_minute} records"
+                    " a minute",
+                    ErrorCode.THROTTLED,
+                )
+            size = len(frame)
+            if not self.spool.reserve(size):
+                raise TelemetryError(
+                    f"the spool is at its limit of {self.spool.max_bytes} bytes",
+                    ErrorCode.SPOOL_FULL,
+                )
+        except TelemetryError as exc:
+            exc.classification = record.classification
+            raise
+        record_id = new_record_id()
+        host_key = self._host_key()
+        if decoded.notes is not None:
+            # Queued first, so it commits with the record or before it.
+            self.journal.normalised_record(conn.uid, record_id, decoded)
         return (
-            new_record_id(),
+            record_id,
             self._wall_clock(),
             record.creation_timestamp,
             record.classification,
@@ -664,7 +693,7 @@ class Intake:
             record.event_id,
             record.payload,
             size,
-            self._host_key(),
+            host_key,
             conn.uid,
             conn.pid,
         )

@@ -59,6 +59,7 @@ def intake_options(settings: Settings) -> IntakeOptions:
         max_clients=settings.max_clients,
         client_timeout=settings.client_timeout,
         max_uid_connections=settings.max_uid_connections,
+        journal_max=settings.journal_max_entries,
     )
 
 

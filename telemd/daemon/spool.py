@@ -151,7 +151,7 @@ def _attach_journal(conn: sqlite3.Connection, journal_path: str) -> None:
     conn.execute("ATTACH DATABASE ? AS journal", (journal_path,))
     conn.execute("PRAGMA journal.journal_mode=WAL")
     conn.execute("PRAGMA journal.synchronous=FULL")
-    conn.executescript(journal.SCHEMA)
+    journal.prepare(conn)
 
 
 _SQLITE_FULL = 13  # not exported by the sqlite3 module before Python 3.11

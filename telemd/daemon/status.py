@@ -41,6 +41,7 @@ def snapshot(
         },
         "intake": {
             "accepted": intake.accepted,
+            "normalised": intake.journal.normalised,
             "refused": dict(intake.errors),
             "connections": intake.connections,
         },

@@ -47,7 +47,9 @@ HOSTILE_NUMBER = st.one_of(
     st.sampled_from(["", " 1", "+1", "1_0", "0x10", "1.5", "\u0661", "0" * 30 + "1", "9" * 5000]),
 )
 LEVEL = st.text(string.ascii_letters + string.digits + "._-+:@", min_size=1, max_size=40)
-TEXT = st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), max_size=60)
+# Any character a frame can carry: UTF-8 has no surrogates.
+CHARACTER = st.characters(blacklist_categories=("Cs",))
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=60)
 # Each field well-formed, by the rules as the protocol states them.
 VALID = {
     "record_format_version": st.just("4"),
@@ -61,20 +63,31 @@ VALID = {
 HOSTILE = {
     "record_format_version": HOSTILE_NUMBER,
     "classification": st.one_of(
-        st.text(max_size=130).filter(lambda text: "\n" not in text),
+        st.text(CHARACTER, max_size=130).filter(lambda text: "\n" not in text),
+        # Spaces and tabs, which Clear takes and telemd normalises.
+        st.tuples(LEVEL, LEVEL, LEVEL, st.sampled_from([" ", "\t", "  "])).map(
+            lambda parts: f"{parts[3]}{parts[0]} {parts[1]}/{parts[1]}/{parts[2]}{parts[3]}"
+        ),
         st.tuples(LEVEL, LEVEL).map("/".join),
-        st.builds(lambda a, b, c: f"{a}/{b}/{c}", LEVEL, LEVEL, st.text(max_size=45)),
+        st.builds(lambda a, b, c: f"{a}/{b}/{c}", LEVEL, LEVEL, st.text(CHARACTER, max_size=45)),
     ),
     "severity": HOSTILE_NUMBER,
     "creation_timestamp": HOSTILE_NUMBER,
     "payload_format_version": HOSTILE_NUMBER,
-    "event_id": st.text("0123456789abcdefABCDEF", min_size=31, max_size=33),
+    "event_id": st.one_of(
+        st.text("0123456789abcdefABCDEF", min_size=31, max_size=33),
+        st.uuids().map(str),
+        st.text(CHARACTER, max_size=40).filter(lambda text: "\n" not in text),
+    ),
 }
-PAYLOADS = st.text(max_size=300).map(str.encode)
+PAYLOADS = st.text(CHARACTER, max_size=300).map(str.encode)
 HOSTILE_PAYLOADS = st.one_of(
     st.binary(max_size=300),
+    # Clear's daemon cuts at a NUL; telemetrics-backend reads Latin-1.
+    st.binary(max_size=100).map(lambda raw: raw + b"\0" + raw),
+    st.integers(0, 8192).map(lambda size: b"\xe9" * size),
     st.integers(8190, 8194).map(lambda size: b"x" * size),
-    st.text(max_size=20).map(lambda text: ("\u00e9" * 4096 + text).encode()),
+    st.text(CHARACTER, max_size=20).map(lambda text: ("\u00e9" * 4096 + text).encode()),
 )
 
 
