@@ -222,8 +222,7 @@ class Connection(asyncio.Protocol):
 
     def fail(self, exc: FrameError) -> None:
         """Reply to a frame that cannot be decoded, then close the connection."""
-        log.info("client pid %d uid %d: %s", self.pid, self.uid, exc.message, extra=_BAD_FRAME)
-        self.intake.refuse(self, exc)
+        self.intake.refuse(self, exc)  # journaled and logged once per uid and reason
         self._closing = True
         self._buffer.clear()
         self.fill(self.reserve_reply(), encode_error(exc.code, exc.message))
@@ -699,7 +698,6 @@ class Intake:
         )
 
 
-_BAD_FRAME = {"cause": "bad-frame"}
 _SHED = {"cause": "shed"}
 _ACCEPT = {"cause": "accept"}
 _REFUSED = {"cause": "refused"}

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from telemd import journal
 from telemd.daemon.refused import Refusal, RefusalTally
@@ -98,7 +98,9 @@ class IntakeJournal:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._write_refusals(self.refusals.flush())
+        summaries = self.refusals.flush()
+        _log_summaries(summaries)
+        self._write_refusals(summaries)
 
     def _schedule(self) -> None:
         due = self.refusals.next_due()
@@ -108,13 +110,7 @@ class IntakeJournal:
     def _due(self) -> None:
         self._timer = None
         summaries = self.refusals.due()
-        for summary in summaries:
-            log.info(
-                "refused %d more frames from uid %s in a minute: %s",
-                summary.count,
-                "several" if summary.uid is None else summary.uid,
-                summary.reason,
-            )
+        _log_summaries(summaries)
         self._write_refusals(summaries)
         self._schedule()
 
@@ -160,3 +156,14 @@ class IntakeJournal:
                 log.warning("cannot journal %d intake entries: %s", len(entries), error)
 
         self.spool.run(job, done)
+
+
+def _log_summaries(summaries: Sequence[Refusal]) -> None:
+    """One line per uid and reason for the refusals held back in a window."""
+    for summary in summaries:
+        log.info(
+            "refused %d more frames from uid %s in a minute: %s",
+            summary.count,
+            "several" if summary.uid is None else summary.uid,
+            summary.reason,
+        )
