@@ -20,20 +20,30 @@ from urllib.parse import unquote_to_bytes
 
 from telemd.collector.ingest.records import FieldError
 
-# The record filters of GET /api/records (telemetrics-backend's names, plus the cursor).
+# The record filters of GET /api/records: telemetrics-backend's names, the
+# search filters, and the keyset cursor.
 RECORD_FILTERS = (
     "severity",
+    "severity_min",
     "classification",
     "build",
     "machine_id",
+    "event_id",
+    "system_name",
+    "host_type",
     "created_in_days",
     "created_in_sec",
+    "since",
+    "until",
+    "q",
     "limit",
     "before",
 )
+# How GET /api/records answers: a JSON page, or the whole result as a stream.
+RECORD_FORMATS = ("json", "csv", "ndjson")
 SUMMARY_PARAMS = ("since",)
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
-    "/api/records": RECORD_FILTERS,
+    "/api/records": (*RECORD_FILTERS, "format"),
     "/api/v1/summary": SUMMARY_PARAMS,
 }
 # The longest stored text field is 256 characters; a longer filter matches nothing.
@@ -97,6 +107,13 @@ def integer(name: str, value: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise FieldError(name, f"must be in {low}..{high}, got {number}")
     return number
+
+
+def choice(name: str, value: str, choices: Collection[str]) -> str:
+    """One of a closed set of words."""
+    if value not in choices:
+        raise FieldError(name, f"must be one of {', '.join(choices)}, got {_shown(value)}")
+    return value
 
 
 def unix_time(name: str, value: str) -> float:

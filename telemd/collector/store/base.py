@@ -13,20 +13,24 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
+from telemd.collector.store import rollups
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
+from telemd.collector.store.search import record_where, search_migration
 from telemd.errors import ConfigError, TelemetryError
 
 SCHEMA_TABLE = "telemd_collector_schema"
 
 # Versioned migrations, applied in order at start; never edit a released one,
-# append a new one. `{id_column}` is the only per-engine word.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+# append a new one. `{id_column}` is the only per-engine word; a migration
+# whose SQL differs more between engines is a function of the engine's name.
+Migration = tuple[str, ...] | Callable[[str], tuple[str, ...]]
+MIGRATIONS: tuple[Migration, ...] = (
     (
         """CREATE TABLE records (
             id {id_column},
@@ -67,10 +71,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_used_at DOUBLE PRECISION
         )""",
     ),
+    search_migration,
+    rollups.migration,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-RECENT_SEVERE = 5
-MAX_MACHINES = 1000
 
 
 class StorageError(TelemetryError):
@@ -224,7 +228,10 @@ class Store:
                     f"{SCHEMA_VERSION}; upgrade telemd"
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version - 1]:
+                migration = MIGRATIONS[version - 1]
+                if callable(migration):
+                    migration = migration(self.engine.name)
+                for statement in migration:
                     session.execute(statement.format(id_column=self.engine.id_column))
                 session.execute(f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (?)", (version,))
         return SCHEMA_VERSION
@@ -234,26 +241,42 @@ class Store:
     def write(self, batches: Sequence[Sequence[Row]], received_at: float) -> list[dict[str, int]]:
         """Store several batches in one transaction; per batch, {record_id: id} of the new."""
         with self._transaction() as session:
-            return [session.insert(rows, received_at) if rows else {} for rows in batches]
+            stored = [session.insert(rows, received_at) if rows else {} for rows in batches]
+            new_rows = (
+                row
+                for rows, ids in zip(batches, stored, strict=True)
+                for row in rows
+                if row[0] in ids
+            )
+            rollups.add(session, self.engine.name, new_rows, received_at)
+            return stored
 
     def purge(self, retention: Retention, now: float) -> int:
         """Delete records past their retention; return how many went."""
         with self._transaction() as session:
             deleted = 0
+            doomed: list[tuple[str, tuple[object, ...]]] = []
             for classification, days in retention.overrides.items():
                 if days > 0:
-                    deleted += session.execute(
-                        "DELETE FROM records WHERE classification = ? AND received_at < ?",
-                        (classification, now - days * 86400),
+                    doomed.append(
+                        (
+                            "classification = ? AND received_at < ?",
+                            (classification, now - days * 86400),
+                        )
                     )
             if retention.days > 0:
                 exempt = list(retention.overrides)
                 marks = ", ".join("?" * len(exempt))
-                deleted += session.execute(
-                    "DELETE FROM records WHERE received_at < ?"
-                    + (f" AND classification NOT IN ({marks})" if exempt else ""),
-                    (now - retention.days * 86400, *exempt),
+                doomed.append(
+                    (
+                        "received_at < ?"
+                        + (f" AND classification NOT IN ({marks})" if exempt else ""),
+                        (now - retention.days * 86400, *exempt),
+                    )
                 )
+            for where, params in doomed:
+                rollups.forget(session, self.engine.name, where, params)
+                deleted += session.execute(f"DELETE FROM records WHERE {where}", params)
         return deleted
 
     # -- reads (any thread) --------------------------------------------------
@@ -272,47 +295,18 @@ class Store:
 
     def records(self, query: RecordQuery) -> list[tuple[Any, ...]]:
         """SELECT_COLUMNS rows matching `query`, newest first."""
-        where: list[str] = []
-        params: list[object] = []
-        for name in ("severity", "classification", "build", "machine_id"):
-            value = getattr(query, name)
-            if value is not None:
-                where.append(f"{name} = ?")
-                params.append(value)
-        if query.since is not None:
-            where.append("received_at >= ?")
-            params.append(query.since)
-        if query.before is not None:
-            where.append("id < ?")
-            params.append(query.before)
-        sql = f"SELECT {', '.join(SELECT_COLUMNS)} FROM records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
+        where = record_where(query, self.engine.name)
+        sql = f"SELECT {', '.join(SELECT_COLUMNS)} FROM records{where.sql} ORDER BY id DESC LIMIT ?"
         with self._reader() as session:
-            return session.fetch(sql, (*params, query.limit))
+            return session.fetch(sql, (*where.params, query.limit))
 
     def summary(self, since: float | None = None) -> dict[str, Any]:
-        cond, params = ("received_at >= ?", (since,)) if since is not None else ("1 = 1", ())
+        """Counts per classification and machine, from the rollups."""
         with self._reader() as session:
-            counts = session.fetch(
-                "SELECT classification, severity, count(*), max(received_at) FROM records "
-                f"WHERE {cond} GROUP BY classification, severity",
-                params,
-            )
-            recent = session.fetch(
-                f"SELECT {', '.join(SELECT_COLUMNS)} FROM ("
-                f"SELECT {', '.join(SELECT_COLUMNS)}, row_number() OVER "
-                "(PARTITION BY classification ORDER BY id DESC) AS rank "
-                f"FROM records WHERE severity >= 3 AND {cond}) AS severe "
-                "WHERE rank <= ? ORDER BY id DESC",
-                (*params, RECENT_SEVERE),
-            )
-            machines = session.fetch(
-                f"SELECT machine_id, count(*) AS n FROM records WHERE {cond} "
-                "GROUP BY machine_id ORDER BY n DESC, machine_id LIMIT ?",
-                (*params, MAX_MACHINES),
-            )
+            counts = rollups.class_counts(session, since)
+            severe = sorted({c for c, severity, n, _ in counts if severity >= 3 and n})
+            recent = rollups.recent_severe(session, severe, since)
+            machines = rollups.machine_counts(session, since)
         return summary_json(counts, recent, machines, since)
 
 

@@ -1,0 +1,119 @@
+"""Record filters into SQL, and the indexes that keep them fast, per engine.
+
+The two engines say the same thing in their own words:
+- a classification pattern is a GLOB on SQLite (case-sensitive, and its
+  literal prefix runs on the classification index) and a LIKE on PostgreSQL;
+- payload search is an FTS5 table of character trigrams on SQLite, kept by
+  triggers, and a pg_trgm GIN index on PostgreSQL; both find a
+  case-insensitive substring.
+
+Every value a client gives travels as a bound parameter, and the characters
+that mean something to GLOB, LIKE or FTS5 are escaped, so a filter matches
+text and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telemd.collector.store.query import EXACT_FILTERS, WILDCARD, RecordQuery
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """A WHERE clause ('' for none) and its parameters, in order."""
+
+    sql: str
+    params: tuple[object, ...]
+
+
+def glob_pattern(pattern: str) -> str:
+    """A classification pattern as a SQLite GLOB: only WILDCARD stays special."""
+    escaped = {"?": "[?]", "[": "[[]"}
+    return WILDCARD.join(
+        "".join(escaped.get(ch, ch) for ch in part) for part in pattern.split(WILDCARD)
+    )
+
+
+def like_literal(text: str) -> str:
+    """Text that LIKE (backslash being its escape) matches as it is."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def like_pattern(pattern: str) -> str:
+    """A classification pattern as a LIKE: WILDCARD becomes %."""
+    return "%".join(like_literal(part) for part in pattern.split(WILDCARD))
+
+
+def fts_phrase(text: str) -> str:
+    """Text as one FTS5 string: the trigram tokenizer then finds it as a substring."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def record_where(query: RecordQuery, engine: str) -> Where:
+    clauses: list[str] = []
+    params: list[object] = []
+    for name in EXACT_FILTERS:
+        value = getattr(query, name)
+        if value is not None:
+            clauses.append(f"{name} = ?")
+            params.append(value)
+    if query.severity_min is not None:
+        clauses.append("severity >= ?")
+        params.append(query.severity_min)
+    if query.classification is not None:
+        if WILDCARD not in query.classification:
+            clauses.append("classification = ?")
+            params.append(query.classification)
+        elif engine == "sqlite":
+            clauses.append("classification GLOB ?")
+            params.append(glob_pattern(query.classification))
+        else:
+            clauses.append("classification LIKE ?")
+            params.append(like_pattern(query.classification))
+    if query.since is not None:
+        clauses.append("received_at >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("received_at < ?")
+        params.append(query.until)
+    if query.q is not None:
+        if engine == "sqlite":
+            clauses.append("id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)")
+            params.append(fts_phrase(query.q))
+        else:
+            clauses.append("payload ILIKE ?")
+            params.append("%" + like_literal(query.q) + "%")
+    if query.before is not None:
+        clauses.append("id < ?")
+        params.append(query.before)
+    return Where(" WHERE " + " AND ".join(clauses) if clauses else "", tuple(params))
+
+
+# Migration 3: the search filters' indexes and the payload's full-text index.
+# A new index is built from the rows already stored.
+SEARCH_INDEXES = (
+    "CREATE INDEX records_event ON records (event_id)",
+    # The summary's newest severe records per classification.
+    "CREATE INDEX records_class_severity ON records (classification, severity, id)",
+)
+SQLITE_FULL_TEXT = (
+    "CREATE VIRTUAL TABLE records_fts USING fts5("
+    "payload, content='records', content_rowid='id', tokenize='trigram')",
+    "CREATE TRIGGER records_fts_insert AFTER INSERT ON records BEGIN "
+    "INSERT INTO records_fts (rowid, payload) VALUES (new.id, new.payload); END",
+    "CREATE TRIGGER records_fts_delete AFTER DELETE ON records BEGIN "
+    "INSERT INTO records_fts (records_fts, rowid, payload) "
+    "VALUES ('delete', old.id, old.payload); END",
+    "INSERT INTO records_fts (records_fts) VALUES ('rebuild')",
+)
+POSTGRES_FULL_TEXT = (
+    # Trusted since PostgreSQL 13: the database's owner may create it.
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX records_payload_trgm ON records USING gin (payload gin_trgm_ops)",
+)
+
+
+def search_migration(engine: str) -> tuple[str, ...]:
+    full_text = SQLITE_FULL_TEXT if engine == "sqlite" else POSTGRES_FULL_TEXT
+    return (*SEARCH_INDEXES, *full_text)
