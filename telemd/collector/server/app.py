@@ -326,7 +326,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    text = collector_of(request).metrics.render()
+    c = collector_of(request)
+    try:
+        stored = await c.read(c.store.stored_by_severity)
+    except Refused:  # a database down is what the storage errors series reports
+        stored = None
+    text = c.metrics.render(stored)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

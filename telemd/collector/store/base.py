@@ -300,6 +300,11 @@ class Store:
         with self._reader() as session:
             return session.fetch(sql, (*where.params, query.limit))
 
+    def stored_by_severity(self) -> dict[int, int]:
+        """Records in the database per severity, from the rollups."""
+        with self._reader() as session:
+            return {int(s): int(n) for s, n in rollups.severity_counts(session)}
+
     def summary(self, since: float | None = None) -> dict[str, Any]:
         """Counts per classification and machine, from the rollups."""
         with self._reader() as session:

@@ -178,6 +178,11 @@ def class_counts(session: Session, since: float | None) -> list[tuple[Any, ...]]
     )
 
 
+def severity_counts(session: Session) -> list[tuple[Any, ...]]:
+    """(severity, count) of every record stored."""
+    return session.fetch(f"SELECT severity, sum(n) FROM {CLASS_TABLE} GROUP BY severity")
+
+
 def machine_counts(session: Session, since: float | None) -> list[tuple[Any, ...]]:
     """(machine_id, count), the MAX_MACHINES largest first."""
     if since is None:
