@@ -1,4 +1,6 @@
-"""The summary's rollups on both engines: exact against a scan, purged, backfilled."""
+"""The summary's rollups on both engines: exact against a scan, purged, backfilled.
+
+The migration test also checks the full-text index is built from stored records."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import pytest
 from collector_proc import CLEAR_TID, record
 
 from telemd.collector.ingest import records as ingest
-from telemd.collector.store import base
 from telemd.collector.store.base import Retention, Store, open_engine
+from telemd.collector.store.query import RecordQuery
 
 RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)
 NOW = 1_800_000_000.0
@@ -106,21 +108,18 @@ def test_purge_takes_records_out_of_the_rollups(store: Store) -> None:
         assert session.fetch("SELECT count(*) FROM rollup_class_hours WHERE n <= 0") == [(0,)]
 
 
-def test_the_migration_fills_the_rollups_from_stored_records(
-    db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_migration_fills_the_rollups_from_stored_records(db_url: str) -> None:
     old = Store(open_engine(db_url))
-    with monkeypatch.context() as patch:
-        patch.setattr(base, "SCHEMA_VERSION", 2)
-        old.migrate()
-        with old.transaction() as session:
-            for n in range(5):
-                session.insert([row(severity=str(1 + n % 4)) for _ in range(3)], NOW + n * 1000)
+    old.migrate(target=2)
+    with old.transaction() as session:
+        for n in range(5):
+            session.insert([row(severity=str(1 + n % 4)) for _ in range(3)], NOW + n * 1000)
     old.close()
     store = Store(open_engine(db_url))
     store.migrate()
     try:
         assert summarised(store, None) == scanned(store, None)
         assert summarised(store, NOW + 1500) == scanned(store, NOW + 1500)
+        assert len(store.records(RecordQuery(q="hello"))) == 15  # full text indexed them too
     finally:
         store.close()

@@ -215,8 +215,8 @@ class Store:
 
     # -- schema --------------------------------------------------------------
 
-    def migrate(self) -> int:
-        """Apply the migrations this database lacks; return the schema version."""
+    def migrate(self, target: int = SCHEMA_VERSION) -> int:
+        """Apply the migrations this database lacks, up to `target`; return the version."""
         with self._transaction() as session:
             session.lock_schema()
             session.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER NOT NULL)")
@@ -227,14 +227,14 @@ class Store:
                     f"database schema version {current} is newer than this collector's "
                     f"{SCHEMA_VERSION}; upgrade telemd"
                 )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
+            for version in range(current + 1, target + 1):
                 migration = MIGRATIONS[version - 1]
                 if callable(migration):
                     migration = migration(self.engine.name)
                 for statement in migration:
                     session.execute(statement.format(id_column=self.engine.id_column))
                 session.execute(f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (?)", (version,))
-        return SCHEMA_VERSION
+        return max(current, target)
 
     # -- writes (the writer thread only) -------------------------------------
 

@@ -9,9 +9,9 @@ an answer carries `next`, the id to pass as `before` for the following page,
 or null on the last page.
 
 A classification with `*` in it is a pattern (`org.clearlinux/crash/*`), `*`
-standing for any run of characters, `/` included; `q` is a case-insensitive
-substring of the payload, at least MIN_SEARCH characters long (the full-text
-indexes are made of character trigrams).
+standing for any run of characters, `/` included; `q` is words to find in
+the payload, in that order, whatever the case and the characters between
+them (telemd.collector.store.search says how each engine does it).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ DEFAULT_LIMIT = 100
 SELECT_COLUMNS: tuple[str, ...] = ("id", "received_at", *RECORD_COLUMNS)
 FILTER_NAMES = RECORD_FILTERS
 MAX_DAYS = 100_000
-MIN_SEARCH = 3
 WILDCARD = "*"
 
 
@@ -53,7 +52,7 @@ class RecordQuery:
     # Unix times: only records received at or after `since` and before `until`.
     since: float | None = None
     until: float | None = None
-    # A case-insensitive substring of the payload.
+    # Words the payload holds, in this order.
     q: str | None = None
     limit: int = DEFAULT_LIMIT
     # Keyset cursor: only records whose id is below it.
@@ -84,8 +83,8 @@ def parse_query(params: Mapping[str, str], now: float) -> RecordQuery:
     if event_id is not None and not is_event_id(event_id):
         raise FieldError("event_id", f"must be 32 lowercase hex characters, got {event_id[:40]!r}")
     q = given.get("q")
-    if q is not None and len(q) < MIN_SEARCH:
-        raise FieldError("q", f"must be at least {MIN_SEARCH} characters, got {q!r}")
+    if q is not None and not any(ch.isalnum() for ch in q):
+        raise FieldError("q", f"must hold a word (letters or digits), got {q[:40]!r}")
 
     def number(name: str, low: int, high: int) -> int | None:
         return integer(name, given[name], low, high) if name in given else None

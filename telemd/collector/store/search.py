@@ -3,9 +3,13 @@
 The two engines say the same thing in their own words:
 - a classification pattern is a GLOB on SQLite (case-sensitive, and its
   literal prefix runs on the classification index) and a LIKE on PostgreSQL;
-- payload search is an FTS5 table of character trigrams on SQLite, kept by
-  triggers, and a pg_trgm GIN index on PostgreSQL; both find a
-  case-insensitive substring.
+- payload search finds the words of `q` in a row, in that order, ignoring
+  case and whatever lies between words (`parse_header()` finds
+  "PARSE header"): an FTS5 table on SQLite (its unicode61 words), kept by
+  triggers, and a GIN index of a tsvector of the same words on PostgreSQL.
+  Words, not substrings: an index of character trigrams finds any
+  substring, but cost ingest five times what a word index costs (see
+  docs/performance.md).
 
 Every value a client gives travels as a bound parameter, and the characters
 that mean something to GLOB, LIKE or FTS5 are escaped, so a filter matches
@@ -46,8 +50,14 @@ def like_pattern(pattern: str) -> str:
 
 
 def fts_phrase(text: str) -> str:
-    """Text as one FTS5 string: the trigram tokenizer then finds it as a substring."""
+    """Text as one FTS5 string: its words, in order, as a phrase."""
     return '"' + text.replace('"', '""') + '"'
+
+
+# PostgreSQL's text-search parser knows URLs, paths, versions and more; this
+# leaves it plain words, the ones FTS5's unicode61 tokenizer sees.
+PG_WORDS = "to_tsvector('simple', regexp_replace({text}, '[^[:alnum:]]+', ' ', 'g'))"
+PG_QUERY = "phraseto_tsquery('simple', regexp_replace({text}, '[^[:alnum:]]+', ' ', 'g'))"
 
 
 def record_where(query: RecordQuery, engine: str) -> Where:
@@ -82,8 +92,9 @@ def record_where(query: RecordQuery, engine: str) -> Where:
             clauses.append("id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)")
             params.append(fts_phrase(query.q))
         else:
-            clauses.append("payload ILIKE ?")
-            params.append("%" + like_literal(query.q) + "%")
+            words, wanted = PG_WORDS.format(text="payload"), PG_QUERY.format(text="?")
+            clauses.append(f"{words} @@ {wanted}")
+            params.append(query.q)
     if query.before is not None:
         clauses.append("id < ?")
         params.append(query.before)
@@ -98,8 +109,7 @@ SEARCH_INDEXES = (
     "CREATE INDEX records_class_severity ON records (classification, severity, id)",
 )
 SQLITE_FULL_TEXT = (
-    "CREATE VIRTUAL TABLE records_fts USING fts5("
-    "payload, content='records', content_rowid='id', tokenize='trigram')",
+    "CREATE VIRTUAL TABLE records_fts USING fts5(payload, content='records', content_rowid='id')",
     "CREATE TRIGGER records_fts_insert AFTER INSERT ON records BEGIN "
     "INSERT INTO records_fts (rowid, payload) VALUES (new.id, new.payload); END",
     "CREATE TRIGGER records_fts_delete AFTER DELETE ON records BEGIN "
@@ -108,9 +118,7 @@ SQLITE_FULL_TEXT = (
     "INSERT INTO records_fts (records_fts) VALUES ('rebuild')",
 )
 POSTGRES_FULL_TEXT = (
-    # Trusted since PostgreSQL 13: the database's owner may create it.
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX records_payload_trgm ON records USING gin (payload gin_trgm_ops)",
+    f"CREATE INDEX records_payload_words ON records USING gin ({PG_WORDS.format(text='payload')})",
 )
 
 
