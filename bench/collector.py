@@ -11,6 +11,13 @@ INSERTs of prepared rows, BATCH per transaction, with the collector's
 durability settings. Prints records/s and the ratio to the baseline;
 --check exits 1 when a target is missed (NDJSON into SQLite >= 20,000/s and
 >= 0.5x baseline; NDJSON into PostgreSQL >= 10,000/s).
+
+Also in the same run, the writer's storage path alone (`Store.write` and its
+parts, the same prepared rows, BATCH per transaction), on three databases:
+the record table as it was before search (schema 2), with the search
+indexes (schema 3), and with the summary's rollups too (the full schema).
+Target: the full schema >= 0.8x of the schema-2 rate (today's ingest); the
+rollups' own share is the full schema's rate against schema 3's.
 """
 
 from __future__ import annotations
@@ -34,10 +41,13 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "collector")]
 import collector_pg  # noqa: E402
 from collector_proc import BATCH_HEADERS, CollectorProcess, headers_request, json_request  # noqa: E402
 
-from telemd.collector.ingest.records import RECORD_COLUMNS  # noqa: E402
+from telemd.collector.ingest import records as ingest  # noqa: E402
+from telemd.collector.ingest.records import CLEAR_LINUX_TID, RECORD_COLUMNS  # noqa: E402
 from telemd.collector.store.base import Store, insert_sql, open_engine  # noqa: E402
 
 TARGETS = {"sqlite": (20_000.0, 0.5), "postgresql": (10_000.0, None)}
+ROLLUP_TARGET = 0.8
+SEARCH_SCHEMA = 3
 SINGLE_SHARE = 20  # single-record formats send records/SINGLE_SHARE records
 
 
@@ -154,6 +164,35 @@ def raw_baseline(db_url: str, records: list[dict[str, Any]], batch: int) -> floa
     return len(rows) / elapsed
 
 
+def storage_path(
+    engine: str, new_url: Any, records: list[dict[str, Any]], batch: int
+) -> list[tuple[str, str, int, float]]:
+    """Rows/s of the writer's storage path on schema 2, schema 3 and the full schema."""
+    rules = ingest.Rules(frozenset({CLEAR_LINUX_TID}), 8192)
+    rows = [
+        ingest.validate_record(r, r["payload"], tid=CLEAR_LINUX_TID, record_id=r["record_id"],
+                               rules=rules)
+        for r in records
+    ]  # fmt: skip
+    results = []
+    for label, schema in (("store-v2", 2), ("store-search", SEARCH_SCHEMA), ("store-rollups", 0)):
+        store = Store(open_engine(new_url(label)))
+        store.migrate(schema) if schema else store.migrate()
+        start = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            chunk = rows[i : i + batch]
+            if schema:  # the insert alone, as Store.write ran it before the rollups
+                with store.transaction() as session:
+                    session.insert(chunk, time.time())
+            else:
+                store.write([chunk], time.time())
+        rate = len(rows) / (time.perf_counter() - start)
+        store.close()
+        results.append((engine, label, len(rows), rate))
+        print(f"  {engine:<10} {label:<13} {len(rows):>7} records  {rate:>9,.0f} rows/s")
+    return results
+
+
 def stored_count(db_url: str) -> int:
     store = Store(open_engine(db_url))
     with store._reader() as session:
@@ -163,12 +202,14 @@ def stored_count(db_url: str) -> int:
 
 
 def run_engine(
-    engine: str, db_url: str, args: argparse.Namespace, workdir: str
+    engine: str, new_url: Any, args: argparse.Namespace, workdir: str
 ) -> list[tuple[str, str, int, float]]:
+    db_url = new_url("bench")
     # The baseline goes first, into the empty database: the conditions most
     # favourable to it, so the ratio errs against the collector.
     baseline = raw_baseline(db_url, make_records(args.records), args.batch)
     results = [(engine, "raw-insert", args.records, baseline)]
+    results += storage_path(engine, new_url, make_records(args.records), args.batch)
     print(f"  {engine:<10} {'raw-insert':<10} {args.records:>7} records  {baseline:>9,.0f} rows/s")
     # One address sends everything here: no per-client ingest limit.
     proc = CollectorProcess(db_url, workdir, args=["--ingest-rate-limit", "0"]).wait_ready()
@@ -208,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[tuple[str, str, int, float]] = []
     for engine in args.engines.split(","):
         if engine == "sqlite":
-            results += run_engine(engine, f"sqlite:///{workdir}/bench.db", args, workdir)
+            results += run_engine(
+                engine, lambda name: f"sqlite:///{workdir}/{name}.db", args, workdir
+            )
         elif engine == "postgresql":
             reason = collector_pg.missing_reason()
             if reason:
@@ -216,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             server = collector_pg.start(durable=True)
             try:
-                results += run_engine(engine, server.create_database("bench"), args, workdir)
+                results += run_engine(engine, server.create_database, args, workdir)
             finally:
                 server.stop()
     return report(results, args.check)
@@ -226,11 +269,15 @@ def report(results: list[tuple[str, str, int, float]], check: bool) -> int:
     def rate(engine: str, fmt: str) -> float | None:
         return next((r for e, f, _, r in results if (e, f) == (engine, fmt)), None)
 
-    print("\nengine      format       records/s   x raw-insert")
+    print("\nengine      format          records/s   x raw-insert")
     for engine, fmt, _, value in results:
         base = rate(engine, "raw-insert")
-        ratio = f"{value / base:.2f}" if base and fmt != "raw-insert" else "-"
-        print(f"{engine:<11} {fmt:<11} {value:>10,.0f}   {ratio}")
+        if fmt.startswith("store-"):
+            base = rate(engine, "store-v2")
+            ratio = f"{value / base:.2f} x store-v2" if base and fmt != "store-v2" else "-"
+        else:
+            ratio = f"{value / base:.2f}" if base and fmt != "raw-insert" else "-"
+        print(f"{engine:<11} {fmt:<14} {value:>10,.0f}   {ratio}")
     failed = False
     for engine, (floor, ratio_floor) in TARGETS.items():
         got = rate(engine, "ndjson")
@@ -241,6 +288,17 @@ def report(results: list[tuple[str, str, int, float]], check: bool) -> int:
         failed |= not ok
         wanted = f">= {floor:,.0f}/s" + (f" and >= {ratio_floor}x raw" if ratio_floor else "")
         print(f"target {engine} ndjson {wanted}: {'met' if ok else 'MISSED'}")
+    for engine in TARGETS:
+        before, search = rate(engine, "store-v2"), rate(engine, "store-search")
+        full = rate(engine, "store-rollups")
+        if before and search and full:
+            ok = full >= ROLLUP_TARGET * before
+            failed |= not ok
+            print(
+                f"target {engine} search + rollups >= {ROLLUP_TARGET}x store-v2: "
+                f"{full / before:.2f}, {'met' if ok else 'MISSED'} "
+                f"(rollups alone: {full / search:.2f}x store-search)"
+            )
     return 1 if failed and check else 0
 
 

@@ -80,14 +80,26 @@ def migration(engine: str) -> tuple[str, ...]:
 
 
 def _upsert(
-    session: Session, sql_head: str, conflict: str, rows: Sequence[tuple[object, ...]]
+    session: Session,
+    engine: str,
+    head: str,
+    types: Sequence[str],
+    conflict: str,
+    rows: Sequence[tuple[object, ...]],
 ) -> None:
-    width = len(rows[0]) if rows else 0
-    marks = "(" + ", ".join("?" * width) + ")"
+    """INSERT `rows` ... ON CONFLICT: PostgreSQL takes them as arrays, in one statement."""
+    if engine != "sqlite":
+        arrays = ", ".join(f"?::{kind}[]" for kind in types)
+        session.execute(
+            f"{head} SELECT * FROM unnest({arrays}) {conflict}",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+        return
+    marks = "(" + ", ".join("?" * len(types)) + ")"
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
         params = [value for row in chunk for value in row]
-        session.execute(f"{sql_head} VALUES {', '.join([marks] * len(chunk))} {conflict}", params)
+        session.execute(f"{head} VALUES {', '.join([marks] * len(chunk))} {conflict}", params)
 
 
 def add(
@@ -118,7 +130,9 @@ def add_counts(
     if class_rows:
         _upsert(
             session,
+            engine,
             f"INSERT INTO {CLASS_TABLE} AS r (classification, severity, hour, n, last_seen)",
+            ("text", "integer", "bigint", "bigint", "double precision"),
             "ON CONFLICT (classification, severity, hour) DO UPDATE SET n = r.n + excluded.n, "
             f"last_seen = {_greatest(engine)}(r.last_seen, excluded.last_seen)",
             sorted(class_rows),
@@ -126,7 +140,9 @@ def add_counts(
     if machine_rows:
         _upsert(
             session,
+            engine,
             f"INSERT INTO {MACHINE_TABLE} AS r (machine_id, day, n)",
+            ("text", "bigint", "bigint"),
             "ON CONFLICT (machine_id, day) DO UPDATE SET n = r.n + excluded.n",
             sorted(machine_rows),
         )
