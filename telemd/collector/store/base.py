@@ -102,6 +102,13 @@ class Session(Protocol):
     def lock_schema(self) -> None:
         """Inside a transaction: keep other processes from migrating at the same time."""
 
+    def lock_purge(self) -> None:
+        """Inside a transaction: keep other processes from purging at the same time.
+
+        A purge counts what it deletes before deleting it; two at once would
+        both count the same records out of the rollups.
+        """
+
     def insert(self, rows: Sequence[Row], received_at: float) -> dict[str, int]:
         """Insert the rows whose record_id is new; map each one stored to its id."""
 
@@ -254,6 +261,7 @@ class Store:
     def purge(self, retention: Retention, now: float) -> int:
         """Delete records past their retention; return how many went."""
         with self._transaction() as session:
+            session.lock_purge()
             deleted = 0
             doomed: list[tuple[str, tuple[object, ...]]] = []
             for classification, days in retention.overrides.items():
