@@ -317,8 +317,7 @@ class Store:
         """Counts per classification and machine, from the rollups."""
         with self._reader() as session:
             counts = rollups.class_counts(session, since)
-            severe = sorted({c for c, severity, n, _ in counts if severity >= 3 and n})
-            recent = rollups.recent_severe(session, severe, since)
+            recent = rollups.recent_severe(session, counts, since)
             machines = rollups.machine_counts(session, since)
         return summary_json(counts, recent, machines, since)
 

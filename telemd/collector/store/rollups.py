@@ -36,7 +36,7 @@ _MACHINE = RECORD_COLUMNS.index("machine_id")
 # Rows per upsert statement: far below either engine's limit on parameters.
 ROWS_PER_STATEMENT = 500
 RECENT_SEVERE = 5
-SEVERE = (4, 3)
+SEVERE = (3, 4)
 MAX_MACHINES = 1000
 
 
@@ -219,23 +219,31 @@ def machine_counts(session: Session, since: float | None) -> list[tuple[Any, ...
 
 
 def recent_severe(
-    session: Session, classifications: Iterable[str], since: float | None
+    session: Session, counts: Iterable[Sequence[Any]], since: float | None
 ) -> list[tuple[Any, ...]]:
     """Per classification, its RECENT_SEVERE newest records of severity >= 3, newest first.
 
-    Two index walks per classification (one per severe level), each stopping
-    after RECENT_SEVERE rows.
+    `counts` are class_counts' rows for the same `since`: one index walk per
+    severe (classification, severity) that has records, each asking for no
+    more rows than the rollups say there are, so that it stops as soon as it
+    has them rather than walking on through older records.
     """
     columns = ", ".join(SELECT_COLUMNS)
     cond, extra = ("AND received_at >= ?", (since,)) if since is not None else ("", ())
-    found: list[tuple[Any, ...]] = []
-    for classification in classifications:
-        rows: list[tuple[Any, ...]] = []
-        for severity in SEVERE:
-            rows += session.fetch(
+    by_class: dict[str, list[tuple[Any, ...]]] = {}
+    for classification, severity, n, _ in sorted(counts, key=lambda row: (row[0], row[1])):
+        if int(severity) < min(SEVERE) or not n:
+            continue
+        by_class.setdefault(classification, []).extend(
+            session.fetch(
                 f"SELECT {columns} FROM records WHERE classification = ? AND severity = ? "
                 f"{cond} ORDER BY id DESC LIMIT ?",
-                (classification, severity, *extra, RECENT_SEVERE),
+                (classification, int(severity), *extra, min(RECENT_SEVERE, int(n))),
             )
-        found += sorted(rows, key=lambda row: row[0], reverse=True)[:RECENT_SEVERE]
+        )
+    found = [
+        row
+        for rows in by_class.values()
+        for row in sorted(rows, key=lambda row: row[0], reverse=True)[:RECENT_SEVERE]
+    ]
     return sorted(found, key=lambda row: row[0], reverse=True)
