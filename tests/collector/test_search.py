@@ -180,3 +180,29 @@ def test_since_takes_the_latest_lower_bound() -> None:
     assert query.since == NOW - 10
     query = parse_query({"since": "1970-01-01T00:00:00Z", "created_in_sec": "60"}, NOW)
     assert query.since == NOW - 60
+
+
+def test_time_ranges_hold_records_a_little_out_of_id_order(store: Store) -> None:
+    # Two processes' writers interleave: a later id may carry an earlier time.
+    for hours in range(4):
+        store.write([[row(payload=f"h{hours}")]], NOW + hours * 3600)
+    store.write([[row(payload="late")]], NOW + 3 * 3600 - 100)
+    store.write([[row(payload="early")]], NOW + 3 * 3600 + 100)
+    store.write([[row(payload="h4")]], NOW + 4 * 3600)
+    assert found(store, since=NOW + 3 * 3600 - 150, until=NOW + 3 * 3600) == ["late"]
+    assert found(store, since=NOW + 3 * 3600, until=NOW + 3 * 3600 + 1) == ["h3"]
+    assert found(store, since=NOW + 3 * 3600 + 1) == ["h4", "early"]
+    assert found(store, since=NOW + 3 * 3600, until=NOW + 5 * 3600) == ["h4", "early", "h3"]
+    assert found(store, until=NOW + 3600) == ["h0"]
+
+
+def test_a_pattern_merges_its_classifications_newest_first(store: Store) -> None:
+    for n in range(12):
+        store.write([[row(classification=f"org.test/m{n % 3}/x", payload=f"p{n}")]], NOW + n)
+    store.write([[row(classification="org.other/m0/x", payload="other")]], NOW + 20)
+    assert found(store, classification="org.test/*", limit=5) == [
+        f"p{n}" for n in (11, 10, 9, 8, 7)
+    ]
+    newest = store.records(RecordQuery(classification="org.test/*", limit=5))
+    after = found(store, classification="org.test/*", before=newest[-1][0], since=NOW + 2)
+    assert after == [f"p{n}" for n in (6, 5, 4, 3, 2)]

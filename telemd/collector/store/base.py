@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.store import rollups
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
-from telemd.collector.store.search import record_where, search_migration
+from telemd.collector.store.search import search_migration, select_records
 from telemd.errors import ConfigError, TelemetryError
 
 SCHEMA_TABLE = "telemd_collector_schema"
@@ -303,10 +303,8 @@ class Store:
 
     def records(self, query: RecordQuery) -> list[tuple[Any, ...]]:
         """SELECT_COLUMNS rows matching `query`, newest first."""
-        where = record_where(query, self.engine.name)
-        sql = f"SELECT {', '.join(SELECT_COLUMNS)} FROM records{where.sql} ORDER BY id DESC LIMIT ?"
         with self._reader() as session:
-            return session.fetch(sql, (*where.params, query.limit))
+            return select_records(session, query, self.engine.name)
 
     def stored_by_severity(self) -> dict[int, int]:
         """Records in the database per severity, from the rollups."""

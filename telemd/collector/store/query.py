@@ -57,6 +57,8 @@ class RecordQuery:
     limit: int = DEFAULT_LIMIT
     # Keyset cursor: only records whose id is below it.
     before: int | None = None
+    # Only records whose id is above it: set by the store, from `since`.
+    after: int | None = None
 
 
 def parse_query(params: Mapping[str, str], now: float) -> RecordQuery:

@@ -18,9 +18,23 @@ text and nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from telemd.collector.store.query import EXACT_FILTERS, WILDCARD, RecordQuery
+from telemd.collector.store.query import EXACT_FILTERS, SELECT_COLUMNS, WILDCARD, RecordQuery
+from telemd.collector.store.rollups import CLASS_TABLE
+
+if TYPE_CHECKING:
+    from telemd.collector.store.base import Session
+
+# Ids grow in commit order and received_at is read just before the commit,
+# so the two agree but for the writers of several processes interleaving
+# and their clocks' skew: well under this many seconds, the margin kept when
+# a time range becomes a range of ids.
+ID_ORDER_SLACK = 300.0
+# A classification pattern matching more classifications than this is one
+# query, not one per classification.
+MAX_EXPANDED = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +112,72 @@ def record_where(query: RecordQuery, engine: str) -> Where:
     if query.before is not None:
         clauses.append("id < ?")
         params.append(query.before)
+    if query.after is not None:
+        clauses.append("id > ?")
+        params.append(query.after)
     return Where(" WHERE " + " AND ".join(clauses) if clauses else "", tuple(params))
+
+
+def id_range(session: Session, query: RecordQuery) -> RecordQuery:
+    """`query` with its time range also as a range of ids, the key every page walks.
+
+    The time filters stay as they are: the ids only let the walk start and
+    stop near the range, instead of at the newest record and the oldest.
+    """
+    before, after = query.before, query.after
+    if query.until is not None:
+        rows = session.fetch(
+            "SELECT id FROM records WHERE received_at >= ? ORDER BY received_at LIMIT 1",
+            (query.until + ID_ORDER_SLACK,),
+        )
+        if rows:
+            before = min(before, rows[0][0]) if before is not None else rows[0][0]
+    if query.since is not None:
+        rows = session.fetch(
+            "SELECT id FROM records WHERE received_at < ? ORDER BY received_at DESC LIMIT 1",
+            (query.since - ID_ORDER_SLACK,),
+        )
+        if rows:
+            after = max(after, rows[0][0]) if after is not None else rows[0][0]
+    return replace(query, before=before, after=after)
+
+
+def select_records(session: Session, query: RecordQuery, engine: str) -> list[tuple[object, ...]]:
+    """SELECT_COLUMNS rows matching `query`, newest first.
+
+    A classification pattern becomes the classifications it matches (the
+    rollups know them all), each an index walk of at most `limit` rows,
+    merged: newest first among a few classifications costs the same at any
+    size, where one walk of the pattern's range would sort all its records.
+    """
+    query = id_range(session, query)
+    if query.classification is not None and WILDCARD in query.classification:
+        names = classifications_matching(session, query.classification, engine)
+        if len(names) <= MAX_EXPANDED:
+            rows: list[tuple[object, ...]] = []
+            for name in names:
+                rows += _select(session, replace(query, classification=name), engine)
+            rows.sort(key=lambda row: int(str(row[0])), reverse=True)
+            return rows[: query.limit]
+    return _select(session, query, engine)
+
+
+def classifications_matching(session: Session, pattern: str, engine: str) -> list[str]:
+    where = record_where(RecordQuery(classification=pattern), engine)
+    return [
+        str(row[0])
+        for row in session.fetch(
+            f"SELECT DISTINCT classification FROM {CLASS_TABLE}{where.sql}", where.params
+        )
+    ]
+
+
+def _select(session: Session, query: RecordQuery, engine: str) -> list[tuple[object, ...]]:
+    where = record_where(query, engine)
+    return session.fetch(
+        f"SELECT {', '.join(SELECT_COLUMNS)} FROM records{where.sql} ORDER BY id DESC LIMIT ?",
+        (*where.params, query.limit),
+    )
 
 
 # Migration 3: the search filters' indexes and the payload's full-text index.
