@@ -1,7 +1,7 @@
 """The summary's counts, kept at ingest so that reading them never scans records.
 
-Two tables: records per (classification, severity, hour) with the last time
-one was received, and records per (machine, day). The writer adds each
+Three tables: records per (classification, severity, hour) with the last
+time one was received, per (machine, day), and per machine. The writer adds each
 transaction's new records to them in the same transaction; the retention
 purge takes away what it deletes. Every change is an upsert that adds
 (`n = n + excluded.n`), never a read-modify-write, so several collector
@@ -30,6 +30,7 @@ HOUR = 3600
 DAY = 86400
 CLASS_TABLE = "rollup_class_hours"
 MACHINE_TABLE = "rollup_machine_days"
+MACHINE_TOTAL_TABLE = "rollup_machines"
 _CLASSIFICATION = RECORD_COLUMNS.index("classification")
 _SEVERITY = RECORD_COLUMNS.index("severity")
 _MACHINE = RECORD_COLUMNS.index("machine_id")
@@ -68,7 +69,12 @@ def migration(engine: str) -> tuple[str, ...]:
             n BIGINT NOT NULL,
             PRIMARY KEY (machine_id, day)
         )""",
-        f"CREATE INDEX {MACHINE_TABLE}_day ON {MACHINE_TABLE} (day)",
+        f"""CREATE TABLE {MACHINE_TOTAL_TABLE} (
+            machine_id TEXT PRIMARY KEY,
+            n BIGINT NOT NULL
+        )""",
+        # Covering: a summary since a day reads this index alone.
+        f"CREATE INDEX {MACHINE_TABLE}_day ON {MACHINE_TABLE} (day, machine_id, n)",
         f"CREATE INDEX {CLASS_TABLE}_hour ON {CLASS_TABLE} (hour)",
         f"INSERT INTO {CLASS_TABLE} (classification, severity, hour, n, last_seen) "
         f"SELECT classification, severity, {_bucket(engine, HOUR)}, count(*), max(received_at) "
@@ -76,6 +82,8 @@ def migration(engine: str) -> tuple[str, ...]:
         f"INSERT INTO {MACHINE_TABLE} (machine_id, day, n) "
         f"SELECT machine_id, {_bucket(engine, DAY)}, count(*) "
         f"FROM records GROUP BY machine_id, {_bucket(engine, DAY)}",
+        f"INSERT INTO {MACHINE_TOTAL_TABLE} (machine_id, n) "
+        "SELECT machine_id, count(*) FROM records GROUP BY machine_id",
     )
 
 
@@ -146,6 +154,17 @@ def add_counts(
             "ON CONFLICT (machine_id, day) DO UPDATE SET n = r.n + excluded.n",
             sorted(machine_rows),
         )
+        totals: Counter[str] = Counter()
+        for machine, _, n in machine_rows:
+            totals[machine] += n
+        _upsert(
+            session,
+            engine,
+            f"INSERT INTO {MACHINE_TOTAL_TABLE} AS r (machine_id, n)",
+            ("text", "bigint"),
+            "ON CONFLICT (machine_id) DO UPDATE SET n = r.n + excluded.n",
+            sorted(totals.items()),
+        )
 
 
 def forget(session: Session, engine: str, where: str, params: Sequence[object]) -> None:
@@ -168,6 +187,7 @@ def forget(session: Session, engine: str, where: str, params: Sequence[object]) 
     )
     session.execute(f"DELETE FROM {CLASS_TABLE} WHERE n <= 0")
     session.execute(f"DELETE FROM {MACHINE_TABLE} WHERE n <= 0")
+    session.execute(f"DELETE FROM {MACHINE_TOTAL_TABLE} WHERE n <= 0")
 
 
 def _edge(since: float, size: int) -> tuple[int, float]:
@@ -203,8 +223,7 @@ def machine_counts(session: Session, since: float | None) -> list[tuple[Any, ...
     """(machine_id, count), the MAX_MACHINES largest first."""
     if since is None:
         return session.fetch(
-            f"SELECT machine_id, sum(n) AS total FROM {MACHINE_TABLE} "
-            "GROUP BY machine_id ORDER BY total DESC, machine_id LIMIT ?",
+            f"SELECT machine_id, n FROM {MACHINE_TOTAL_TABLE} ORDER BY n DESC, machine_id LIMIT ?",
             (MAX_MACHINES,),
         )
     first, edge_end = _edge(since, DAY)
