@@ -110,10 +110,8 @@ def _upsert(
         session.execute(f"{head} VALUES {', '.join([marks] * len(chunk))} {conflict}", params)
 
 
-def add(
-    session: Session, engine: str, rows: Iterable[Row], received_at: float, sign: int = 1
-) -> None:
-    """Count `rows`, received at `received_at`, into the rollups (sign -1 takes them away)."""
+def add(session: Session, engine: str, rows: Iterable[Row], received_at: float) -> None:
+    """Count new `rows`, received at `received_at`, into the rollups."""
     classes: Counter[tuple[str, int]] = Counter()
     machines: Counter[str] = Counter()
     for row in rows:
@@ -123,8 +121,8 @@ def add(
     add_counts(
         session,
         engine,
-        [(c, s, hour, sign * n, received_at) for (c, s), n in classes.items()],
-        [(m, day, sign * n) for m, n in machines.items()],
+        [(c, s, hour, n, received_at) for (c, s), n in classes.items()],
+        [(m, day, n) for m, n in machines.items()],
     )
 
 
@@ -134,7 +132,10 @@ def add_counts(
     class_rows: list[tuple[str, int, int, int, float]],
     machine_rows: list[tuple[str, int, int]],
 ) -> None:
-    """Upsert (classification, severity, hour, n, last_seen) and (machine_id, day, n) deltas."""
+    """Upsert (classification, severity, hour, n, last_seen) and (machine_id, day, n) deltas.
+
+    A machine's day deltas also go to its total.
+    """
     if class_rows:
         _upsert(
             session,
