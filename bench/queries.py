@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -284,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_engine(engine, server.create_database, sizes, args)
             finally:
                 server.stop()
+    shutil.rmtree(workdir)
     return 0
 
 

@@ -173,6 +173,18 @@ def classifications_matching(session: Session, pattern: str, engine: str) -> lis
 
 
 def _select(session: Session, query: RecordQuery, engine: str) -> list[tuple[object, ...]]:
+    if query.q is not None and engine == "sqlite":
+        # The FTS5 table drives: it yields matches newest first and the walk
+        # stops at the page's end, where `id IN (matches)` would collect
+        # every match of a common word first.
+        where = record_where(replace(query, q=None), engine)
+        columns = ", ".join(f"records.{name}" for name in SELECT_COLUMNS)
+        conditions = where.sql.replace(" WHERE ", " AND ", 1)
+        return session.fetch(
+            f"SELECT {columns} FROM records_fts JOIN records ON records.id = records_fts.rowid "
+            f"WHERE records_fts MATCH ?{conditions} ORDER BY records_fts.rowid DESC LIMIT ?",
+            (fts_phrase(query.q), *where.params, query.limit),
+        )
     where = record_where(query, engine)
     return session.fetch(
         f"SELECT {', '.join(SELECT_COLUMNS)} FROM records{where.sql} ORDER BY id DESC LIMIT ?",
