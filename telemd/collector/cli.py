@@ -24,8 +24,16 @@ from telemd.collector.config import CollectorConfig, Raw
 from telemd.collector.events import cli as events_cli
 from telemd.collector.ingest.records import FieldError
 from telemd.collector.problems import cli as problems_cli
+from telemd.collector.store import export
 from telemd.collector.store.base import StorageError, Store, open_engine
-from telemd.collector.store.query import FILTER_NAMES, parse_query, parse_since, record_json
+from telemd.collector.store.export import EXPORT_FORMATS
+from telemd.collector.store.query import (
+    FILTER_NAMES,
+    RecordQuery,
+    parse_query,
+    parse_since,
+    record_json,
+)
 from telemd.errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
@@ -125,7 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     query = command("query", "Print stored records, newest first.")
     for name in FILTER_NAMES:
         query.add_argument("--" + name.replace("_", "-"), metavar=name.upper())
-    query.add_argument("--format", choices=("table", "json"), default="table")
+    query.add_argument(
+        "--format",
+        choices=("table", "json", *EXPORT_FORMATS),
+        default="table",
+        help="csv and ndjson print the whole result, not one page",
+    )
 
     summary = command("summary", "Print counts per classification and machine.")
     summary.add_argument("--since", help="unix seconds or ISO-8601 time")
@@ -267,6 +280,11 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
 
 def print_query(store: Store, args: argparse.Namespace) -> None:
     params = {n: getattr(args, n) for n in FILTER_NAMES if getattr(args, n) is not None}
+    if args.format in EXPORT_FORMATS:
+        if "limit" in params:
+            raise FieldError("limit", "pages the table and json formats; csv and ndjson print all")
+        print_export(store, args.format, parse_query(params, time.time()))
+        return
     query = parse_query(params, time.time())
     records = [record_json(row) for row in store.records(query)]
     more = records[-1]["id"] if len(records) == query.limit else None
@@ -282,6 +300,17 @@ def print_query(store: Store, args: argparse.Namespace) -> None:
     print(table(rows, header))
     if more is not None:
         print(f"(more: --before {more})")
+
+
+def print_export(store: Store, fmt: str, query: RecordQuery) -> None:
+    out = sys.stdout.buffer
+    out.write(export.header(fmt))
+    page: RecordQuery | None = export.first_page(query)
+    while page is not None:
+        rows = store.records(page)
+        out.write(export.encode(fmt, rows))
+        page = export.next_page(page, rows)
+    out.flush()
 
 
 def print_summary(store: Store, args: argparse.Namespace) -> None:

@@ -233,6 +233,7 @@ NOT_A_NUMBER = [
 # The first value past each end of each numeric parameter's range.
 PAST_THE_ENDS = {
     "severity": [b"0", b"5"],
+    "severity_min": [b"0", b"5"],
     "created_in_days": [b"100001"],
     "created_in_sec": [b"8640000001"],
     "limit": [b"0", b"1001"],
@@ -241,9 +242,9 @@ PAST_THE_ENDS = {
     "until": [b"253402300800", b"10000-01-01"],
     "after": [b"9223372036854775808"],
 }
-# The parameters that take any printable text.
+# The parameters that take any printable text (q: any holding a letter or digit).
 TEXT_PARAMS = (
-    "classification", "build", "machine_id",
+    "classification", "build", "machine_id", "system_name", "host_type",
     "source", "app", "scenario", "mode", "event", "context_id", "level", "q",
 )  # fmt: skip
 # Refused by every parameter, text filters included.

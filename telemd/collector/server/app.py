@@ -19,7 +19,7 @@ from typing import Any
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from telemd.collector.access import token_store
@@ -39,9 +39,10 @@ from telemd.collector.server.http import (
     read_body,
 )
 from telemd.collector.server.metrics import Metrics
-from telemd.collector.server.params import ROUTE_PARAMS, read_query
+from telemd.collector.server.params import RECORD_FORMATS, ROUTE_PARAMS, choice, read_query
+from telemd.collector.store import export
 from telemd.collector.store.base import Retention, StorageError, Store
-from telemd.collector.store.query import parse_query, parse_since, record_json
+from telemd.collector.store.query import RecordQuery, parse_query, parse_since, record_json
 
 log = logging.getLogger("telemd.collector")
 # A 4 MiB body of tiny lines would be a million rejections to report.
@@ -209,15 +210,50 @@ def _parse_batch(
 
 
 async def list_records(request: Request) -> Response:
+    """GET /api/records: a page of JSON, or with format=csv|ndjson the whole result."""
     c = collector_of(request)
+    params = dict(query_of(request))
     try:
-        query = parse_query(query_of(request), c.clock())
+        fmt = choice("format", params.pop("format", "json"), RECORD_FORMATS)
+        if fmt != "json" and "limit" in params:
+            raise FieldError("limit", "pages JSON answers; an export streams the whole result")
+        query = parse_query(params, c.clock())
     except FieldError as exc:
         raise Refused.from_field(exc) from None
+    if fmt != "json":
+        # The first page is read before the answer starts, so that a database
+        # failure can still be a 503 rather than a cut stream.
+        page = export.first_page(query)
+        rows = await c.read(c.store.records, page)
+        return StreamingResponse(_export(c, fmt, page, rows), media_type=export.MEDIA_TYPES[fmt])
     rows = await c.read(c.store.records, query)
     records = [record_json(row) for row in rows]
     more = len(records) == query.limit
     return JSONResponse({"records": records, "next": records[-1]["id"] if more else None})
+
+
+async def _export(
+    c: Collector, fmt: str, page: RecordQuery, rows: list[tuple[Any, ...]]
+) -> AsyncIterator[bytes]:
+    """Pages of an export, one at a time; a failure cuts the stream short, noted in the log.
+
+    The response then ends without its last chunk, which HTTP clients report
+    as an incomplete body: a partial export cannot pass for a whole one.
+    """
+    yield export.header(fmt)
+    sent = 0
+    while True:
+        yield await anyio.to_thread.run_sync(export.encode, fmt, rows)
+        sent += len(rows)
+        following = export.next_page(page, rows)
+        if following is None:
+            return
+        page = following
+        try:
+            rows = await c.read(c.store.records, page)
+        except Refused as exc:
+            log.warning("%s export cut after %d records: %s", fmt, sent, exc.message)
+            raise
 
 
 async def summary(request: Request) -> Response:
@@ -240,7 +276,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    text = collector_of(request).metrics.render()
+    c = collector_of(request)
+    try:
+        stored = await c.read(c.store.stored_by_severity)
+    except Refused:  # a database down is what the storage errors series reports
+        stored = None
+    text = c.metrics.render(stored)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -1,9 +1,15 @@
 """The collector's Prometheus metrics, kept in memory and rendered as text.
 
-Four families: records ingested by format and result, events by source and
-result, request latency by route, and storage errors. Updated only from the
-event loop's thread, so no locks. Written by hand rather than with
-prometheus_client: four families do not justify a dependency and its global registry.
+Four families of this process: records ingested by format and result,
+events by source and result, request latency by route, and storage errors.
+Updated only from the event loop's thread, so no locks. Written by hand
+rather than with prometheus_client: a few families do not justify a
+dependency and its global registry.
+
+With several collector processes on one database, each process's families
+count its own requests (scrape every process on its own port); the records
+stored, read from the database's rollups, are the same whichever process
+answers.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ class Metrics:
     def count_storage_error(self) -> None:
         self.storage_errors += 1
 
-    def render(self) -> str:
+    def render(self, stored: dict[int, int] | None = None) -> str:
+        """The text exposition; `stored` is records in the database per severity, if known."""
         lines = [
             "# HELP telemd_collector_records_total Records received, by format and result.",
             "# TYPE telemd_collector_records_total counter",
@@ -87,4 +94,12 @@ class Metrics:
             "# TYPE telemd_collector_storage_errors_total counter",
             f"telemd_collector_storage_errors_total {self.storage_errors}",
         ]
+        if stored is not None:
+            lines += [
+                "# HELP telemd_collector_database_records Records in the database, by severity "
+                "(all collector processes).",
+                "# TYPE telemd_collector_database_records gauge",
+            ]
+            for severity, n in sorted(stored.items()):
+                lines.append(f'telemd_collector_database_records{{severity="{severity}"}} {n}')
         return "\n".join(lines) + "\n"

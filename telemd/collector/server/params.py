@@ -20,14 +20,22 @@ from urllib.parse import unquote_to_bytes
 
 from telemd.collector.ingest.records import FieldError
 
-# The record filters of GET /api/records (telemetrics-backend's names, plus the cursor).
+# The record filters of GET /api/records: telemetrics-backend's names, the
+# search filters, and the keyset cursor.
 RECORD_FILTERS = (
     "severity",
+    "severity_min",
     "classification",
     "build",
     "machine_id",
+    "event_id",
+    "system_name",
+    "host_type",
     "created_in_days",
     "created_in_sec",
+    "since",
+    "until",
+    "q",
     "limit",
     "before",
 )
@@ -46,12 +54,14 @@ EVENT_FILTERS = (
     "before",
     "after",
 )
+# How GET /api/records answers: a JSON page, or the whole result as a stream.
+RECORD_FORMATS = ("json", "csv", "ndjson")
 SUMMARY_PARAMS = ("since",)
 # Vrooli's upload names the scenario, deployment mode and source in the query.
 VROOLI_UPLOAD_PARAMS = ("scenario", "mode", "source")
 PROBLEM_PARAMS = ("kind", "build", "since", "sort", "limit", "after")
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
-    "/api/records": RECORD_FILTERS,
+    "/api/records": (*RECORD_FILTERS, "format"),
     "/api/v1/summary": SUMMARY_PARAMS,
     "/api/v1/telemetry/upload": VROOLI_UPLOAD_PARAMS,
     "/api/v1/events": EVENT_FILTERS,
@@ -119,6 +129,13 @@ def integer(name: str, value: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise FieldError(name, f"must be in {low}..{high}, got {number}")
     return number
+
+
+def choice(name: str, value: str, choices: Collection[str]) -> str:
+    """One of a closed set of words."""
+    if value not in choices:
+        raise FieldError(name, f"must be one of {', '.join(choices)}, got {_shown(value)}")
+    return value
 
 
 def unix_time(name: str, value: str) -> float:

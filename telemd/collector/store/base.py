@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,7 +23,9 @@ from telemd.collector.events.store import purge_events
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.problems import rollups
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
+from telemd.collector.store import rollups as record_rollups
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
+from telemd.collector.store.search import search_migration, select_records
 from telemd.errors import ConfigError, TelemetryError
 
 SCHEMA_TABLE = "telemd_collector_schema"
@@ -31,8 +33,10 @@ SCHEMA_TABLE = "telemd_collector_schema"
 # Versioned migrations, applied in order at start; never edit a released one,
 # append a new one. `{id_column}`, `{json_column}` and `{blob_column}` are
 # the per-engine words; a statement that differs more maps engine names to
-# texts.
-MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
+# texts, and a migration that differs more still is a function of the
+# engine's name.
+Migration = tuple[Statement, ...] | Callable[[str], tuple[Statement, ...]]
+MIGRATIONS: tuple[Migration, ...] = (
     (
         """CREATE TABLE records (
             id {id_column},
@@ -144,10 +148,10 @@ MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
         "INSERT INTO skip_frames (pattern) VALUES "
         + ", ".join(f"('{pattern}')" for pattern in FIRST_SKIP_FRAMES),
     ),
+    search_migration,
+    record_rollups.migration,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-RECENT_SEVERE = 5
-MAX_MACHINES = 1000
 
 
 class StorageError(TelemetryError):
@@ -174,6 +178,13 @@ class Session(Protocol):
 
     def lock_schema(self) -> None:
         """Inside a transaction: keep other processes from migrating at the same time."""
+
+    def lock_purge(self) -> None:
+        """Inside a transaction: keep other processes from purging at the same time.
+
+        A purge counts what it deletes before deleting it; two at once would
+        both count the same records out of the rollups.
+        """
 
     def insert(self, rows: Sequence[Row], received_at: float) -> dict[str, int]:
         """Insert the rows whose record_id is new; map each one stored to its id."""
@@ -292,8 +303,8 @@ class Store:
 
     # -- schema --------------------------------------------------------------
 
-    def migrate(self) -> int:
-        """Apply the migrations this database lacks; return the schema version."""
+    def migrate(self, target: int = SCHEMA_VERSION) -> int:
+        """Apply the migrations this database lacks, up to `target`; return the version."""
         with self._transaction() as session:
             session.lock_schema()
             session.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER NOT NULL)")
@@ -304,13 +315,16 @@ class Store:
                     f"database schema version {current} is newer than this collector's "
                     f"{SCHEMA_VERSION}; upgrade telemd"
                 )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version - 1]:
+            for version in range(current + 1, target + 1):
+                migration = MIGRATIONS[version - 1]
+                if callable(migration):
+                    migration = migration(self.engine.name)
+                for statement in migration:
                     text = statement_text(statement, self.engine.name, self.engine.id_column)
                     if text is not None:
                         session.execute(text)
                 session.execute(f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (?)", (version,))
-        return SCHEMA_VERSION
+        return max(current, target)
 
     # -- writes (the writer thread only) -------------------------------------
 
@@ -319,6 +333,13 @@ class Store:
         try:
             with self._transaction() as session:
                 stored = [session.insert(rows, received_at) if rows else {} for rows in batches]
+                new_rows = (
+                    row
+                    for rows, ids in zip(batches, stored, strict=True)
+                    for row in rows
+                    if row[0] in ids
+                )
+                record_rollups.add(session, self.engine.name, new_rows, received_at)
                 if self.with_rollups:
                     self._count(session, batches, stored, received_at)
         except BaseException:
@@ -348,22 +369,31 @@ class Store:
     def purge(self, retention: Retention, now: float) -> int:
         """Delete records and events past their retention; return how many went."""
         with self._transaction() as session:
+            session.lock_purge()
             deleted = 0
+            doomed: list[tuple[str, tuple[object, ...]]] = []
             for classification, days in retention.overrides.items():
                 if days > 0:
-                    deleted += session.execute(
-                        "DELETE FROM records WHERE classification = ? AND received_at < ?",
-                        (classification, now - days * 86400),
+                    doomed.append(
+                        (
+                            "classification = ? AND received_at < ?",
+                            (classification, now - days * 86400),
+                        )
                     )
             if retention.days > 0:
                 exempt = list(retention.overrides)
                 marks = ", ".join("?" * len(exempt))
-                deleted += session.execute(
-                    "DELETE FROM records WHERE received_at < ?"
-                    + (f" AND classification NOT IN ({marks})" if exempt else ""),
-                    (now - retention.days * 86400, *exempt),
+                doomed.append(
+                    (
+                        "received_at < ?"
+                        + (f" AND classification NOT IN ({marks})" if exempt else ""),
+                        (now - retention.days * 86400, *exempt),
+                    )
                 )
                 deleted += purge_events(session, now - retention.days * 86400)
+            for where, params in doomed:
+                record_rollups.forget(session, self.engine.name, where, params)
+                deleted += session.execute(f"DELETE FROM records WHERE {where}", params)
         return deleted
 
     # -- reads (any thread) --------------------------------------------------
@@ -382,47 +412,20 @@ class Store:
 
     def records(self, query: RecordQuery) -> list[tuple[Any, ...]]:
         """SELECT_COLUMNS rows matching `query`, newest first."""
-        where: list[str] = []
-        params: list[object] = []
-        for name in ("severity", "classification", "build", "machine_id"):
-            value = getattr(query, name)
-            if value is not None:
-                where.append(f"{name} = ?")
-                params.append(value)
-        if query.since is not None:
-            where.append("received_at >= ?")
-            params.append(query.since)
-        if query.before is not None:
-            where.append("id < ?")
-            params.append(query.before)
-        sql = f"SELECT {', '.join(SELECT_COLUMNS)} FROM records"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
         with self._reader() as session:
-            return session.fetch(sql, (*params, query.limit))
+            return select_records(session, query, self.engine.name)
+
+    def stored_by_severity(self) -> dict[int, int]:
+        """Records in the database per severity, from the rollups."""
+        with self._reader() as session:
+            return {int(s): int(n) for s, n in record_rollups.severity_counts(session)}
 
     def summary(self, since: float | None = None) -> dict[str, Any]:
-        cond, params = ("received_at >= ?", (since,)) if since is not None else ("1 = 1", ())
+        """Counts per classification and machine, from the rollups."""
         with self._reader() as session:
-            counts = session.fetch(
-                "SELECT classification, severity, count(*), max(received_at) FROM records "
-                f"WHERE {cond} GROUP BY classification, severity",
-                params,
-            )
-            recent = session.fetch(
-                f"SELECT {', '.join(SELECT_COLUMNS)} FROM ("
-                f"SELECT {', '.join(SELECT_COLUMNS)}, row_number() OVER "
-                "(PARTITION BY classification ORDER BY id DESC) AS rank "
-                f"FROM records WHERE severity >= 3 AND {cond}) AS severe "
-                "WHERE rank <= ? ORDER BY id DESC",
-                (*params, RECENT_SEVERE),
-            )
-            machines = session.fetch(
-                f"SELECT machine_id, count(*) AS n FROM records WHERE {cond} "
-                "GROUP BY machine_id ORDER BY n DESC, machine_id LIMIT ?",
-                (*params, MAX_MACHINES),
-            )
+            counts = record_rollups.class_counts(session, since)
+            recent = record_rollups.recent_severe(session, counts, since)
+            machines = record_rollups.machine_counts(session, since)
         return summary_json(counts, recent, machines, since)
 
 

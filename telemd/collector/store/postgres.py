@@ -27,8 +27,9 @@ _INSERT = (
     f"SELECT %s, * FROM unnest({_UNNEST}) "
     "ON CONFLICT (record_id) DO NOTHING RETURNING record_id, id"
 )
-# Any constant will do, as long as it is this collector's own.
+# Any constants will do, as long as they are this collector's own.
 _MIGRATION_LOCK = 0x74656C656D64
+_PURGE_LOCK = 0x74656C656D65
 
 
 class PostgresEngine:
@@ -69,6 +70,9 @@ class PostgresSession:
 
     def lock_schema(self) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+
+    def lock_purge(self) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PURGE_LOCK,))
 
     def insert(self, rows: Sequence[Row], received_at: float) -> dict[str, int]:
         columns = [list(values) for values in zip(*rows, strict=True)]

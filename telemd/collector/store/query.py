@@ -7,6 +7,11 @@ both print. The clock is passed in (`now`), never read here.
 Pagination is keyset on the record's integer `id`: records come newest first;
 an answer carries `next`, the id to pass as `before` for the following page,
 or null on the last page.
+
+A classification with `*` in it is a pattern (`org.clearlinux/crash/*`), `*`
+standing for any run of characters, `/` included; `q` is words to find in
+the payload, in that order, whatever the case and the characters between
+them (telemd.collector.store.search says how each engine does it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 from telemd.collector.ingest.records import INT_FIELDS, RECORD_COLUMNS, FieldError
 from telemd.collector.server.params import RECORD_FILTERS, integer, unix_time
+from telemd.record import is_event_id
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -25,19 +31,34 @@ DEFAULT_LIMIT = 100
 SELECT_COLUMNS: tuple[str, ...] = ("id", "received_at", *RECORD_COLUMNS)
 FILTER_NAMES = RECORD_FILTERS
 MAX_DAYS = 100_000
+WILDCARD = "*"
+
+
+# Filters compared for equality with the column of the same name.
+EXACT_FILTERS = ("severity", "build", "machine_id", "event_id", "system_name", "host_type")
 
 
 @dataclass(frozen=True, slots=True)
 class RecordQuery:
     severity: int | None = None
+    severity_min: int | None = None
+    # Exact, or a pattern when it holds WILDCARD.
     classification: str | None = None
     build: str | None = None
     machine_id: str | None = None
-    # Unix time: only records received at or after it (created_in_days/sec).
+    event_id: str | None = None
+    system_name: str | None = None
+    host_type: str | None = None
+    # Unix times: only records received at or after `since` and before `until`.
     since: float | None = None
+    until: float | None = None
+    # Words the payload holds, in this order.
+    q: str | None = None
     limit: int = DEFAULT_LIMIT
     # Keyset cursor: only records whose id is below it.
     before: int | None = None
+    # Only records whose id is above it: set by the store, from `since`.
+    after: int | None = None
 
 
 def parse_query(params: Mapping[str, str], now: float) -> RecordQuery:
@@ -50,21 +71,40 @@ def parse_query(params: Mapping[str, str], now: float) -> RecordQuery:
     if unknown:
         raise FieldError(unknown[0], f"is not a filter; use one of {', '.join(FILTER_NAMES)}")
     given = {name: value for name, value in params.items() if value}
-    since: float | None = None
+    # The latest of the lower bounds given wins: each one must hold.
+    lower: list[float] = []
     if "created_in_days" in given:
         days = integer("created_in_days", given["created_in_days"], 0, MAX_DAYS)
-        since = now - days * 86400
+        lower.append(now - days * 86400)
     if "created_in_sec" in given:
         seconds = integer("created_in_sec", given["created_in_sec"], 0, MAX_DAYS * 86400)
-        since = max(since or 0.0, now - seconds)
+        lower.append(now - seconds)
+    if "since" in given:
+        lower.append(unix_time("since", given["since"]))
+    event_id = given.get("event_id")
+    if event_id is not None and not is_event_id(event_id):
+        raise FieldError("event_id", f"must be 32 lowercase hex characters, got {event_id[:40]!r}")
+    q = given.get("q")
+    if q is not None and not any(ch.isalnum() for ch in q):
+        raise FieldError("q", f"must hold a word (letters or digits), got {q[:40]!r}")
+
+    def number(name: str, low: int, high: int) -> int | None:
+        return integer(name, given[name], low, high) if name in given else None
+
     return RecordQuery(
-        severity=integer("severity", given["severity"], 1, 4) if "severity" in given else None,
+        severity=number("severity", 1, 4),
+        severity_min=number("severity_min", 1, 4),
         classification=given.get("classification"),
         build=given.get("build"),
         machine_id=given.get("machine_id"),
-        since=since,
-        limit=integer("limit", given["limit"], 1, MAX_LIMIT) if "limit" in given else DEFAULT_LIMIT,
-        before=integer("before", given["before"], 1, 2**63 - 1) if "before" in given else None,
+        event_id=event_id,
+        system_name=given.get("system_name"),
+        host_type=given.get("host_type"),
+        since=max(lower) if lower else None,
+        until=unix_time("until", given["until"]) if "until" in given else None,
+        q=q,
+        limit=number("limit", 1, MAX_LIMIT) or DEFAULT_LIMIT,
+        before=number("before", 1, 2**63 - 1),
     )
 
 

@@ -106,6 +106,9 @@ class SqliteSession:
     def lock_schema(self) -> None:
         """BEGIN IMMEDIATE already holds the only write lock SQLite has."""
 
+    def lock_purge(self) -> None:
+        """BEGIN IMMEDIATE already holds the only write lock SQLite has."""
+
     def insert(self, rows: Sequence[Row], received_at: float) -> dict[str, int]:
         (last_id,) = self.conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
         changes = self.conn.total_changes

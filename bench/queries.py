@@ -1,0 +1,293 @@
+"""Benchmark the collector's read side as the database grows: 100k, 1M, 10M records.
+
+    python bench/queries.py [--engines sqlite,postgresql] [--max 1000000]
+                            [--machines 5000] [--days 30] [--bulk]
+
+Records are the rows `telemd.collector.ingest.records.validate_record`
+produces (one row is checked against it; the rest are built in the same
+shape, fast enough to load 10 million on two cores), with received_at
+times spread evenly over --days days, as a fleet's would. They go in one of
+two ways:
+- by default, through the store's write path, the one the collector's
+  writer thread runs for every ingest request: `Store.write`, 5,000 rows a
+  transaction, with the collector's durability settings, full-text index
+  and rollups; one database grows through the sizes;
+- with --bulk, as into a database being upgraded: the writer's insert
+  (`Session.insert`) into the schema before search (version 2), then
+  `Store.migrate()`, whose migrations build the search indexes and fill the
+  rollups from the records; a fresh database per size. Several times
+  faster, for the 10,000,000 row.
+
+At each size, every query runs once to warm the cache, then 5 times; the
+median is printed in milliseconds, and at the end the ratio of the largest
+size to the smallest. Targets: under 100 ms, no more than 2x slower at the
+largest size than at 100,000.
+
+The problem pages (overview, problems list, problem detail, builds) print
+as "n/a" until the problems part's reads are added to `queries()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "collector")]
+
+import collector_pg  # noqa: E402
+
+from telemd.collector.ingest import records as ingest  # noqa: E402
+from telemd.collector.ingest.records import CLEAR_LINUX_TID, RECORD_COLUMNS  # noqa: E402
+from telemd.collector.store.base import Store, open_engine  # noqa: E402
+from telemd.collector.store.query import RecordQuery  # noqa: E402
+
+SIZES = (100_000, 1_000_000, 10_000_000)
+ROWS_PER_WRITE = 5000  # at most
+# The schema before the search indexes and rollups (see --bulk).
+BEFORE_SEARCH = 2
+RUNS = 5
+TARGET_MS = 100.0
+TARGET_GROWTH = 2.0
+DAY = 86400
+CLASSES = (
+    "org.clearlinux/crash/clr",
+    "org.clearlinux/crash/unknown",
+    "org.clearlinux/kernel/warning",
+    "org.clearlinux/kernel/bug",
+    "org.clearlinux/hello/world",
+    "org.clearlinux/journal/failed-unit",
+    "org.clearlinux/mce/corrected",
+    "org.clearlinux/python/exception",
+)
+FUNCTIONS = [f"func_{i}" for i in range(2000)]
+PROBLEM_PAGES = ("overview", "problems list", "problem detail", "builds")
+# One payload in RARE_EVERY holds the rare word the full-text query looks for.
+RARE_EVERY = 10_000
+
+
+def payload(rng: random.Random, i: int) -> str:
+    frames = "".join(
+        f"#{n} {rng.choice(FUNCTIONS)}() - [/usr/lib/libmod{rng.randrange(50)}.so.1]\n"
+        for n in range(4)
+    )
+    rare = "zebrafish_overflow\n" if i % RARE_EVERY == 0 else ""
+    return f"Process: /usr/bin/prog{i % 300}\nSignal: 11\n{rare}Backtrace (TID {i}):\n{frames}"
+
+
+class Loader:
+    """Rows in the shape validate_record gives, written as the collector's writer does."""
+
+    def __init__(
+        self,
+        store: Store,
+        machines: int,
+        days: int,
+        total: int,
+        seed: int = 1,
+        bulk: bool = False,
+    ) -> None:
+        self.store = store
+        self.bulk = bulk
+        self.rng = random.Random(seed)
+        self.machines = [f"{i:032x}" for i in range(machines)]
+        self.start = time.time() - days * DAY
+        self.step = days * DAY / total
+        self.total = total
+        self.loaded = 0
+        self.template = self._checked_template()
+
+    def _checked_template(self) -> dict[str, object]:
+        fields: dict[str, object] = {
+            "record_format_version": "4",
+            "classification": CLASSES[0],
+            "severity": "1",
+            "machine_id": self.machines[0],
+            "creation_timestamp": "1700000000",
+            "arch": "x86_64",
+            "host_type": "QEMU|Standard PC (Q35 + ICH9, 2009)|pc-q35-8.2",
+            "build": "41000",
+            "kernel_version": "6.6.8-1387.native",
+            "payload_format_version": "1",
+            "system_name": "clear-linux-os",
+            "board_name": "no_bn_file|no_bv_file",
+            "cpu_model": "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz",
+            "bios_version": "1.16.3",
+            "event_id": uuid.uuid4().hex,
+        }
+        rules = ingest.Rules(frozenset({CLEAR_LINUX_TID}), 8192)
+        text = payload(self.rng, 1)
+        row = ingest.validate_record(
+            fields, text, tid=CLEAR_LINUX_TID, record_id=uuid.uuid4().hex, rules=rules
+        )
+        built = self._row(fields, 1, text)
+        if [type(v) for v in row[1:]] != [type(v) for v in built[1:]] or row[1:] != built[1:]:
+            raise SystemExit(f"bench rows differ from the ingest's:\n{row}\n{built}")
+        return fields
+
+    def _row(self, fields: dict[str, object], i: int, text: str) -> tuple[object, ...]:
+        values = {
+            **fields,
+            "record_id": uuid.uuid4().hex,
+            "tid": CLEAR_LINUX_TID,
+            "payload": text,
+        }
+        for name in ingest.INT_FIELDS:
+            values[name] = int(str(values[name]))
+        return tuple(values[name] for name in RECORD_COLUMNS)
+
+    def load_to(self, total: int) -> float:
+        """Load records until `total`; return records/s."""
+        began = time.perf_counter()
+        count = total - self.loaded
+        rng = self.rng
+        # At least 200 writes, so that received_at spreads over the days.
+        per_write = max(1, min(ROWS_PER_WRITE, self.total // 200))
+        while self.loaded < total:
+            n = min(per_write, total - self.loaded)
+            rows = []
+            for i in range(self.loaded, self.loaded + n):
+                fields = dict(self.template)
+                fields["classification"] = CLASSES[i % len(CLASSES)]
+                fields["severity"] = str(1 + rng.randrange(4))
+                fields["machine_id"] = rng.choice(self.machines)
+                fields["build"] = str(41000 + i * 20 // max(total, 1))
+                fields["event_id"] = uuid.uuid4().hex
+                rows.append(self._row(fields, i, payload(rng, i)))
+            received_at = self.start + self.loaded * self.step
+            if self.bulk:
+                with self.store.transaction() as session:
+                    session.insert(rows, received_at)
+            else:
+                self.store.write([rows], received_at)
+            self.loaded += n
+        return count / (time.perf_counter() - began)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Median milliseconds of RUNS calls, after one to warm the cache."""
+    fn()
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def queries(store: Store, now: float) -> dict[str, Callable[[], Any] | None]:
+    week = now - 7 * DAY
+    window = RecordQuery(
+        classification="org.clearlinux/crash/*", since=now - 3 * DAY, until=now - DAY
+    )
+    # The problem pages' reads join this table once they are in the tree.
+    hooks: dict[str, Callable[[], Any] | None] = dict.fromkeys(PROBLEM_PAGES)
+    return {
+        "summary": lambda: store.summary(),
+        "summary since 7 days": lambda: store.summary(week),
+        "wildcard + time range": lambda: store.records(window),
+        "full text, rare word": lambda: store.records(RecordQuery(q="zebrafish_overflow")),
+        "full text, common word": lambda: store.records(RecordQuery(q="func_17(")),
+        "severity_min + machine": lambda: store.records(
+            RecordQuery(severity_min=3, machine_id=f"{7:032x}")
+        ),
+        **hooks,
+    }
+
+
+def run_engine(
+    engine: str, new_url: Callable[[str], str], sizes: Sequence[int], args: argparse.Namespace
+) -> None:
+    table: dict[int, dict[str, float | None]] = {}
+    if args.bulk:
+        for size in sizes:
+            store = Store(open_engine(new_url(f"queries{size}")))
+            store.migrate(BEFORE_SEARCH)
+            loader = Loader(store, args.machines, args.days, size, bulk=True)
+            rate = loader.load_to(size)
+            began = time.perf_counter()
+            store.migrate()
+            built = time.perf_counter() - began
+            print(
+                f"  {engine}: {size:>10,} records inserted ({rate:,.0f} records/s), "
+                f"indexes and rollups built in {built:,.0f} s",
+                flush=True,
+            )
+            table[size] = measure(store, loader.start + size * loader.step)
+            store.close()
+    else:
+        store = Store(open_engine(new_url("queries")))
+        store.migrate()
+        loader = Loader(store, args.machines, args.days, sizes[-1])
+        for size in sizes:
+            rate = loader.load_to(size)
+            print(f"  {engine}: {size:>10,} records loaded ({rate:,.0f} records/s)", flush=True)
+            table[size] = measure(store, loader.start + size * loader.step)
+        store.close()
+    print_table(engine, table)
+
+
+def measure(store: Store, now: float) -> dict[str, float | None]:
+    return {
+        name: (timed(fn) if fn is not None else None) for name, fn in queries(store, now).items()
+    }
+
+
+def print_table(engine: str, table: dict[int, dict[str, float | None]]) -> None:
+    sizes = sorted(table)
+    names = list(table[sizes[0]])
+    head = "".join(f"{size:>12,}" for size in sizes)
+    print(f"\n{engine} (ms, median of {RUNS})")
+    print(f"{'query':<26}{head}   x{sizes[0]:,}  target")
+    for name in names:
+        cells = [table[size][name] for size in sizes]
+        shown = "".join(f"{c:>12.1f}" if c is not None else f"{'n/a':>12}" for c in cells)
+        first, last = cells[0], cells[-1]
+        if first is None or last is None:
+            print(f"{name:<26}{shown}")
+            continue
+        growth = last / first if first else float("inf")
+        ok = last < TARGET_MS and growth <= TARGET_GROWTH
+        print(f"{name:<26}{shown}   {growth:>5.2f}  {'met' if ok else 'MISSED'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--max", type=int, default=1_000_000, help="largest size to load")
+    parser.add_argument("--machines", type=int, default=5000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--bulk", action="store_true", help="insert, then build (see above)")
+    args = parser.parse_args(argv)
+    sizes = [s for s in SIZES if s <= args.max] or [args.max]
+    print(f"telemd-collector queries bench: sizes {sizes}, {os.cpu_count()} CPUs")
+    workdir = tempfile.mkdtemp(prefix="telemd-bench-")
+    for engine in args.engines.split(","):
+        if engine == "sqlite":
+            run_engine(engine, lambda name: f"sqlite:///{workdir}/{name}.db", sizes, args)
+        elif engine == "postgresql":
+            reason = collector_pg.missing_reason()
+            if reason:
+                print(f"  postgresql skipped: {reason}")
+                continue
+            server = collector_pg.start(durable=True)
+            try:
+                run_engine(engine, server.create_database, sizes, args)
+            finally:
+                server.stop()
+    shutil.rmtree(workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

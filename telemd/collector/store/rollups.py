@@ -1,0 +1,269 @@
+"""The summary's counts, kept at ingest so that reading them never scans records.
+
+Three tables: records per (classification, severity, hour) with the last
+time one was received, per (machine, day), and per machine. The writer adds each
+transaction's new records to them in the same transaction; the retention
+purge takes away what it deletes. Every change is an upsert that adds
+(`n = n + excluded.n`), never a read-modify-write, so several collector
+processes on one PostgreSQL database keep exact counts; keys go in sorted
+order, so two transactions take their row locks in the same order and
+cannot deadlock on them.
+
+A summary `since` a moment answers from the whole buckets after it and reads
+only the records of the bucket it falls in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from telemd.collector.ingest.records import RECORD_COLUMNS, Row
+from telemd.collector.store.query import SELECT_COLUMNS
+
+if TYPE_CHECKING:
+    from telemd.collector.store.base import Session
+
+HOUR = 3600
+DAY = 86400
+CLASS_TABLE = "rollup_class_hours"
+MACHINE_TABLE = "rollup_machine_days"
+MACHINE_TOTAL_TABLE = "rollup_machines"
+_CLASSIFICATION = RECORD_COLUMNS.index("classification")
+_SEVERITY = RECORD_COLUMNS.index("severity")
+_MACHINE = RECORD_COLUMNS.index("machine_id")
+# Rows per upsert statement: far below either engine's limit on parameters.
+ROWS_PER_STATEMENT = 500
+RECENT_SEVERE = 5
+SEVERE = (3, 4)
+MAX_MACHINES = 1000
+
+
+def _bucket(engine: str, seconds: int) -> str:
+    """SQL for received_at's bucket number; CAST rounds on PostgreSQL, truncates on SQLite."""
+    if engine == "sqlite":
+        return f"CAST(received_at / {seconds} AS INTEGER)"
+    return f"CAST(floor(received_at / {seconds}) AS BIGINT)"
+
+
+def _greatest(engine: str) -> str:
+    return "max" if engine == "sqlite" else "greatest"
+
+
+def migration(engine: str) -> tuple[str, ...]:
+    """The tables, filled from the records already stored."""
+    return (
+        f"""CREATE TABLE {CLASS_TABLE} (
+            classification TEXT NOT NULL,
+            severity INTEGER NOT NULL,
+            hour BIGINT NOT NULL,
+            n BIGINT NOT NULL,
+            last_seen DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (classification, severity, hour)
+        )""",
+        f"""CREATE TABLE {MACHINE_TABLE} (
+            machine_id TEXT NOT NULL,
+            day BIGINT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (machine_id, day)
+        )""",
+        f"""CREATE TABLE {MACHINE_TOTAL_TABLE} (
+            machine_id TEXT PRIMARY KEY,
+            n BIGINT NOT NULL
+        )""",
+        # Covering: a summary since a day reads this index alone.
+        f"CREATE INDEX {MACHINE_TABLE}_day ON {MACHINE_TABLE} (day, machine_id, n)",
+        f"CREATE INDEX {CLASS_TABLE}_hour ON {CLASS_TABLE} (hour)",
+        f"INSERT INTO {CLASS_TABLE} (classification, severity, hour, n, last_seen) "
+        f"SELECT classification, severity, {_bucket(engine, HOUR)}, count(*), max(received_at) "
+        f"FROM records GROUP BY classification, severity, {_bucket(engine, HOUR)}",
+        f"INSERT INTO {MACHINE_TABLE} (machine_id, day, n) "
+        f"SELECT machine_id, {_bucket(engine, DAY)}, count(*) "
+        f"FROM records GROUP BY machine_id, {_bucket(engine, DAY)}",
+        f"INSERT INTO {MACHINE_TOTAL_TABLE} (machine_id, n) "
+        "SELECT machine_id, count(*) FROM records GROUP BY machine_id",
+    )
+
+
+def _upsert(
+    session: Session,
+    engine: str,
+    head: str,
+    types: Sequence[str],
+    conflict: str,
+    rows: Sequence[tuple[object, ...]],
+) -> None:
+    """INSERT `rows` ... ON CONFLICT: PostgreSQL takes them as arrays, in one statement."""
+    if engine != "sqlite":
+        arrays = ", ".join(f"?::{kind}[]" for kind in types)
+        session.execute(
+            f"{head} SELECT * FROM unnest({arrays}) {conflict}",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
+        return
+    marks = "(" + ", ".join("?" * len(types)) + ")"
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        params = [value for row in chunk for value in row]
+        session.execute(f"{head} VALUES {', '.join([marks] * len(chunk))} {conflict}", params)
+
+
+def add(session: Session, engine: str, rows: Iterable[Row], received_at: float) -> None:
+    """Count new `rows`, received at `received_at`, into the rollups."""
+    classes: Counter[tuple[str, int]] = Counter()
+    machines: Counter[str] = Counter()
+    for row in rows:
+        classes[(str(row[_CLASSIFICATION]), int(str(row[_SEVERITY])))] += 1
+        machines[str(row[_MACHINE])] += 1
+    hour, day = int(received_at // HOUR), int(received_at // DAY)
+    add_counts(
+        session,
+        engine,
+        [(c, s, hour, n, received_at) for (c, s), n in classes.items()],
+        [(m, day, n) for m, n in machines.items()],
+    )
+
+
+def add_counts(
+    session: Session,
+    engine: str,
+    class_rows: list[tuple[str, int, int, int, float]],
+    machine_rows: list[tuple[str, int, int]],
+) -> None:
+    """Upsert (classification, severity, hour, n, last_seen) and (machine_id, day, n) deltas.
+
+    A machine's day deltas also go to its total.
+    """
+    if class_rows:
+        _upsert(
+            session,
+            engine,
+            f"INSERT INTO {CLASS_TABLE} AS r (classification, severity, hour, n, last_seen)",
+            ("text", "integer", "bigint", "bigint", "double precision"),
+            "ON CONFLICT (classification, severity, hour) DO UPDATE SET n = r.n + excluded.n, "
+            f"last_seen = {_greatest(engine)}(r.last_seen, excluded.last_seen)",
+            sorted(class_rows),
+        )
+    if machine_rows:
+        _upsert(
+            session,
+            engine,
+            f"INSERT INTO {MACHINE_TABLE} AS r (machine_id, day, n)",
+            ("text", "bigint", "bigint"),
+            "ON CONFLICT (machine_id, day) DO UPDATE SET n = r.n + excluded.n",
+            sorted(machine_rows),
+        )
+        totals: Counter[str] = Counter()
+        for machine, _, n in machine_rows:
+            totals[machine] += n
+        _upsert(
+            session,
+            engine,
+            f"INSERT INTO {MACHINE_TOTAL_TABLE} AS r (machine_id, n)",
+            ("text", "bigint"),
+            "ON CONFLICT (machine_id) DO UPDATE SET n = r.n + excluded.n",
+            sorted(totals.items()),
+        )
+
+
+def forget(session: Session, engine: str, where: str, params: Sequence[object]) -> None:
+    """Before records matching `where` are deleted: take them out of the rollups."""
+    class_rows = session.fetch(
+        f"SELECT classification, severity, {_bucket(engine, HOUR)} AS hour, count(*), "
+        f"max(received_at) FROM records WHERE {where} GROUP BY classification, severity, hour",
+        params,
+    )
+    machine_rows = session.fetch(
+        f"SELECT machine_id, {_bucket(engine, DAY)} AS day, count(*) FROM records "
+        f"WHERE {where} GROUP BY machine_id, day",
+        params,
+    )
+    add_counts(
+        session,
+        engine,
+        [(c, int(s), int(h), -int(n), float(last)) for c, s, h, n, last in class_rows],
+        [(m, int(d), -int(n)) for m, d, n in machine_rows],
+    )
+    session.execute(f"DELETE FROM {CLASS_TABLE} WHERE n <= 0")
+    session.execute(f"DELETE FROM {MACHINE_TABLE} WHERE n <= 0")
+    session.execute(f"DELETE FROM {MACHINE_TOTAL_TABLE} WHERE n <= 0")
+
+
+def _edge(since: float, size: int) -> tuple[int, float]:
+    """The first whole bucket at or after `since`, and where the partial one before it ends."""
+    first = math.ceil(since / size)
+    return first, float(first * size)
+
+
+def class_counts(session: Session, since: float | None) -> list[tuple[Any, ...]]:
+    """(classification, severity, count, last received_at) per classification and severity."""
+    if since is None:
+        return session.fetch(
+            f"SELECT classification, severity, sum(n), max(last_seen) FROM {CLASS_TABLE} "
+            "GROUP BY classification, severity"
+        )
+    first, edge_end = _edge(since, HOUR)
+    return session.fetch(
+        "SELECT classification, severity, sum(n), max(last_seen) FROM ("
+        f"SELECT classification, severity, n, last_seen FROM {CLASS_TABLE} WHERE hour >= ? "
+        "UNION ALL SELECT classification, severity, count(*), max(received_at) FROM records "
+        "WHERE received_at >= ? AND received_at < ? GROUP BY classification, severity"
+        ") AS parts GROUP BY classification, severity",
+        (first, since, edge_end),
+    )
+
+
+def severity_counts(session: Session) -> list[tuple[Any, ...]]:
+    """(severity, count) of every record stored."""
+    return session.fetch(f"SELECT severity, sum(n) FROM {CLASS_TABLE} GROUP BY severity")
+
+
+def machine_counts(session: Session, since: float | None) -> list[tuple[Any, ...]]:
+    """(machine_id, count), the MAX_MACHINES largest first."""
+    if since is None:
+        return session.fetch(
+            f"SELECT machine_id, n FROM {MACHINE_TOTAL_TABLE} ORDER BY n DESC, machine_id LIMIT ?",
+            (MAX_MACHINES,),
+        )
+    first, edge_end = _edge(since, DAY)
+    return session.fetch(
+        "SELECT machine_id, sum(n) AS total FROM ("
+        f"SELECT machine_id, n FROM {MACHINE_TABLE} WHERE day >= ? "
+        "UNION ALL SELECT machine_id, count(*) FROM records "
+        "WHERE received_at >= ? AND received_at < ? GROUP BY machine_id"
+        ") AS parts GROUP BY machine_id ORDER BY total DESC, machine_id LIMIT ?",
+        (first, since, edge_end, MAX_MACHINES),
+    )
+
+
+def recent_severe(
+    session: Session, counts: Iterable[Sequence[Any]], since: float | None
+) -> list[tuple[Any, ...]]:
+    """Per classification, its RECENT_SEVERE newest records of severity >= 3, newest first.
+
+    `counts` are class_counts' rows for the same `since`: one index walk per
+    severe (classification, severity) that has records, each asking for no
+    more rows than the rollups say there are, so that it stops as soon as it
+    has them rather than walking on through older records.
+    """
+    columns = ", ".join(SELECT_COLUMNS)
+    cond, extra = ("AND received_at >= ?", (since,)) if since is not None else ("", ())
+    by_class: dict[str, list[tuple[Any, ...]]] = {}
+    for classification, severity, n, _ in sorted(counts, key=lambda row: (row[0], row[1])):
+        if int(severity) < min(SEVERE) or not n:
+            continue
+        by_class.setdefault(classification, []).extend(
+            session.fetch(
+                f"SELECT {columns} FROM records WHERE classification = ? AND severity = ? "
+                f"{cond} ORDER BY id DESC LIMIT ?",
+                (classification, int(severity), *extra, min(RECENT_SEVERE, int(n))),
+            )
+        )
+    found = [
+        row
+        for rows in by_class.values()
+        for row in sorted(rows, key=lambda row: row[0], reverse=True)[:RECENT_SEVERE]
+    ]
+    return sorted(found, key=lambda row: row[0], reverse=True)
