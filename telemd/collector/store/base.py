@@ -18,6 +18,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from telemd.collector.events.schema import EVENTS_MIGRATION, Statement, statement_text
+from telemd.collector.events.store import purge_events
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
 from telemd.errors import ConfigError, TelemetryError
@@ -25,8 +27,9 @@ from telemd.errors import ConfigError, TelemetryError
 SCHEMA_TABLE = "telemd_collector_schema"
 
 # Versioned migrations, applied in order at start; never edit a released one,
-# append a new one. `{id_column}` is the only per-engine word.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+# append a new one. `{id_column}` and `{json_column}` are the per-engine
+# words; a statement that differs more maps engine names to texts.
+MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
     (
         """CREATE TABLE records (
             id {id_column},
@@ -67,6 +70,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_used_at DOUBLE PRECISION
         )""",
     ),
+    EVENTS_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 RECENT_SEVERE = 5
@@ -225,7 +229,9 @@ class Store:
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version - 1]:
-                    session.execute(statement.format(id_column=self.engine.id_column))
+                    text = statement_text(statement, self.engine.name, self.engine.id_column)
+                    if text is not None:
+                        session.execute(text)
                 session.execute(f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (?)", (version,))
         return SCHEMA_VERSION
 
@@ -237,7 +243,7 @@ class Store:
             return [session.insert(rows, received_at) if rows else {} for rows in batches]
 
     def purge(self, retention: Retention, now: float) -> int:
-        """Delete records past their retention; return how many went."""
+        """Delete records and events past their retention; return how many went."""
         with self._transaction() as session:
             deleted = 0
             for classification, days in retention.overrides.items():
@@ -254,6 +260,7 @@ class Store:
                     + (f" AND classification NOT IN ({marks})" if exempt else ""),
                     (now - retention.days * 86400, *exempt),
                 )
+                deleted += purge_events(session, now - retention.days * 86400)
         return deleted
 
     # -- reads (any thread) --------------------------------------------------
