@@ -30,6 +30,7 @@ from telemd.collector.config import MAX_BODY_SIZE, CollectorConfig
 from telemd.collector.ingest import records as ingest
 from telemd.collector.ingest.records import FieldError, Row, Rules
 from telemd.collector.ingest.writer import Writer
+from telemd.collector.jsonstream.post import STREAM_TYPES, post_stream
 from telemd.collector.server.metrics import Metrics
 from telemd.collector.server.params import ROUTE_PARAMS, read_query
 from telemd.collector.store.base import Retention, StorageError, Store
@@ -41,6 +42,7 @@ log = logging.getLogger("telemd.collector")
 MAX_BATCH_RECORDS = 10_000
 BATCH_TYPES = ("application/x-ndjson", "application/json")
 DRAIN_LIMIT = 2 * MAX_BODY_SIZE
+UNBOUNDED = 2**63 - 1
 
 
 class JSONResponse(Response):
@@ -188,6 +190,13 @@ async def ingest_single(request: Request) -> Response:
     return JSONResponse(record_json(earlier), status_code=200)
 
 
+async def ingest_root(request: Request) -> Response:
+    """POST /: the Go client's stream of JSON values, or one Clear record."""
+    if media_type(request) in STREAM_TYPES:
+        return await post_stream(request)
+    return await ingest_single(request)
+
+
 async def ingest_batch(request: Request) -> Response:
     """POST /api/v1/records: NDJSON or a JSON array, each record judged on its own."""
     c = collector_of(request)
@@ -316,7 +325,8 @@ async def list_tokens(request: Request) -> Response:
 # ingest routes also take the token as the URL's last segment, for clients
 # that can be given a URL but not a header.
 ROUTES = [
-    GuardedRoute("/", ingest_single, methods=["POST"], access=Access.INGEST, max_body=DRAIN_LIMIT),
+    # A stream has no size bound; ingest_single bounds a record's body itself.
+    GuardedRoute("/", ingest_root, methods=["POST"], access=Access.INGEST, max_body=UNBOUNDED),
     GuardedRoute(
         "/v2/collector", ingest_single, methods=["POST"], access=Access.INGEST, max_body=DRAIN_LIMIT
     ),
