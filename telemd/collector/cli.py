@@ -171,6 +171,8 @@ def open_store(config: CollectorConfig) -> Store:
 def serve(config: CollectorConfig) -> int:
     import uvicorn
 
+    from telemd.collector.jsonstream.splitter import MAX_VALUE
+    from telemd.collector.jsonstream.wsprotocol import CountingWSProtocol
     from telemd.collector.server.app import Collector, create_app
     from telemd.collector.server.connections import (
         ConnectionLimits,
@@ -219,6 +221,10 @@ def serve(config: CollectorConfig) -> int:
             # and would answer 503 to everyone once they are many.
             http=guarded_protocol(limits, with_client_cert=bool(config.client_ca)),
             timeout_keep_alive=config.keep_alive_timeout,
+            # The Go client's WebSocket on `/`: wsproto, which works beside
+            # h11, with pings counted and one event at most MAX_VALUE bytes.
+            ws=CountingWSProtocol,
+            ws_max_size=MAX_VALUE,
             **client_certs,
         )
     )

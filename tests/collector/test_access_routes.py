@@ -11,6 +11,7 @@ do not count against the next.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from access_tokens import ALL_SCOPES, make_token
 from collector_proc import BATCH_HEADERS, CollectorProcess, headers_request, ndjson, new_id, record
 
-from telemd.collector.access.guard import Access, GuardedRoute
+from telemd.collector.access.guard import Access, GuardedRoute, GuardedWebSocketRoute
 from telemd.collector.access.tokens import new_token
 from telemd.collector.cli import main as collector_main
 from telemd.collector.server.app import ROUTES
@@ -48,6 +49,7 @@ def nothing() -> tuple[dict[str, str], bytes]:
 # (method, body maker) for every route of the table, by its path.
 REQUESTS: dict[str, tuple[str, Any]] = {
     "/": ("POST", ingest_one),
+    "/{token:token}": ("POST", ingest_one),
     "/v2/collector": ("POST", ingest_one),
     "/v2/collector/{token}": ("POST", ingest_one),
     "/api/v1/records": ("POST", ingest_batch),
@@ -61,13 +63,16 @@ REQUESTS: dict[str, tuple[str, Any]] = {
 
 
 def test_every_route_declares_its_access_and_is_tried_here() -> None:
+    """WebSocket routes are tried in test_jsonstream_websocket.py."""
     for route in ROUTES:
-        assert isinstance(route, GuardedRoute), f"{route.path} has no access rule"
+        assert isinstance(route, GuardedRoute | GuardedWebSocketRoute), (
+            f"{route} has no access rule"
+        )
         assert isinstance(route.access, Access), route.path
         assert route.path in REQUESTS, f"{route.path}: add it to REQUESTS"
         if route.access is Access.OPEN:
             assert route.path == "/healthz", f"{route.path} is open to anyone: is that meant?"
-        if "{token}" in route.path:
+        if "{token" in route.path:
             assert route.access is Access.INGEST, "only ingest takes a token in the URL"
     assert set(REQUESTS) == {route.path for route in ROUTES}
 
@@ -108,9 +113,9 @@ def attempt(proc: CollectorProcess, path: str, token: str | None) -> httpx.Respo
     method, make = REQUESTS[path]
     headers, body = make()
     url = path
-    if "{token}" in path:
+    if "{token" in path:
         # The token rides in the URL; "no token" is a made-up one there.
-        url = path.replace("{token}", token or new_token())
+        url = re.sub(r"\{token(:token)?\}", token or new_token(), path)
         token = None
     with proc.client(token=token, source=source()) as client:
         return client.request(method, url, headers=headers, content=body)
@@ -121,7 +126,7 @@ def test_no_token_wrong_scope_revoked_and_right_scope(
     guarded: tuple[CollectorProcess, Tokens], path: str
 ) -> None:
     proc, tokens = guarded
-    [route] = [r for r in ROUTES if r.path == path]
+    [route] = [r for r in ROUTES if r.path == path and isinstance(r, GuardedRoute)]
     assert isinstance(route, GuardedRoute)
     if route.access is Access.OPEN:
         for token in (None, tokens.revoked, tokens.right["read"]):
@@ -131,7 +136,7 @@ def test_no_token_wrong_scope_revoked_and_right_scope(
     none = attempt(proc, path, None)
     assert none.status_code == 401, none.text
     assert "message" in none.json()
-    if "{token}" not in path:
+    if "{token" not in path:
         assert none.headers["www-authenticate"].startswith("Bearer")
     wrong = attempt(proc, path, tokens.wrong[scope])
     assert wrong.status_code == 403, wrong.text

@@ -20,17 +20,26 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from telemd.collector import json_codec
 from telemd.collector.access import token_store
-from telemd.collector.access.guard import Access, Denied, Guard, GuardedRoute, denied
+from telemd.collector.access.guard import (
+    Access,
+    Denied,
+    Guard,
+    GuardedRoute,
+    GuardedWebSocketRoute,
+    denied,
+)
 from telemd.collector.access.tokens import TokenInfo
 from telemd.collector.config import MAX_BODY_SIZE, CollectorConfig
 from telemd.collector.ingest import records as ingest
 from telemd.collector.ingest.records import FieldError, Row, Rules
 from telemd.collector.ingest.writer import Writer
 from telemd.collector.jsonstream.post import STREAM_TYPES, post_stream
+from telemd.collector.jsonstream.websocket import TOKEN_PATH, WebSocketIngest
 from telemd.collector.server.metrics import Metrics
 from telemd.collector.server.params import ROUTE_PARAMS, read_query
 from telemd.collector.store.base import Retention, StorageError, Store
@@ -324,9 +333,12 @@ async def list_tokens(request: Request) -> Response:
 # Every route names who may use it (see telemd.collector.access.guard); the
 # ingest routes also take the token as the URL's last segment, for clients
 # that can be given a URL but not a header.
-ROUTES = [
+ROUTES: list[BaseRoute] = [
     # A stream has no size bound; ingest_single bounds a record's body itself.
     GuardedRoute("/", ingest_root, methods=["POST"], access=Access.INGEST, max_body=UNBOUNDED),
+    # The Go client's WebSocket.
+    GuardedWebSocketRoute("/", WebSocketIngest(), access=Access.INGEST),
+    GuardedWebSocketRoute(TOKEN_PATH, WebSocketIngest(), access=Access.INGEST),
     GuardedRoute(
         "/v2/collector", ingest_single, methods=["POST"], access=Access.INGEST, max_body=DRAIN_LIMIT
     ),
@@ -356,8 +368,11 @@ ROUTES = [
     GuardedRoute("/api/v1/tokens", list_tokens, methods=["GET"], access=Access.ADMIN),
     GuardedRoute("/healthz", healthz, methods=["GET"], access=Access.OPEN),
     GuardedRoute("/metrics", metrics, methods=["GET"], access=Access.READ),
+    GuardedRoute(
+        TOKEN_PATH, ingest_root, methods=["POST"], access=Access.INGEST, max_body=UNBOUNDED
+    ),
 ]
-ROUTE_PATHS = frozenset(route.path for route in ROUTES)
+ROUTE_PATHS = frozenset(route.path for route in ROUTES if isinstance(route, GuardedRoute))
 
 
 QUERY_KEY = "telemd.query"
