@@ -9,6 +9,12 @@ import pytest
 
 from telemd.collector import json_codec
 from telemd.collector.events.model import EventError, make_event, stored_headers
+from telemd.collector.events.query import (
+    RECENT_FAILURES_SQL,
+    SUMMARY_COUNTS_SQL,
+    EventQuery,
+    events_sql,
+)
 from telemd.collector.events.store import store_batch, store_events, store_stream
 from telemd.collector.store.base import Retention, Store, open_engine
 
@@ -110,3 +116,59 @@ def test_retention_purges_old_events_counts_and_streams(store: Store) -> None:
 def test_the_nul_character_is_refused_on_every_engine() -> None:
     with pytest.raises(EventError, match="NUL"):
         make_event("events", {"a": "x\u0000y"}, received_at=NOW)
+
+
+@pytest.fixture
+def varied(store: Store) -> Store:
+    """3,000 Vrooli events over 30 scenarios and 10 names, with statistics taken."""
+    names = ["app_start", "ready", "crash", "api_unreachable", *[f"step_{i}" for i in range(6)]]
+    events = [
+        make_event(
+            "vrooli",
+            {"n": i},
+            received_at=NOW,
+            app=f"scenario-{i % 30}",
+            name=names[i % len(names)],
+            context_id=f"deploy-{i // 10}",
+        )
+        for i in range(3000)
+    ]
+    store_batch(store, "vrooli", "::1", {}, events, NOW)
+    with store.reading() as session:
+        session.execute("ANALYZE")
+    return store
+
+
+def plan(store: Store, sql: str, params: list[object]) -> str:
+    """The engine's plan for `sql`, as text; PostgreSQL is told to avoid scans it can."""
+    with store.reading() as session:
+        if store.engine.name == "postgresql":
+            session.execute("SET enable_seqscan = off")
+            rows = session.fetch("EXPLAIN " + sql, params)
+            session.execute("RESET enable_seqscan")
+            return "\n".join(str(r[0]) for r in rows)
+        return "\n".join(str(r[-1]) for r in session.fetch("EXPLAIN QUERY PLAN " + sql, params))
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (EventQuery(context_id="deploy-7"), "events_context"),
+        (EventQuery(app="scenario-3", name="crash"), "events_app"),
+        (EventQuery(text="disk"), "events_"),
+    ],
+)
+def test_filters_use_their_index(varied: Store, query: EventQuery, index: str) -> None:
+    sql, params = events_sql(query, varied.engine.name, ())
+    shown = plan(varied, sql, params)
+    assert index in shown, shown
+    assert "SCAN events " not in shown + " " and "Seq Scan on events" not in shown, shown
+
+
+def test_the_vrooli_summary_reads_counts_and_an_index(varied: Store) -> None:
+    counts = plan(varied, SUMMARY_COUNTS_SQL, ["vrooli"])
+    assert "event_counts" in counts and "Seq Scan" not in counts, counts
+    if varied.engine.name == "sqlite":
+        assert "SCAN event_counts" not in counts, counts
+    recent = plan(varied, RECENT_FAILURES_SQL, ["scenario-3", "crash", "vrooli", 10])
+    assert "events_app_name" in recent, recent

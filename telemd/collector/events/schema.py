@@ -11,6 +11,9 @@ from collections.abc import Mapping
 
 Statement = str | Mapping[str, str]
 
+# What PostgreSQL's full-text index holds: every key and value of the event,
+# as words; a search must say it the same way to use the index.
+SEARCH_VECTOR = "jsonb_to_tsvector('simple', payload, '[\"all\"]')"
 # Engine words, formatted into the shared statements.
 JSON_COLUMN = {"sqlite": "TEXT", "postgresql": "JSONB"}
 
@@ -63,8 +66,7 @@ EVENTS_MIGRATION: tuple[Statement, ...] = (
     {
         "sqlite": "CREATE VIRTUAL TABLE events_fts USING fts5("
         "payload, content='events', content_rowid='id')",
-        "postgresql": "CREATE INDEX events_search ON events "
-        "USING GIN (to_tsvector('simple', payload))",
+        "postgresql": f"CREATE INDEX events_search ON events USING GIN ({SEARCH_VECTOR})",
     },
     {
         "sqlite": "CREATE TRIGGER events_fts_insert AFTER INSERT ON events BEGIN "

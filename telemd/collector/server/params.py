@@ -31,10 +31,29 @@ RECORD_FILTERS = (
     "limit",
     "before",
 )
+# The event filters of GET /api/v1/events (telemd.collector.events.query).
+EVENT_FILTERS = (
+    "source",
+    "app",
+    "scenario",
+    "event",
+    "context_id",
+    "level",
+    "since",
+    "until",
+    "q",
+    "limit",
+    "before",
+    "after",
+)
 SUMMARY_PARAMS = ("since",)
+# Vrooli's upload names the scenario, deployment mode and source in the query.
+VROOLI_UPLOAD_PARAMS = ("scenario", "mode", "source")
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/api/records": RECORD_FILTERS,
     "/api/v1/summary": SUMMARY_PARAMS,
+    "/api/v1/telemetry/upload": VROOLI_UPLOAD_PARAMS,
+    "/api/v1/events": EVENT_FILTERS,
 }
 # The longest stored text field is 256 characters; a longer filter matches nothing.
 MAX_VALUE = 256
