@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Callable
 
+import pytest
 from collector_proc import CollectorProcess, headers_request, record
 from gostream import chunk, post_head, read_answer, slog_line, stored_events
 
@@ -118,3 +119,36 @@ def test_a_stream_that_pauses_longer_than_the_body_timeout_is_cut(
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.05)
     assert len(stored_events(server)) == 1
+
+
+def memory_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise LookupError(field)
+
+
+@pytest.mark.slow
+def test_a_1_gib_stream_raises_the_collectors_memory_by_less_than_100_mib(
+    engine: str, start_collector: Callable[..., CollectorProcess]
+) -> None:
+    if engine != "sqlite":
+        pytest.skip("the bound is the collector's own, alike on both engines: run once (~1 min)")
+    server = start_collector()
+    before = memory_kib(server.proc.pid, "VmRSS")
+    filler = b"x" * 65_000
+    sent = count = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=120) as sock:
+        sock.sendall(post_head(server.port))
+        while sent < 1024**3:
+            body = b"".join(b'{"n":%d,"msg":"%s"}\n' % (count + i, filler) for i in range(16))
+            sock.sendall(chunk(body))
+            sent += len(body)
+            count += 16
+        sock.sendall(b"0\r\n\r\n")
+        status, _, answer = read_answer(sock)
+    assert (status, answer) == (200, str(count).encode())
+    peak = memory_kib(server.proc.pid, "VmHWM")
+    # 64 MiB of it is SQLite's page cache (store/sqlite.py CACHE_KIB), filled by any load.
+    assert peak - before < 100 * 1024, f"RSS from {before} KiB to a peak of {peak} KiB"
