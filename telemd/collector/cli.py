@@ -28,7 +28,7 @@ from telemd.collector.store.query import FILTER_NAMES, parse_query, parse_since,
 from telemd.errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
-COMMANDS = ("serve", "query", "summary", "events", "migrate", "token")
+COMMANDS = ("serve", "query", "summary", "events", "migrate", "token", "import")
 # Flags that map one-to-one onto configuration keys.
 SERVE_FLAGS = (
     "host",
@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     events_cli.add_arguments(events)
 
     command("migrate", "Apply the database schema migrations, then exit.")
+
+    importing = command("import", "Load records exported by `telemctl spool export --ndjson`.")
+    importing.add_argument("file", metavar="FILE", help="one record a line; - for stdin")
 
     token = command("token", "Create, list or revoke access tokens.")
     actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -321,6 +324,31 @@ def run_token(store: Store, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_import(store: Store, config: CollectorConfig, path: str) -> int:
+    from telemd.collector.ingest.importer import import_records
+    from telemd.collector.ingest.records import CLEAR_LINUX_TID, Rules
+
+    rules = Rules(config.tids, config.max_payload_size)
+    # The file carries no telemetry id: its records take Clear's, or the first accepted.
+    tid = CLEAR_LINUX_TID if CLEAR_LINUX_TID in config.tids else sorted(config.tids)[0]
+    try:
+        if path == "-":
+            report = import_records(store, sys.stdin.buffer, tid=tid, rules=rules, now=time.time())
+        else:
+            with open(path, "rb") as file:
+                report = import_records(store, file, tid=tid, rules=rules, now=time.time())
+    except OSError as exc:
+        print(f"telemd-collector: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    for number, message in report.rejected:
+        print(f"telemd-collector: {path}:{number}: {message}", file=sys.stderr)
+    print(
+        f"imported {report.stored} records, {report.duplicates} already stored, "
+        f"{len(report.rejected)} rejected"
+    )
+    return EXIT_FAILURE if report.rejected else EXIT_OK
+
+
 def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
@@ -349,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 events_cli.run(store, args, config.failure_events, sys.stdout)
             elif args.command == "token":
                 return run_token(store, args)
+            elif args.command == "import":
+                return run_import(store, config, args.file)
             else:
                 print(f"schema is at version {store.migrate()}")
         finally:
