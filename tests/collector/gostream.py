@@ -18,6 +18,15 @@ from telemd.collector import json_codec
 from telemd.collector.store.base import Store, open_engine
 
 
+def memory_kib(pid: int, field: str) -> int:
+    """VmRSS (now) or VmHWM (the peak) of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise LookupError(field)
+
+
 def slog_line(n: int, level: str = "INFO") -> bytes:
     """One line of Go's slog JSON handler, trailing newline included."""
     return b'{"time":"2024-07-03T15:16:55.%06d+10:00","level":"%s","msg":"hi mom","n":%d}\n' % (
@@ -106,12 +115,19 @@ DEFLATE_OFFER = "permessage-deflate; client_no_context_takeover; server_no_conte
 
 def frame(opcode: int, payload: bytes, deflate: bool = False) -> bytes:
     """One masked client frame; with `deflate`, compressed as RFC 7692 says."""
-    first = 0x80 | opcode
-    if deflate:
-        compressor = zlib.compressobj(wbits=-15)
-        payload = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        payload = payload[:-4]  # the 00 00 ff ff every flushed block ends with
-        first |= 0x40
+    if not deflate:
+        return _frame(0x80 | opcode, payload)
+    compressor = zlib.compressobj(wbits=-15)
+    payload = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return frame_of_compressed(opcode, payload[:-4])  # the 00 00 ff ff of the flush
+
+
+def frame_of_compressed(opcode: int, deflated: bytes) -> bytes:
+    """A masked client frame of a payload already deflated (RSV1 set)."""
+    return _frame(0x80 | 0x40 | opcode, deflated)
+
+
+def _frame(first: int, payload: bytes) -> bytes:
     size = len(payload)
     if size < 126:
         head = bytes([first, 0x80 | size])
@@ -120,7 +136,10 @@ def frame(opcode: int, payload: bytes, deflate: bool = False) -> bytes:
     else:
         head = bytes([first, 0x80 | 127]) + struct.pack("!Q", size)
     mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    # XOR by whole words: the mask repeated, as one big integer.
+    padded = payload + b"\0" * (-len(payload) % 4)
+    key = int.from_bytes(mask * (len(padded) // 4), "big") if padded else 0
+    masked = (int.from_bytes(padded, "big") ^ key).to_bytes(len(padded), "big")[: len(payload)]
     return head + mask + masked
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from collector_proc import CollectorProcess, headers_request, record
-from gostream import chunk, post_head, read_answer, slog_line, stored_events
+from gostream import chunk, memory_kib, post_head, read_answer, slog_line, stored_events
 
 
 def send_stream(server: CollectorProcess, chunks: list[bytes], path: str = "/", extra: str = ""):
@@ -119,14 +119,6 @@ def test_a_stream_that_pauses_longer_than_the_body_timeout_is_cut(
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.05)
     assert len(stored_events(server)) == 1
-
-
-def memory_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise LookupError(field)
 
 
 @pytest.mark.slow

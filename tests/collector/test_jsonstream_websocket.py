@@ -4,6 +4,7 @@ the cumulative count after each burst, the empty binary message that ends it."""
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable
 
 import pytest
@@ -18,6 +19,8 @@ from gostream import (
     RawWebSocket,
     events_once_stored,
     frame,
+    frame_of_compressed,
+    memory_kib,
     slog_line,
     stored_events,
 )
@@ -171,3 +174,26 @@ def test_a_revoked_or_read_only_token_is_refused_before_the_handshake(
     assert ws.status == 401
     ws.close()
     assert stored_events(server) == []
+
+
+def test_a_deflate_bomb_is_closed_with_1009_without_inflating_it_whole(
+    engine: str, start_collector: Callable[..., CollectorProcess]
+) -> None:
+    if engine != "sqlite":
+        pytest.skip("the bound is the WebSocket protocol's, alike on both engines: run once")
+    server = start_collector()
+    before = memory_kib(server.proc.pid, "VmRSS")
+    compressor = zlib.compressobj(wbits=-15)
+    zeros = b"0" * (1024 * 1024)
+    bomb = b"".join(compressor.compress(zeros) for _ in range(1024))  # 1 GiB inflated
+    bomb += compressor.flush(zlib.Z_SYNC_FLUSH)
+    ws = RawWebSocket(server.port)
+    assert ws.deflated
+    ws.send(frame_of_compressed(TEXT, bomb[:-4]))
+    opcode, payload = ws.receive()
+    assert opcode == CLOSE and struct.unpack("!H", payload[:2])[0] == 1009
+    ws.close()
+    peak = memory_kib(server.proc.pid, "VmHWM")
+    # A read of up to 256 KiB inflated at once would be 256 MiB.
+    assert peak - before < 64 * 1024, f"RSS from {before} KiB to a peak of {peak} KiB"
+    assert RawWebSocket(server.port).status == 101  # and the collector serves on
