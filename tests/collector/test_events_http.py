@@ -12,8 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from access_tokens import make_token
 from collector_proc import CollectorProcess
 from events_clients import go_request, send_raw, shuttle_file
+
+from telemd.collector.store.base import Store, open_engine
 
 MiB = 1024 * 1024
 
@@ -365,3 +368,78 @@ def test_reading_needs_a_token_and_wrong_types_are_refused(server: CollectorProc
         response = anonymous.post("/api/v1/events", json=[{"app": "a", "level": 3}])
         assert response.status_code == 400
         assert response.json()["message"] == "event 1: 'level' must be a string, got int"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "says"),
+    [
+        ("application/json", b'{"events": [', "not valid JSON"),
+        ("application/json", b'{"events": {"event": "x"}}', "'events' must be a JSON array"),
+        ("application/json", b'{"events": [], "scenario_name": 5}', "'scenario_name' must be"),
+        ("application/json", b'[{"event": "x", "timestamp": {}}]', "'timestamp' must be"),
+        ("application/x-ndjson", b'{"event": "a"}\n{"event": \n', "line 2 is not valid JSON"),
+        ("application/x-ndjson", b'{"event": "a"}\n[1]\n', "event 2: must be a JSON object"),
+        (None, b'{"event": ["a"]}\n', "'event' must be a string"),
+    ],
+)
+def test_bad_vrooli_bodies_are_refused_and_lose_nothing(
+    client: httpx.Client, content_type: str | None, body: bytes, says: str
+) -> None:
+    scenario = unique("bad")
+    upload = f"/api/v1/telemetry/upload?scenario={scenario}"
+    assert client.post(upload, content=b'{"event": "app_start"}\n').status_code == 200
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post(upload, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert says in response.json()["message"]
+    assert [e["event"] for e in events(client, scenario=scenario)] == ["app_start"]
+
+
+def test_a_shuttle_body_over_4_mib_is_413_and_counted(client: httpx.Client) -> None:
+    context = str(uuid.uuid4())
+    one = json.loads(shuttle_file(context))[0]
+    one["properties"]["error"] = "e" * 4096
+    body = json.dumps([one] * (4 * MiB // 4096 + 1)).encode()
+    response = client.post("/publish", content=body)
+    assert response.status_code == 413
+    assert "larger than 4194304 bytes" in response.json()["message"]
+    assert events(client, context_id=context) == []
+    assert client.post("/publish", content=b"[").status_code == 400
+    metrics = client.get("/metrics").text
+    assert 'telemd_collector_events_total{source="shuttle",result="rejected"}' in metrics
+
+
+def test_a_token_in_the_url_is_never_stored(
+    start_collector: Any, tls_files: tuple[str, str, str]
+) -> None:
+    proc = start_collector(tls=tls_files, args=["--ingest-auth", "token"])
+    token = make_token(proc.db_url, "shuttle-ci", ["ingest"])
+    body = shuttle_file(str(uuid.uuid4()))
+    status, answer = send_raw(
+        proc, go_request("POST", f"/publish/{token}", host(proc), body, "application/json")
+    )
+    assert status == 200, answer
+    status, _ = send_raw(proc, go_request("POST", "/publish", host(proc), body, "application/json"))
+    assert status == 401
+    store = Store(open_engine(proc.db_url))
+    try:
+        with store.reading() as session:
+            rows = session.fetch("SELECT CAST(headers AS TEXT) FROM streams")
+    finally:
+        store.close()
+    (headers,) = [json.loads(row[0]) for row in rows]
+    assert token not in json.dumps(headers)
+    assert headers[":target"] == "/publish/***"
+    assert headers["user-agent"] == "Go-http-client/1.1"
+
+
+def test_an_event_of_many_distinct_words_is_stored_and_found(client: httpx.Client) -> None:
+    app = unique("words")
+    # 3 MiB of distinct short words: more than PostgreSQL's 1 MB tsvector if indexed whole.
+    words = " ".join(f"w{i:x}" for i in range(400_000))
+    body = json.dumps({"app": app, "text": words}).encode()
+    assert 2 * MiB < len(body) < 4 * MiB
+    response = client.post("/api/v1/events", content=body)
+    assert response.status_code == 200, response.text
+    (found,) = events(client, q=f"{app} w10")
+    assert found["app"] == app

@@ -59,7 +59,7 @@ def parse_args(args: argparse.Namespace) -> EventQuery:
     try:
         return parse_event_query(params)
     except FieldError as exc:
-        flag = next(f for f, n in FLAGS.items() if n == exc.field)
+        flag = next((f for f, n in FLAGS.items() if n == exc.field), exc.field)
         raise FieldError(flag, exc.message.removeprefix(exc.field + ": ")) from None
 
 

@@ -8,6 +8,7 @@ what was stored before stays.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from telemd.collector.store.base import StorageError
 if TYPE_CHECKING:
     from telemd.collector.server.app import Collector
 
+log = logging.getLogger("telemd.collector")
 VROOLI_UPLOAD = "/api/v1/telemetry/upload"
 
 
@@ -52,11 +54,23 @@ async def _take(
     c = _collector(request)
     body = await read_body(request)
     now = c.clock()
+    client = request.client
     try:
         events = await anyio.to_thread.run_sync(parse, body, now)
     except EventError as exc:
-        raise _refused(exc) from None
-    client = request.client
+        refusal = _refused(exc)
+        c.metrics.count_events(protocol, "rejected")
+        # The client is told; the journal keeps a line too, as nothing may vanish unnoted.
+        log.info(
+            "refused a %d-byte %s body from %s: %s",
+            len(body),
+            protocol,
+            client.host if client else "?",
+            refusal.message[:200],
+        )
+        raise refusal from None
+    if not events:  # nothing to keep: no stream either
+        return 0, 0
     headers = stored_headers(
         request.headers,
         request.url.path,
@@ -72,6 +86,8 @@ async def _take(
     except StorageError as exc:
         c.metrics.count_storage_error()
         raise Refused(503, f"storage unavailable: {exc.message}") from None
+    c.metrics.count_events(protocol, "stored", new)
+    c.metrics.count_events(protocol, "duplicate", len(events) - new)
     return len(events), new
 
 
@@ -106,6 +122,10 @@ async def vrooli_upload(request: Request) -> Response:
 
 async def post_events(request: Request) -> Response:
     """POST /api/v1/events: any app's JSON array, NDJSON, or one object."""
+    try:  # the path's parameters are GET's filters; a post takes none
+        read_query(request.scope["query_string"], ())
+    except FieldError as exc:
+        raise Refused.from_field(exc) from None
     content_type = media_type(request)
 
     def parse(body: bytes, now: float) -> list[Event]:

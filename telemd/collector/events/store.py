@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from telemd.collector import json_codec
 from telemd.collector.events.model import Event
+from telemd.collector.events.schema import INDEX_NEW_EVENTS
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session, Store
@@ -32,6 +33,7 @@ _COLUMNS = (
 )
 # 50 rows of 11 values stay far below every SQLite's limit on bound parameters.
 ROWS_PER_STATEMENT = 50
+MAX_ID = 2**63 - 1
 _JSON_PARAM = {"postgresql": "CAST(? AS jsonb)"}
 
 
@@ -91,19 +93,25 @@ def insert_events(
             ]
         )
     added: dict[tuple[str, str, str], tuple[int, float]] = {}
+    low, high = MAX_ID, 0
     values = _values(engine)
     for start in range(0, len(params_of_new), ROWS_PER_STATEMENT):
         chunk = params_of_new[start : start + ROWS_PER_STATEMENT]
         rows = session.fetch(
             f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES "
             + ", ".join([values] * len(chunk))
-            + " ON CONFLICT (source, digest) DO NOTHING RETURNING source, app, event, event_time",
+            + " ON CONFLICT (source, digest) DO NOTHING "
+            "RETURNING id, source, app, event, event_time",
             [value for row in chunk for value in row],
         )
-        for source, app, name, moment in rows:
+        for id_, source, app, name, moment in rows:
+            low, high = min(low, id_), max(high, id_)
             key3 = (source, app or "", name or "")
             total, last = added.get(key3, (0, moment))
             added[key3] = (total + 1, max(last, moment))
+    if added and engine in INDEX_NEW_EVENTS:
+        # The ids between are all this transaction's: it holds the write lock.
+        session.execute(INDEX_NEW_EVENTS[engine], (low, high))
     for (source, app, name), (total, last) in added.items():
         session.execute(
             "INSERT INTO event_counts (source, app, event, total, last_time) "
