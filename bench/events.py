@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "collector")]
 
 from collector_proc import CollectorProcess  # noqa: E402
-from gostream import BINARY, TEXT, RawWebSocket, chunk, post_head, read_answer  # noqa: E402
+from gostream import BINARY, CLOSE, TEXT, RawWebSocket, chunk, post_head, read_answer  # noqa: E402
 from ports import free_port  # noqa: E402
 
 from telemd.collector.events.model import make_event  # noqa: E402
@@ -92,9 +92,10 @@ def websocket(port: int, lines: list[bytes]) -> float:
     def read_counts() -> None:
         while True:
             opcode, payload = ws.receive()
-            if opcode != TEXT:
+            if opcode == CLOSE:
                 return
-            last[:] = [payload]
+            if opcode == TEXT:  # not the server's keep-alive pings
+                last[:] = [payload]
 
     reader = threading.Thread(target=read_counts)
     start = time.perf_counter()
