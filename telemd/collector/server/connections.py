@@ -167,16 +167,15 @@ class GuardedH11Protocol(H11Protocol):
         super().on_response_complete()
         self._follow(data_arrived=False)
 
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
-        # The connection is the WebSocket protocol's from now on
-        # (telemd.collector.jsonstream.websocket bounds its silences).
-        self._leave()
-        self.phase = "upgraded"
-        super().handle_websocket_upgrade(event)
-
     def _follow(self, data_arrived: bool) -> None:
         """Move to the phase h11's state says the request is in."""
         if self.transport.is_closing() or self.phase == "upgraded":
+            return
+        if self.transport.get_protocol() is not self:
+            # Upgraded: the connection is the WebSocket protocol's from now
+            # on (telemd.collector.jsonstream.websocket bounds its silences).
+            self._leave()
+            self.phase = "upgraded"
             return
         state = self.conn.their_state
         if state is h11.IDLE:
