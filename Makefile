@@ -49,6 +49,7 @@ bench: venv
 	$(BIN)/python bench/intake.py
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/collector.py
+	$(BIN)/python bench/events.py
 	$(BIN)/python bench/slowloris.py
 	$(BIN)/python bench/probes.py
 

@@ -1,4 +1,4 @@
-"""`telemctl spool list` and `spool show`: read the spool without disturbing it.
+"""`telemctl spool list`, `show` and `export`: read the spool without disturbing it.
 
 Opens the spool database read-only; the daemon keeps writing meanwhile (WAL
 lets readers and the writer proceed together).
@@ -6,6 +6,7 @@ lets readers and the writer proceed together).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -77,4 +78,45 @@ def show_record(settings: Settings, record_id: str, as_json: bool, out: TextIO =
         if name != "payload":
             out.write(f"{name}: {row[name]}\n")
     out.write("payload:\n" + row["payload"] + ("" if row["payload"].endswith("\n") else "\n"))
+    return 0
+
+
+def export_records(settings: Settings, path: str, out: TextIO = sys.stdout) -> int:
+    """`spool export --ndjson FILE`: what waits, as delivery's ndjson lines ("-": stdout).
+
+    The file is written whole or not at all (a temporary file renamed into
+    place), readable by its owner only: payloads may be private. The spool
+    is left as it is; `telemd-collector import FILE` loads the file.
+    """
+    from telemd.daemon.spool import waiting_records
+    from telemd.daemon.transport import ndjson_line
+
+    source = spool_path(settings)
+    if not exists_readable(source):
+        records: list[str] = []
+    else:
+        try:
+            conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+            try:
+                records = [ndjson_line(record) + "\n" for record in waiting_records(conn)]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise TelemetryError(f"cannot read the spool {source}: {exc}") from None
+    if path == "-":
+        out.writelines(records)
+        return 0
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as file:
+            file.writelines(records)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise TelemetryError(f"cannot write {path}: {exc.strerror}") from None
+    print(f"Exported {len(records)} records to {path}.", file=out)
     return 0

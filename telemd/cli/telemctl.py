@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     spool_show = spool_commands.add_parser("show", help="one spooled record with its payload")
     spool_show.add_argument("record_id")
     spool_show.add_argument("--json", action="store_true")
+    spool_export = spool_commands.add_parser(
+        "export", help="write the waiting records to a file, for telemd-collector import"
+    )
+    spool_export.add_argument(
+        "--ndjson", required=True, metavar="FILE", help="one record a line; - for stdout"
+    )
     spool_commands.add_parser("flush", help="deliver now, ignoring any backoff")
     spool_commands.add_parser("purge", help="drop every waiting record (journaled as dropped)")
 
@@ -140,6 +146,7 @@ def dispatch(args: argparse.Namespace) -> int:
         ("status", None): lambda: status_view.show(settings, args.json),
         ("spool", "list"): lambda: spool_view.list_records(settings, args.json),
         ("spool", "show"): lambda: spool_view.show_record(settings, args.record_id, args.json),
+        ("spool", "export"): lambda: spool_view.export_records(settings, args.ndjson),
         ("spool", "flush"): lambda: flush(settings),
         ("spool", "purge"): lambda: purge(settings),
         ("config", "show"): lambda: config_show(settings, args),

@@ -37,7 +37,16 @@ from telemd.collector.store.query import (
 from telemd.errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
-COMMANDS = ("serve", "query", "summary", "events", "migrate", "token", *problems_cli.COMMANDS)
+COMMANDS = (
+    "serve",
+    "query",
+    "summary",
+    "events",
+    "migrate",
+    "token",
+    "import",
+    *problems_cli.COMMANDS,
+)
 # Flags that map one-to-one onto configuration keys.
 SERVE_FLAGS = (
     "host",
@@ -150,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate", "Apply the database schema migrations, then exit.")
     problems_cli.add_commands(command)
 
+    importing = command("import", "Load records exported by `telemctl spool export --ndjson`.")
+    importing.add_argument("file", metavar="FILE", help="one record a line; - for stdin")
+
     token = command("token", "Create, list or revoke access tokens.")
     actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = actions.add_parser("create", help="make a token and print it (shown once)")
@@ -199,6 +211,8 @@ def open_store(config: CollectorConfig) -> Store:
 def serve(config: CollectorConfig) -> int:
     import uvicorn
 
+    from telemd.collector.jsonstream.splitter import MAX_VALUE
+    from telemd.collector.jsonstream.wsprotocol import CountingWSProtocol
     from telemd.collector.server.app import Collector, create_app
     from telemd.collector.server.connections import (
         ConnectionLimits,
@@ -247,6 +261,10 @@ def serve(config: CollectorConfig) -> int:
             # and would answer 503 to everyone once they are many.
             http=guarded_protocol(limits, with_client_cert=bool(config.client_ca)),
             timeout_keep_alive=config.keep_alive_timeout,
+            # The Go client's WebSocket on `/`: wsproto, which works beside
+            # h11, with pings counted and one event at most MAX_VALUE bytes.
+            ws=CountingWSProtocol,
+            ws_max_size=MAX_VALUE,
             **client_certs,
         )
     )
@@ -355,6 +373,31 @@ def run_token(store: Store, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_import(store: Store, config: CollectorConfig, path: str) -> int:
+    from telemd.collector.ingest.importer import import_records
+    from telemd.collector.ingest.records import CLEAR_LINUX_TID, Rules
+
+    rules = Rules(config.tids, config.max_payload_size)
+    # The file carries no telemetry id: its records take Clear's, or the first accepted.
+    tid = CLEAR_LINUX_TID if CLEAR_LINUX_TID in config.tids else sorted(config.tids)[0]
+    try:
+        if path == "-":
+            report = import_records(store, sys.stdin.buffer, tid=tid, rules=rules, now=time.time())
+        else:
+            with open(path, "rb") as file:
+                report = import_records(store, file, tid=tid, rules=rules, now=time.time())
+    except OSError as exc:
+        print(f"telemd-collector: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    for number, message in report.rejected:
+        print(f"telemd-collector: {path}:{number}: {message}", file=sys.stderr)
+    print(
+        f"imported {report.stored} records, {report.duplicates} already stored, "
+        f"{len(report.rejected)} rejected"
+    )
+    return EXIT_FAILURE if report.rejected else EXIT_OK
+
+
 def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
@@ -383,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 events_cli.run(store, args, config.failure_events, sys.stdout)
             elif args.command == "token":
                 return run_token(store, args)
+            elif args.command == "import":
+                return run_import(store, config, args.file)
             elif args.command in problems_cli.COMMANDS:
                 return problems_cli.run(store, args, table)
             else:

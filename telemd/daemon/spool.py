@@ -29,7 +29,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from telemd import journal
@@ -663,6 +663,12 @@ def fate_entry(
         attempts=record.attempts + (1 if http_status is not None else 0),
         message=message,
     )
+
+
+def waiting_records(conn: sqlite3.Connection) -> Iterator[Outgoing]:
+    """Every record in the spool, oldest first, as delivery would post it."""
+    for row in conn.execute(_SELECT_OUTGOING + " ORDER BY r.seq"):
+        yield _outgoing(row)
 
 
 def _outgoing(row: tuple[Any, ...]) -> Outgoing:

@@ -115,17 +115,19 @@ def build_request(post_format: str, records: Sequence[Outgoing]) -> Request:
             {"Content-Type": "application/json", RECORD_ID_HEADER: record.record_id},
             tuple(records),
         )
-    lines = [
-        json.dumps(
-            {**record.headers, "payload": record.payload, "record_id": record.record_id},
-            ensure_ascii=False,
-        )
-        for record in records
-    ]
+    lines = [ndjson_line(record) for record in records]
     return Request(
         ("\n".join(lines) + "\n").encode(),
         {"Content-Type": "application/x-ndjson"},
         tuple(records),
+    )
+
+
+def ndjson_line(record: Outgoing) -> str:
+    """One record of the ndjson format (also what `telemctl spool export` writes)."""
+    return json.dumps(
+        {**record.headers, "payload": record.payload, "record_id": record.record_id},
+        ensure_ascii=False,
     )
 
 

@@ -11,6 +11,7 @@ do not count against the next.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from access_tokens import ALL_SCOPES, make_token
 from collector_proc import BATCH_HEADERS, CollectorProcess, headers_request, ndjson, new_id, record
 
-from telemd.collector.access.guard import Access, GuardedRoute
+from telemd.collector.access.guard import Access, GuardedRoute, GuardedWebSocketRoute
 from telemd.collector.access.tokens import new_token
 from telemd.collector.cli import main as collector_main
 from telemd.collector.server.app import ROUTES
@@ -52,6 +53,7 @@ def one_event() -> tuple[dict[str, str], bytes]:
 # A body maker for every route of the table, by method and path.
 REQUESTS: dict[tuple[str, str], Any] = {
     ("POST", "/"): ingest_one,
+    ("POST", "/{token:token}"): ingest_one,
     ("POST", "/v2/collector"): ingest_one,
     ("POST", "/v2/collector/{token}"): ingest_one,
     ("POST", "/api/v1/records"): ingest_batch,
@@ -85,13 +87,19 @@ def key(route: GuardedRoute) -> tuple[str, str]:
 
 
 def test_every_route_declares_its_access_and_is_tried_here() -> None:
+    """WebSocket routes are tried in test_jsonstream_websocket.py."""
     for route in ROUTES:
-        assert isinstance(route, GuardedRoute), f"{route.path} has no access rule"
+        assert isinstance(route, GuardedRoute | GuardedWebSocketRoute), (
+            f"{route} has no access rule"
+        )
         assert isinstance(route.access, Access), route.path
+        if isinstance(route, GuardedWebSocketRoute):
+            assert route.access is Access.INGEST, route.path
+            continue
         assert key(route) in REQUESTS, f"{key(route)}: add it to REQUESTS"
         if route.access is Access.OPEN:
             assert key(route) in OPEN, f"{route.path} is open to anyone: is that meant?"
-        if "{token}" in route.path:
+        if "{token" in route.path:
             assert route.access is Access.INGEST, "only ingest takes a token in the URL"
     assert set(REQUESTS) == {key(route) for route in ROUTES if isinstance(route, GuardedRoute)}
 
@@ -131,9 +139,9 @@ def guarded(
 def attempt(proc: CollectorProcess, method: str, path: str, token: str | None) -> httpx.Response:
     headers, body = REQUESTS[method, path]()
     url = path.replace("{id}", "1")
-    if "{token}" in path:
+    if "{token" in path:
         # The token rides in the URL; "no token" is a made-up one there.
-        url = path.replace("{token}", token or new_token())
+        url = re.sub(r"\{token(:token)?\}", token or new_token(), path)
         token = None
     with proc.client(token=token, source=source()) as client:
         return client.request(method, url, headers=headers, content=body)
@@ -154,7 +162,7 @@ def test_no_token_wrong_scope_revoked_and_right_scope(
     none = attempt(proc, method, path, None)
     assert none.status_code == 401, none.text
     assert "message" in none.json()
-    if "{token}" not in path:
+    if "{token" not in path:
         assert none.headers["www-authenticate"].startswith("Bearer")
     wrong = attempt(proc, method, path, tokens.wrong[scope])
     assert wrong.status_code == 403, wrong.text

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from telemd.collector.access.limits import RateLimiter, retry_after
@@ -85,6 +87,44 @@ class GuardedRoute(Route):
         super().__init__(path, guarded, methods=methods)
 
 
+class GuardedWebSocketRoute(WebSocketRoute):
+    """A WebSocket route (an ASGI app) with its access rule, checked before the handshake."""
+
+    def __init__(self, path: str, app: ASGIApp, *, access: Access) -> None:
+        self.access = access
+        self.max_body = 0
+        super().__init__(path, _GuardedWebSocket(path, app, access))
+
+
+class _GuardedWebSocket:
+    # A class, not a function: Starlette hands a function a WebSocket object.
+    def __init__(self, path: str, app: ASGIApp, access: Access) -> None:
+        self.path = path
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        guard: Guard = scope["app"].state.guard
+        try:
+            await guard.admit(HTTPConnection(scope), self.path, self.access, 0)
+        except Denied as exc:
+            await deny_websocket(scope, send, exc)
+            return
+        await self.app(scope, receive, send)
+
+
+async def deny_websocket(scope: AsgiScope, send: Send, exc: Denied) -> None:
+    """Refuse a handshake with the status and message, where the server can say them."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": exc.message[:120]})
+        return
+    headers = [(b"content-type", b"application/json")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+    await send({"type": "websocket.http.response.start", "status": exc.status, "headers": headers})
+    body = json.dumps({"message": exc.message}).encode()
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
 def client_cert_name(scope: AsgiScope) -> str | None:
     """The subject of the connection's verified client certificate (see `mtls`)."""
     name = scope.get("extensions", {}).get("tls", {}).get("client_cert_name")
@@ -112,7 +152,9 @@ class Guard:
         self._cache: dict[str, tuple[float, TokenInfo | None]] = {}
         self._touched: dict[str, float] = {}
 
-    async def admit(self, request: Request, route: str, access: Access, max_body: int) -> None:
+    async def admit(
+        self, request: HTTPConnection, route: str, access: Access, max_body: int
+    ) -> None:
         if access is not Access.OPEN:
             info = await self.authenticate(request, route)
             if access is Access.INGEST:
@@ -128,7 +170,7 @@ class Guard:
                 await self.note_use(info)
         check_body_size(request, max_body)
 
-    async def authenticate(self, request: Request, route: str) -> TokenInfo | None:
+    async def authenticate(self, request: HTTPConnection, route: str) -> TokenInfo | None:
         """The presented token's record; None when none was presented; 401/429 if bad."""
         token = bearer(request.headers.get("authorization"))
         if token is None:
@@ -153,7 +195,7 @@ class Guard:
             raise Denied(401, "unknown or revoked token", AUTHENTICATE)
         return info
 
-    def admit_ingest(self, request: Request, info: TokenInfo | None) -> None:
+    def admit_ingest(self, request: HTTPConnection, info: TokenInfo | None) -> None:
         cert = client_cert_name(request.scope)
         if self.ingest_auth == "token" and info is None:
             raise Denied(
@@ -214,7 +256,7 @@ class Guard:
         await self.touch(info.name)
 
 
-def check_body_size(request: Request, max_body: int) -> None:
+def check_body_size(request: HTTPConnection, max_body: int) -> None:
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():

@@ -20,16 +20,26 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from telemd.collector.access import token_store
-from telemd.collector.access.guard import Access, Denied, Guard, GuardedRoute, denied
+from telemd.collector.access.guard import (
+    Access,
+    Denied,
+    Guard,
+    GuardedRoute,
+    GuardedWebSocketRoute,
+    denied,
+)
 from telemd.collector.access.tokens import TokenInfo
 from telemd.collector.config import CollectorConfig
 from telemd.collector.events.routes import EVENT_ROUTES
 from telemd.collector.ingest import records as ingest
 from telemd.collector.ingest.records import FieldError, Row, Rules
 from telemd.collector.ingest.writer import Writer
+from telemd.collector.jsonstream.post import STREAM_TYPES, post_stream
+from telemd.collector.jsonstream.websocket import TOKEN_PATH, WebSocketIngest
 from telemd.collector.problems import routes as problem_routes
 from telemd.collector.server.http import (
     DRAIN_LIMIT,
@@ -48,6 +58,7 @@ log = logging.getLogger("telemd.collector")
 # A 4 MiB body of tiny lines would be a million rejections to report.
 MAX_BATCH_RECORDS = 10_000
 BATCH_TYPES = ("application/x-ndjson", "application/json")
+UNBOUNDED = 2**63 - 1
 
 
 class Collector:
@@ -137,6 +148,13 @@ async def ingest_single(request: Request) -> Response:
     if earlier is None:  # purged between the insert and now
         return JSONResponse(record_json((None, received_at, *row)), status_code=200)
     return JSONResponse(record_json(earlier), status_code=200)
+
+
+async def ingest_root(request: Request) -> Response:
+    """POST /: the Go client's stream of JSON values, or one Clear record."""
+    if media_type(request) in STREAM_TYPES:
+        return await post_stream(request)
+    return await ingest_single(request)
 
 
 async def ingest_batch(request: Request) -> Response:
@@ -306,8 +324,12 @@ async def list_tokens(request: Request) -> Response:
 # Every route names who may use it (see telemd.collector.access.guard); the
 # ingest routes also take the token as the URL's last segment, for clients
 # that can be given a URL but not a header.
-ROUTES = [
-    GuardedRoute("/", ingest_single, methods=["POST"], access=Access.INGEST, max_body=DRAIN_LIMIT),
+ROUTES: list[BaseRoute] = [
+    # A stream has no size bound; ingest_single bounds a record's body itself.
+    GuardedRoute("/", ingest_root, methods=["POST"], access=Access.INGEST, max_body=UNBOUNDED),
+    # The Go client's WebSocket.
+    GuardedWebSocketRoute("/", WebSocketIngest(), access=Access.INGEST),
+    GuardedWebSocketRoute(TOKEN_PATH, WebSocketIngest(), access=Access.INGEST),
     GuardedRoute(
         "/v2/collector", ingest_single, methods=["POST"], access=Access.INGEST, max_body=DRAIN_LIMIT
     ),
@@ -346,15 +368,25 @@ ROUTES = [
     GuardedRoute("/healthz", healthz, methods=["GET"], access=Access.OPEN),
     GuardedRoute("/metrics", metrics, methods=["GET"], access=Access.READ),
     *EVENT_ROUTES,
+    GuardedRoute(
+        TOKEN_PATH, ingest_root, methods=["POST"], access=Access.INGEST, max_body=UNBOUNDED
+    ),
 ]
-ROUTE_PATHS = frozenset(route.path for route in ROUTES)
+ROUTE_PATHS = frozenset(route.path for route in ROUTES if isinstance(route, GuardedRoute))
 
 
 def route_path(path: str) -> str | None:
     """The route table's path that `path` matches: `/api/v1/problems/{id}` for `.../7`."""
     if path in ROUTE_PATHS:
         return path
-    return next((route.path for route in ROUTES if route.path_regex.fullmatch(path)), None)
+    return next(
+        (
+            route.path
+            for route in ROUTES
+            if isinstance(route, GuardedRoute) and route.path_regex.fullmatch(path)
+        ),
+        None,
+    )
 
 
 QUERY_KEY = "telemd.query"

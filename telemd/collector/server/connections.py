@@ -9,7 +9,11 @@ into a 503. This protocol adds what uvicorn lacks:
 - a request head must arrive whole within `header_timeout` seconds of its
   first byte (or of the connection); else 408 and the connection is closed;
 - a request body must arrive whole within `body_timeout` seconds of its head;
-  else the connection is closed and the route sees the client gone;
+  else the connection is closed and the route sees the client gone; a route
+  that reads its body as a stream (telemd.collector.jsonstream.post) calls
+  the `telemd.stream_body` extension of its scope, and then the body may
+  take as long as it likes but no pause between chunks may last
+  `body_timeout`;
 - a client that stops reading its answer (the write buffer stays full for
   `body_timeout` seconds) is cut off, so that it cannot hold a route and
   the answer's memory;
@@ -26,10 +30,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import h11
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("telemd.collector")
@@ -43,6 +49,17 @@ def _answer(status: str, message: str) -> bytes:
     body = b'{"message": "' + message.encode() + b'"}'
     head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\n"
     return head.encode() + b"content-length: %d\r\n\r\n" % len(body) + body
+
+
+STREAM_BODY = "telemd.stream_body"
+
+
+def _offering_stream_body(app: ASGIApp, stream_body: Callable[[], None]) -> ASGIApp:
+    async def app_with_extension(scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("extensions", {})[STREAM_BODY] = stream_body
+        await app(scope, receive, send)
+
+    return app_with_extension
 
 
 HEAD_TIMEOUT_ANSWER = _answer("408 Request Timeout", "the request head did not arrive in time")
@@ -84,7 +101,8 @@ class GuardedH11Protocol(H11Protocol):
 
     A connection is in one phase at a time: "idle" (keep-alive, between
     requests: uvicorn's own timer), "head" (reading a request head), "body"
-    (reading its body) or "app" (the route runs; no deadline here).
+    (reading its body), "app" (the route runs; no deadline here) or
+    "upgraded" (handed to the WebSocket protocol).
     """
 
     limits: ClassVar[ConnectionLimits]
@@ -95,11 +113,13 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.phase = "head"
+        self.streaming = False  # the body deadline is one per chunk
         self.deadline: asyncio.TimerHandle | None = None
         self.unread: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.app = _offering_stream_body(self.app, self.stream_body)
         if len(self.connections) > self.limits.max_connections and not self._make_room():
             self.closing.closed(f"more than {self.limits.max_connections} connections", self.client)
             transport.write(FULL_ANSWER)
@@ -111,6 +131,12 @@ class GuardedH11Protocol(H11Protocol):
         self._leave()
         self._reading_again()
         super().connection_lost(exc)
+
+    def stream_body(self) -> None:
+        """The route reads this request's body as a stream: a deadline per chunk."""
+        self.streaming = True
+        if self.phase == "body":
+            self._enter("body")
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -143,7 +169,13 @@ class GuardedH11Protocol(H11Protocol):
 
     def _follow(self, data_arrived: bool) -> None:
         """Move to the phase h11's state says the request is in."""
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self.phase == "upgraded":
+            return
+        if self.transport.get_protocol() is not self:
+            # Upgraded: the connection is the WebSocket protocol's from now
+            # on (telemd.collector.jsonstream.websocket bounds its silences).
+            self._leave()
+            self.phase = "upgraded"
             return
         state = self.conn.their_state
         if state is h11.IDLE:
@@ -154,7 +186,7 @@ class GuardedH11Protocol(H11Protocol):
             phase = "body"
         else:
             phase = "app"
-        if phase != self.phase:
+        if phase != self.phase or (phase == "body" and self.streaming and data_arrived):
             self._enter(phase)
 
     def _enter(self, phase: str) -> None:
@@ -162,6 +194,7 @@ class GuardedH11Protocol(H11Protocol):
         self.phase = phase
         loop = asyncio.get_running_loop()
         if phase in ("idle", "head"):
+            self.streaming = False
             self.waiting[self] = None
         if phase == "head":
             self.deadline = loop.call_later(self.limits.header_timeout, self._too_slow, phase)
