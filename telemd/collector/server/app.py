@@ -27,6 +27,8 @@ from telemd.collector.access import token_store
 from telemd.collector.access.guard import Access, Denied, Guard, GuardedRoute, denied
 from telemd.collector.access.tokens import TokenInfo
 from telemd.collector.config import MAX_BODY_SIZE, CollectorConfig
+from telemd.collector.console import auth as console_auth
+from telemd.collector.console.routes import CONSOLE_ROUTES
 from telemd.collector.ingest import records as ingest
 from telemd.collector.ingest.records import FieldError, Row, Rules
 from telemd.collector.ingest.writer import Writer
@@ -346,6 +348,7 @@ ROUTES = [
     GuardedRoute("/api/v1/tokens", list_tokens, methods=["GET"], access=Access.ADMIN),
     GuardedRoute("/healthz", healthz, methods=["GET"], access=Access.OPEN),
     GuardedRoute("/metrics", metrics, methods=["GET"], access=Access.READ),
+    *CONSOLE_ROUTES,
 ]
 ROUTE_PATHS = frozenset(route.path for route in ROUTES)
 
@@ -417,6 +420,7 @@ def make_guard(collector: Collector) -> Guard:
         ingest_rate=collector.config.ingest_rate_limit,
         find=find,
         touch=touch,
+        session=console_auth.admit,
     )
 
 

@@ -32,9 +32,16 @@ RECORD_FILTERS = (
     "before",
 )
 SUMMARY_PARAMS = ("since",)
+# The console's pages over a span of days (telemd.collector.console).
+SPAN_PARAMS = ("days",)
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/api/records": RECORD_FILTERS,
     "/api/v1/summary": SUMMARY_PARAMS,
+    "/console/records": RECORD_FILTERS,
+    "/console/records.csv": RECORD_FILTERS,
+    "/console/records.ndjson": RECORD_FILTERS,
+    "/console/problems": SPAN_PARAMS,
+    "/console/builds": SPAN_PARAMS,
 }
 # The longest stored text field is 256 characters; a longer filter matches nothing.
 MAX_VALUE = 256

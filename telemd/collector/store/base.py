@@ -67,6 +67,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_used_at DOUBLE PRECISION
         )""",
     ),
+    (
+        # The console's logins (telemd.collector.console.sessions): the
+        # session's hash and the hash of the token it was made from, so that
+        # revoking the token ends its sessions.
+        """CREATE TABLE console_sessions (
+            session_hash TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 RECENT_SEVERE = 5

@@ -1,0 +1,183 @@
+"""The console's pages: each reads what it shows in a worker thread, then renders.
+
+Query parameters arrive checked by the app's CheckedQuery layer (the names
+of `params.ROUTE_PARAMS`); a value that fails its check re-renders the page
+with the message and status 400. Path parameters are checked here.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from telemd.collector import json_codec
+from telemd.collector.console import data, render
+from telemd.collector.ingest.records import FieldError
+from telemd.collector.server.params import integer
+from telemd.collector.store.query import SELECT_COLUMNS, parse_query, record_json
+from telemd.record import HEADER_NAMES, is_event_id
+
+SPANS = (7, 30, 90)
+EXPORT_PAGE = 1000
+# An export is a search's records, not a backup: beyond this, narrow the search.
+EXPORT_MAX = 100_000
+# A spreadsheet runs a cell that starts with these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _collector(request: Request) -> Any:
+    return request.app.state.collector
+
+
+def _query(request: Request) -> dict[str, str]:
+    query: dict[str, str] = request.scope.get("telemd.query", {})
+    return query
+
+
+def _span(request: Request, default: int) -> int:
+    value = _query(request).get("days")
+    return integer("days", value, 1, 366) if value else default
+
+
+async def root(request: Request) -> Response:
+    """GET /: a browser is sent to the console; anything else is told what / takes."""
+    from telemd.collector.server.app import Refused  # the app imports this module
+
+    accept = request.headers.get("accept", "")
+    is_client = any(name in request.headers for name in ("x-telemetry-tid", "classification"))
+    if "text/html" in accept and not is_client:
+        return RedirectResponse("/console/", status_code=303)
+    raise Refused(405, "/ takes records by POST; the console is at /console/")
+
+
+async def overview(request: Request) -> Response:
+    c = _collector(request)
+    now = c.clock()
+    per_day = await c.read(data.records_per_day, c.store, now, data.OVERVIEW_DAYS, None)
+    machines = await c.read(data.machines_per_day, c.store, now, data.OVERVIEW_DAYS)
+    top = await c.read(data.severe_kinds, c.store, now, data.TOP_DAYS, 10)
+    return render.page(
+        request, "overview.html", per_day=per_day, machines=machines, top=top, span=data.TOP_DAYS
+    )
+
+
+async def problems(request: Request) -> Response:
+    c = _collector(request)
+    try:
+        days = _span(request, data.TOP_DAYS)
+    except FieldError as exc:
+        return render.page(request, "error.html", 400, message=f"{exc.field} {exc.message}")
+    rows = await c.read(data.severe_kinds, c.store, c.clock(), days, data.MAX_ROWS)
+    return render.page(request, "problems.html", rows=rows, days=days, spans=SPANS)
+
+
+async def builds(request: Request) -> Response:
+    c = _collector(request)
+    try:
+        days = _span(request, data.OVERVIEW_DAYS)
+    except FieldError as exc:
+        return render.page(request, "error.html", 400, message=f"{exc.field} {exc.message}")
+    rows = await c.read(data.builds, c.store, c.clock(), days, data.MAX_ROWS)
+    return render.page(request, "builds.html", rows=rows, days=days, spans=SPANS)
+
+
+async def records(request: Request) -> Response:
+    c = _collector(request)
+    given = _query(request)
+    try:
+        query = parse_query(given, c.clock())
+    except FieldError as exc:
+        return render.page(
+            request, "records.html", 400, form=given, rows=[], next_link=None,
+            error=f"{exc.field} {exc.message}",
+        )  # fmt: skip
+    rows = [record_json(row) for row in await c.read(c.store.records, query)]
+    next_link = None
+    if len(rows) == query.limit:
+        next_link = "?" + urlencode({**given, "before": rows[-1]["id"]})
+    return render.page(
+        request, "records.html", form=given, rows=rows, next_link=next_link, error=""
+    )
+
+
+async def record(request: Request) -> Response:
+    c = _collector(request)
+    record_id = request.path_params["record_id"]
+    row = await c.read(c.store.record, record_id) if is_event_id(record_id) else None
+    if row is None:
+        return render.page(request, "error.html", 404, message="no record with that id")
+    return render.page(request, "record.html", record=record_json(row), headers=HEADER_NAMES)
+
+
+async def machine(request: Request) -> Response:
+    c = _collector(request)
+    machine_id = request.path_params["machine_id"]
+    if not 0 < len(machine_id) <= 256 or not machine_id.isprintable():
+        return render.page(request, "error.html", 404, message="no machine with that id")
+    now = c.clock()
+    per_day = await c.read(data.records_per_day, c.store, now, data.OVERVIEW_DAYS, machine_id)
+    kinds = await c.read(data.machine_kinds, c.store, machine_id, data.MAX_ROWS)
+    query = parse_query({"machine_id": machine_id, "limit": "20"}, now)
+    recent = [record_json(row) for row in await c.read(c.store.records, query)]
+    return render.page(
+        request, "machine.html", machine_id=machine_id, per_day=per_day, kinds=kinds, recent=recent
+    )
+
+
+def _cell(value: object) -> str:
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+async def _export(request: Request, fmt: str) -> Response:
+    c = _collector(request)
+    given = {k: v for k, v in _query(request).items() if k != "limit"}
+    try:
+        query = parse_query({**given, "limit": str(EXPORT_PAGE)}, c.clock())
+    except FieldError as exc:
+        return render.page(request, "error.html", 400, message=f"{exc.field} {exc.message}")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        page = query
+        sent = 0
+        if fmt == "csv":
+            yield _csv_line(SELECT_COLUMNS)
+        while sent < EXPORT_MAX:
+            rows = await c.read(c.store.records, page)
+            for row in rows:
+                item = record_json(row)
+                if fmt == "csv":
+                    yield _csv_line([_cell(item[name]) for name in SELECT_COLUMNS])
+                else:
+                    yield json_codec.dumps(item) + b"\n"
+            sent += len(rows)
+            if len(rows) < page.limit:
+                break
+            page = dataclasses.replace(page, before=int(rows[-1][0]))
+
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+    disposition = f'attachment; filename="records.{fmt}"'
+    return StreamingResponse(
+        chunks(), media_type=media, headers={"Content-Disposition": disposition}
+    )
+
+
+def _csv_line(values: Any) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerow(values)
+    return out.getvalue().encode()
+
+
+async def export_csv(request: Request) -> Response:
+    return await _export(request, "csv")
+
+
+async def export_ndjson(request: Request) -> Response:
+    return await _export(request, "ndjson")
