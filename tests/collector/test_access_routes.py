@@ -22,7 +22,12 @@ from collector_proc import BATCH_HEADERS, CollectorProcess, headers_request, ndj
 from telemd.collector.access.guard import Access, GuardedRoute
 from telemd.collector.access.tokens import new_token
 from telemd.collector.cli import main as collector_main
+from telemd.collector.console.routes import CONSOLE_ROUTES
 from telemd.collector.server.app import ROUTES
+
+# The console's routes take a session, not a token: test_console_access tries them.
+API_ROUTES = [route for route in ROUTES if route not in CONSOLE_ROUTES]
+CONSOLE_OPEN = {"/", "/console/login", "/console/static/console.css"}
 
 SCOPE_OF = {Access.INGEST: "ingest", Access.READ: "read", Access.ADMIN: "admin"}
 _addresses = itertools.count(2)
@@ -61,7 +66,11 @@ REQUESTS: dict[str, tuple[str, Any]] = {
 
 
 def test_every_route_declares_its_access_and_is_tried_here() -> None:
-    for route in ROUTES:
+    for route in CONSOLE_ROUTES:
+        assert isinstance(route, GuardedRoute), f"{route.path} has no access rule"
+        if route.access is not Access.SESSION:
+            assert route.access is Access.OPEN and route.path in CONSOLE_OPEN, route.path
+    for route in API_ROUTES:
         assert isinstance(route, GuardedRoute), f"{route.path} has no access rule"
         assert isinstance(route.access, Access), route.path
         assert route.path in REQUESTS, f"{route.path}: add it to REQUESTS"
@@ -69,7 +78,7 @@ def test_every_route_declares_its_access_and_is_tried_here() -> None:
             assert route.path == "/healthz", f"{route.path} is open to anyone: is that meant?"
         if "{token}" in route.path:
             assert route.access is Access.INGEST, "only ingest takes a token in the URL"
-    assert set(REQUESTS) == {route.path for route in ROUTES}
+    assert set(REQUESTS) == {route.path for route in API_ROUTES}
 
 
 class Tokens:
@@ -121,7 +130,7 @@ def test_no_token_wrong_scope_revoked_and_right_scope(
     guarded: tuple[CollectorProcess, Tokens], path: str
 ) -> None:
     proc, tokens = guarded
-    [route] = [r for r in ROUTES if r.path == path]
+    [route] = [r for r in API_ROUTES if r.path == path]
     assert isinstance(route, GuardedRoute)
     if route.access is Access.OPEN:
         for token in (None, tokens.revoked, tokens.right["read"]):

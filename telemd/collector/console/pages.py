@@ -138,7 +138,7 @@ def _cell(value: object) -> str:
 
 async def _export(request: Request, fmt: str) -> Response:
     c = _collector(request)
-    given = {k: v for k, v in _query(request).items() if k != "limit"}
+    given = _query(request)
     try:
         query = parse_query({**given, "limit": str(EXPORT_PAGE)}, c.clock())
     except FieldError as exc:

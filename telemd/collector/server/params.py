@@ -32,14 +32,15 @@ RECORD_FILTERS = (
     "before",
 )
 SUMMARY_PARAMS = ("since",)
-# The console's pages over a span of days (telemd.collector.console).
+# The console's pages over a span of days, and its exports: a whole search.
 SPAN_PARAMS = ("days",)
+EXPORT_FILTERS = tuple(name for name in RECORD_FILTERS if name not in ("limit", "before"))
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/api/records": RECORD_FILTERS,
     "/api/v1/summary": SUMMARY_PARAMS,
     "/console/records": RECORD_FILTERS,
-    "/console/records.csv": RECORD_FILTERS,
-    "/console/records.ndjson": RECORD_FILTERS,
+    "/console/records.csv": EXPORT_FILTERS,
+    "/console/records.ndjson": EXPORT_FILTERS,
     "/console/problems": SPAN_PARAMS,
     "/console/builds": SPAN_PARAMS,
 }
