@@ -22,12 +22,13 @@ from telemd.collector.access import token_store
 from telemd.collector.access.tokens import Scope, check_name, parse_scopes
 from telemd.collector.config import CollectorConfig, Raw
 from telemd.collector.ingest.records import FieldError
+from telemd.collector.problems import cli as problems_cli
 from telemd.collector.store.base import StorageError, Store, open_engine
 from telemd.collector.store.query import FILTER_NAMES, parse_query, parse_since, record_json
 from telemd.errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
-COMMANDS = ("serve", "query", "summary", "migrate", "token")
+COMMANDS = ("serve", "query", "summary", "migrate", "token", *problems_cli.COMMANDS)
 # Flags that map one-to-one onto configuration keys.
 SERVE_FLAGS = (
     "host",
@@ -46,6 +47,7 @@ SERVE_FLAGS = (
     "ingest_auth",
     "client_ca",
     "ingest_rate_limit",
+    "rollups",
 )
 
 
@@ -111,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--ingest-rate-limit", metavar="N", help="ingest requests a second per client; 0 = none"
     )
 
+    serve.add_argument(
+        "--no-rollups",
+        dest="rollups",
+        action="store_const",
+        const=False,
+        help="store records without grouping them into problems or counting them",
+    )
+
     query = command("query", "Print stored records, newest first.")
     for name in FILTER_NAMES:
         query.add_argument("--" + name.replace("_", "-"), metavar=name.upper())
@@ -121,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--format", choices=("table", "json"), default="table")
 
     command("migrate", "Apply the database schema migrations, then exit.")
+    problems_cli.add_commands(command)
 
     token = command("token", "Create, list or revoke access tokens.")
     actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -163,7 +174,7 @@ def load_config(args: argparse.Namespace) -> CollectorConfig:
 
 
 def open_store(config: CollectorConfig) -> Store:
-    store = Store(open_engine(config.db))
+    store = Store(open_engine(config.db), rollups=config.rollups)
     store.migrate()
     return store
 
@@ -337,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print_summary(store, args)
             elif args.command == "token":
                 return run_token(store, args)
+            elif args.command in problems_cli.COMMANDS:
+                return problems_cli.run(store, args, table)
             else:
                 print(f"schema is at version {store.migrate()}")
         finally:

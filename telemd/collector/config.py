@@ -65,6 +65,8 @@ class CollectorConfig:
     client_ca: str | None = None
     # Ingest requests a second per client (token, certificate or address); 0 = no limit.
     ingest_rate_limit: float = DEFAULT_INGEST_RATE_LIMIT
+    # Problems and their counts, kept at ingest (telemd/collector/problems/).
+    rollups: bool = True
 
     @property
     def tls(self) -> bool:
@@ -224,6 +226,7 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "ingest_auth": _ingest_auth,
     "client_ca": _path,
     "ingest_rate_limit": _rate,
+    "rollups": _bool,
 }
 
 

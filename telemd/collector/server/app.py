@@ -32,6 +32,7 @@ from telemd.collector.console.routes import CONSOLE_ROUTES
 from telemd.collector.ingest import records as ingest
 from telemd.collector.ingest.records import FieldError, Row, Rules
 from telemd.collector.ingest.writer import Writer
+from telemd.collector.problems import routes as problem_routes
 from telemd.collector.server.metrics import Metrics
 from telemd.collector.server.params import ROUTE_PARAMS, read_query
 from telemd.collector.store.base import Retention, StorageError, Store
@@ -345,12 +346,27 @@ ROUTES = [
     ),
     GuardedRoute("/api/records", list_records, methods=["GET"], access=Access.READ),
     GuardedRoute("/api/v1/summary", summary, methods=["GET"], access=Access.READ),
+    GuardedRoute(
+        "/api/v1/problems", problem_routes.list_problems, methods=["GET"], access=Access.READ
+    ),
+    GuardedRoute(
+        "/api/v1/problems/{id}", problem_routes.show_problem, methods=["GET"], access=Access.READ
+    ),
+    GuardedRoute("/api/v1/builds", problem_routes.list_builds, methods=["GET"], access=Access.READ),
+    GuardedRoute("/api/v1/overview", problem_routes.overview, methods=["GET"], access=Access.READ),
     GuardedRoute("/api/v1/tokens", list_tokens, methods=["GET"], access=Access.ADMIN),
     GuardedRoute("/healthz", healthz, methods=["GET"], access=Access.OPEN),
     GuardedRoute("/metrics", metrics, methods=["GET"], access=Access.READ),
     *CONSOLE_ROUTES,
 ]
 ROUTE_PATHS = frozenset(route.path for route in ROUTES)
+
+
+def route_path(path: str) -> str | None:
+    """The route table's path that `path` matches: `/api/v1/problems/{id}` for `.../7`."""
+    if path in ROUTE_PATHS:
+        return path
+    return next((route.path for route in ROUTES if route.path_regex.fullmatch(path)), None)
 
 
 QUERY_KEY = "telemd.query"
@@ -373,8 +389,9 @@ class CheckedQuery:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in ROUTE_PATHS:
-            allowed = ROUTE_PARAMS.get(scope["path"], ())
+        route = route_path(scope["path"]) if scope["type"] == "http" else None
+        if route is not None:
+            allowed = ROUTE_PARAMS.get(route, ())
             try:
                 scope[QUERY_KEY] = read_query(scope["query_string"], allowed)
             except FieldError as exc:
@@ -398,7 +415,7 @@ class Timing:
         try:
             await self.app(scope, receive, send)
         finally:
-            route = scope["path"] if scope["path"] in ROUTE_PATHS else "other"
+            route = route_path(scope["path"]) or "other"
             self.metrics.observe_request(scope["method"], route, time.perf_counter() - start)
 
 

@@ -35,9 +35,12 @@ SUMMARY_PARAMS = ("since",)
 # The console's pages over a span of days, and its exports: a whole search.
 SPAN_PARAMS = ("days",)
 EXPORT_FILTERS = tuple(name for name in RECORD_FILTERS if name not in ("limit", "before"))
+PROBLEM_PARAMS = ("kind", "build", "since", "sort", "limit", "after")
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/api/records": RECORD_FILTERS,
     "/api/v1/summary": SUMMARY_PARAMS,
+    "/api/v1/problems": PROBLEM_PARAMS,
+    "/api/v1/builds": ("limit",),
     "/console/records": RECORD_FILTERS,
     "/console/records.csv": EXPORT_FILTERS,
     "/console/records.ndjson": EXPORT_FILTERS,

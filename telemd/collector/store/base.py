@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
+from telemd.collector.problems import rollups
+from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
 from telemd.errors import ConfigError, TelemetryError
 
@@ -66,6 +68,73 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at DOUBLE PRECISION NOT NULL,
             last_used_at DOUBLE PRECISION
         )""",
+    ),
+    (
+        # Problems (telemd.collector.problems) and the counts kept at ingest.
+        """CREATE TABLE problems (
+            id {id_column},
+            kind TEXT NOT NULL,
+            signature TEXT NOT NULL UNIQUE,
+            title TEXT NOT NULL,
+            first_seen DOUBLE PRECISION NOT NULL,
+            last_seen DOUBLE PRECISION NOT NULL,
+            occurrences BIGINT NOT NULL,
+            machines BIGINT NOT NULL,
+            builds BIGINT NOT NULL,
+            first_build TEXT NOT NULL,
+            record_id TEXT NOT NULL
+        )""",
+        "CREATE INDEX problems_occurrences ON problems (occurrences, id)",
+        "CREATE INDEX problems_machines ON problems (machines, id)",
+        "CREATE INDEX problems_last_seen ON problems (last_seen, id)",
+        "CREATE INDEX problems_first_build ON problems (first_build)",
+        """CREATE TABLE problem_records (
+            problem_id BIGINT NOT NULL, record BIGINT NOT NULL, PRIMARY KEY (problem_id, record)
+        )""",
+        """CREATE TABLE problem_days (
+            problem_id BIGINT NOT NULL, day INTEGER NOT NULL, n BIGINT NOT NULL,
+            PRIMARY KEY (problem_id, day)
+        )""",
+        "CREATE INDEX problem_days_day ON problem_days (day, problem_id)",
+        """CREATE TABLE problem_builds (
+            problem_id BIGINT NOT NULL, build TEXT NOT NULL, n BIGINT NOT NULL,
+            PRIMARY KEY (problem_id, build)
+        )""",
+        "CREATE INDEX problem_builds_build ON problem_builds (build, problem_id)",
+        """CREATE TABLE problem_machines (
+            problem_id BIGINT NOT NULL, machine_id TEXT NOT NULL, n BIGINT NOT NULL,
+            last_seen DOUBLE PRECISION NOT NULL, PRIMARY KEY (problem_id, machine_id)
+        )""",
+        """CREATE TABLE builds (
+            build TEXT PRIMARY KEY, first_seen DOUBLE PRECISION NOT NULL,
+            last_seen DOUBLE PRECISION NOT NULL, machines BIGINT NOT NULL,
+            records BIGINT NOT NULL, problems BIGINT NOT NULL, crashes BIGINT NOT NULL
+        )""",
+        "CREATE INDEX builds_first_seen ON builds (first_seen)",
+        """CREATE TABLE build_machines (
+            build TEXT NOT NULL, machine_id TEXT NOT NULL, PRIMARY KEY (build, machine_id)
+        )""",
+        """CREATE TABLE build_days (
+            build TEXT NOT NULL, day INTEGER NOT NULL, machines BIGINT NOT NULL,
+            records BIGINT NOT NULL, PRIMARY KEY (build, day)
+        )""",
+        """CREATE TABLE build_day_machines (
+            build TEXT NOT NULL, day INTEGER NOT NULL, machine_id TEXT NOT NULL,
+            PRIMARY KEY (build, day, machine_id)
+        )""",
+        """CREATE TABLE days (
+            day INTEGER PRIMARY KEY, machines BIGINT NOT NULL, records BIGINT NOT NULL
+        )""",
+        """CREATE TABLE day_machines (
+            day INTEGER NOT NULL, machine_id TEXT NOT NULL, PRIMARY KEY (day, machine_id)
+        )""",
+        """CREATE TABLE kind_days (
+            kind TEXT NOT NULL, day INTEGER NOT NULL, records BIGINT NOT NULL,
+            PRIMARY KEY (kind, day)
+        )""",
+        "CREATE TABLE skip_frames (pattern TEXT PRIMARY KEY)",
+        "INSERT INTO skip_frames (pattern) VALUES "
+        + ", ".join(f"('{pattern}')" for pattern in FIRST_SKIP_FRAMES),
     ),
     (
         # The console's logins (telemd.collector.console.sessions): the
@@ -151,9 +220,12 @@ def open_engine(url: str) -> Engine:
 
 
 class Store:
-    def __init__(self, engine: Engine, readers: int = 4) -> None:
+    def __init__(self, engine: Engine, readers: int = 4, rollups: bool = True) -> None:
         self.engine = engine
         self.readers = readers
+        # Problems and their counts, kept in the transaction that stores the records.
+        self.rollups = rollups
+        self.skip_frames = SkipFrames()
         self._pool: queue.LifoQueue[Session] = queue.LifoQueue()
         self._free_slots = threading.BoundedSemaphore(readers)
         self._writer: Session | None = None
@@ -246,7 +318,17 @@ class Store:
     def write(self, batches: Sequence[Sequence[Row]], received_at: float) -> list[dict[str, int]]:
         """Store several batches in one transaction; per batch, {record_id: id} of the new."""
         with self._transaction() as session:
-            return [session.insert(rows, received_at) if rows else {} for rows in batches]
+            stored = [session.insert(rows, received_at) if rows else {} for rows in batches]
+            if self.rollups:
+                new = [
+                    _stored(ids[str(row[0])], received_at, row)
+                    for rows, ids in zip(batches, stored, strict=True)
+                    for row in rows
+                    if str(row[0]) in ids
+                ]
+                if new:
+                    rollups.apply(session, rollups.fold(new, self.skip_frames.current(session)))
+            return stored
 
     def purge(self, retention: Retention, now: float) -> int:
         """Delete records past their retention; return how many went."""
@@ -326,6 +408,22 @@ class Store:
                 (*params, MAX_MACHINES),
             )
         return summary_json(counts, recent, machines, since)
+
+
+_COLUMN = {name: i for i, name in enumerate(RECORD_COLUMNS)}
+
+
+def _stored(record: int, received_at: float, row: Row) -> rollups.Stored:
+    """What the counts need of a row in RECORD_COLUMNS order."""
+    return rollups.Stored(
+        record,
+        str(row[_COLUMN["record_id"]]),
+        received_at,
+        str(row[_COLUMN["classification"]]),
+        str(row[_COLUMN["machine_id"]]),
+        str(row[_COLUMN["build"]]),
+        str(row[_COLUMN["payload"]]),
+    )
 
 
 def insert_sql(placeholder: str) -> str:

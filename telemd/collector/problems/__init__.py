@@ -1,0 +1,1 @@
+"""Problems: records grouped by signature, and the counts kept for them at ingest."""

@@ -1,0 +1,333 @@
+"""Counts kept at ingest, in the transaction that stores the records they count.
+
+Every count is an upsert that adds (`n = n + excluded.n`) and every set of
+machines is an insert that keeps only the keys that were new (`ON CONFLICT
+DO NOTHING RETURNING`), so several collectors writing into one PostgreSQL
+database count exactly: a row another transaction is inserting is waited
+for, never counted twice. Keys are written in one order (table by table,
+sorted within each), so two transactions never wait for each other in a
+circle. A batch is folded in memory first: one statement per table, not
+one per record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+from telemd.collector.problems.signature import (
+    Problem,
+    ProblemKind,
+    SkipList,
+    problem_of,
+    record_kind,
+)
+
+if TYPE_CHECKING:
+    from telemd.collector.store.base import Session
+
+DAY = 86400
+# Rows per multi-row statement: far below SQLite's and PostgreSQL's bound-parameter limits.
+ROWS_PER_STATEMENT = 500
+
+
+class Stored(NamedTuple):
+    """What the counts need of one newly stored record."""
+
+    id: int
+    record_id: str
+    received_at: float
+    classification: str
+    machine_id: str
+    build: str
+    payload: str
+
+
+def day_of(moment: float) -> int:
+    """Days since 1970-01-01 UTC."""
+    return int(moment // DAY)
+
+
+@dataclass
+class _NewProblem:
+    problem: Problem
+    first_seen: float
+    last_seen: float
+    record_id: str
+    first_build: str
+    first_id: int
+    occurrences: int = 0
+
+
+@dataclass
+class Fold:
+    """One batch's counts, before they meet the database."""
+
+    problems: dict[str, _NewProblem] = field(default_factory=dict)
+    problem_records: list[tuple[str, int]] = field(default_factory=list)
+    problem_days: Counter[tuple[str, int]] = field(default_factory=Counter)
+    problem_builds: Counter[tuple[str, str]] = field(default_factory=Counter)
+    problem_machines: Counter[tuple[str, str]] = field(default_factory=Counter)
+    problem_machine_seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    builds: Counter[str] = field(default_factory=Counter)
+    build_crashes: Counter[str] = field(default_factory=Counter)
+    build_seen: dict[str, tuple[float, float]] = field(default_factory=dict)
+    build_machines: set[tuple[str, str]] = field(default_factory=set)
+    build_days: Counter[tuple[str, int]] = field(default_factory=Counter)
+    build_day_machines: set[tuple[str, int, str]] = field(default_factory=set)
+    days: Counter[int] = field(default_factory=Counter)
+    day_machines: set[tuple[int, str]] = field(default_factory=set)
+    kind_days: Counter[tuple[str, int]] = field(default_factory=Counter)
+
+
+def fold(records: Iterable[Stored], skip: SkipList) -> Fold:
+    f = Fold()
+    for r in records:
+        day = day_of(r.received_at)
+        f.builds[r.build] += 1
+        low, high = f.build_seen.get(r.build, (r.received_at, r.received_at))
+        f.build_seen[r.build] = (min(low, r.received_at), max(high, r.received_at))
+        f.build_machines.add((r.build, r.machine_id))
+        f.build_days[r.build, day] += 1
+        f.build_day_machines.add((r.build, day, r.machine_id))
+        f.days[day] += 1
+        f.day_machines.add((day, r.machine_id))
+        f.kind_days[record_kind(r.classification), day] += 1
+        problem = problem_of(r.classification, r.payload, skip)
+        if problem is None:
+            continue
+        sig = problem.signature
+        seen = f.problems.get(sig)
+        if seen is None:
+            seen = f.problems[sig] = _NewProblem(
+                problem, r.received_at, r.received_at, r.record_id, r.build, r.id
+            )
+        elif r.id < seen.first_id:
+            seen.first_id, seen.record_id, seen.first_build = r.id, r.record_id, r.build
+        seen.first_seen = min(seen.first_seen, r.received_at)
+        seen.last_seen = max(seen.last_seen, r.received_at)
+        n = problem.occurrences
+        seen.occurrences += n
+        f.problem_records.append((sig, r.id))
+        f.problem_days[sig, day] += n
+        f.problem_builds[sig, r.build] += n
+        f.problem_machines[sig, r.machine_id] += n
+        key = (sig, r.machine_id)
+        f.problem_machine_seen[key] = max(f.problem_machine_seen.get(key, 0.0), r.received_at)
+        if problem.kind is ProblemKind.CRASH:
+            f.build_crashes[r.build] += n
+    return f
+
+
+def _rows(
+    sql_head: str, rows: Sequence[Sequence[object]], tail: str = ""
+) -> Iterable[tuple[str, list[object]]]:
+    """Multi-row statements of at most ROWS_PER_STATEMENT rows each."""
+    if not rows:
+        return
+    marks = "(" + ", ".join("?" * len(rows[0])) + ")"
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        params = [value for row in chunk for value in row]
+        yield f"{sql_head} VALUES {', '.join([marks] * len(chunk))} {tail}", params
+
+
+def _fetch_all(
+    session: Session, head: str, rows: Sequence[Sequence[object]], tail: str
+) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for sql, params in _rows(head, rows, tail):
+        out += session.fetch(sql, params)
+    return out
+
+
+def _execute_all(session: Session, head: str, rows: Sequence[Sequence[object]], tail: str) -> None:
+    for sql, params in _rows(head, rows, tail):
+        session.execute(sql, params)
+
+
+def _new_keys(
+    session: Session, table: str, columns: Sequence[str], keys: Iterable[tuple[object, ...]]
+) -> list[tuple[object, ...]]:
+    """Insert the keys of a set table; return those that were not there."""
+    cols = ", ".join(columns)
+    return _fetch_all(
+        session,
+        f"INSERT INTO {table} ({cols})",
+        sorted(keys),
+        f"ON CONFLICT ({cols}) DO NOTHING RETURNING {cols}",
+    )
+
+
+def apply(session: Session, f: Fold) -> None:
+    """Write one fold's counts, in the fixed table order."""
+    _apply_builds(session, f)
+    _apply_days(session, f)
+    if f.problems:
+        _apply_problems(session, f)
+
+
+def _apply_builds(session: Session, f: Fold) -> None:
+    if not f.builds:
+        return
+    new_machines = Counter(
+        str(build)
+        for build, _ in _new_keys(
+            session, "build_machines", ("build", "machine_id"), f.build_machines
+        )
+    )
+    _execute_all(
+        session,
+        "INSERT INTO builds (build, first_seen, last_seen, machines, records, problems, crashes)",
+        [
+            (b, f.build_seen[b][0], f.build_seen[b][1], new_machines[b], n, 0, f.build_crashes[b])
+            for b, n in sorted(f.builds.items())
+        ],
+        "ON CONFLICT (build) DO UPDATE SET "
+        "first_seen = CASE WHEN excluded.first_seen < builds.first_seen "
+        "THEN excluded.first_seen ELSE builds.first_seen END, "
+        "last_seen = CASE WHEN excluded.last_seen > builds.last_seen "
+        "THEN excluded.last_seen ELSE builds.last_seen END, "
+        "machines = builds.machines + excluded.machines, "
+        "records = builds.records + excluded.records, "
+        "crashes = builds.crashes + excluded.crashes",
+    )
+    new_day_machines = Counter(
+        (str(b), int(str(d)))
+        for b, d, _ in _new_keys(
+            session, "build_day_machines", ("build", "day", "machine_id"), f.build_day_machines
+        )
+    )
+    _execute_all(
+        session,
+        "INSERT INTO build_days (build, day, machines, records)",
+        [(b, d, new_day_machines[b, d], n) for (b, d), n in sorted(f.build_days.items())],
+        "ON CONFLICT (build, day) DO UPDATE SET "
+        "machines = build_days.machines + excluded.machines, "
+        "records = build_days.records + excluded.records",
+    )
+
+
+def _apply_days(session: Session, f: Fold) -> None:
+    new_machines = Counter(
+        int(str(d))
+        for d, _ in _new_keys(session, "day_machines", ("day", "machine_id"), f.day_machines)
+    )
+    _execute_all(
+        session,
+        "INSERT INTO days (day, machines, records)",
+        [(d, new_machines[d], n) for d, n in sorted(f.days.items())],
+        "ON CONFLICT (day) DO UPDATE SET machines = days.machines + excluded.machines, "
+        "records = days.records + excluded.records",
+    )
+    _execute_all(
+        session,
+        "INSERT INTO kind_days (kind, day, records)",
+        [(k, d, n) for (k, d), n in sorted(f.kind_days.items())],
+        "ON CONFLICT (kind, day) DO UPDATE SET records = kind_days.records + excluded.records",
+    )
+
+
+def _apply_problems(session: Session, f: Fold) -> None:
+    ids: dict[str, int] = {}
+    returned = _fetch_all(
+        session,
+        "INSERT INTO problems (kind, signature, title, first_seen, last_seen, occurrences, "
+        "machines, builds, first_build, record_id)",
+        [
+            (
+                p.problem.kind.value,
+                sig,
+                p.problem.title,
+                p.first_seen,
+                p.last_seen,
+                p.occurrences,
+                0,
+                0,
+                p.first_build,
+                p.record_id,
+            )
+            for sig, p in sorted(f.problems.items())
+        ],
+        "ON CONFLICT (signature) DO UPDATE SET "
+        "first_seen = CASE WHEN excluded.first_seen < problems.first_seen "
+        "THEN excluded.first_seen ELSE problems.first_seen END, "
+        "last_seen = CASE WHEN excluded.last_seen > problems.last_seen "
+        "THEN excluded.last_seen ELSE problems.last_seen END, "
+        "occurrences = problems.occurrences + excluded.occurrences, "
+        "title = excluded.title, "
+        # Emptied by `reprocess`, so that the rebuild picks the earliest record again.
+        "record_id = CASE WHEN problems.record_id = '' "
+        "THEN excluded.record_id ELSE problems.record_id END, "
+        "first_build = CASE WHEN problems.record_id = '' "
+        "THEN excluded.first_build ELSE problems.first_build END "
+        "RETURNING signature, id",
+    )
+    for sig, problem_id in returned:
+        ids[str(sig)] = int(str(problem_id))
+    _execute_all(
+        session,
+        "INSERT INTO problem_records (problem_id, record)",
+        sorted((ids[sig], record) for sig, record in f.problem_records),
+        "ON CONFLICT (problem_id, record) DO NOTHING",
+    )
+    _execute_all(
+        session,
+        "INSERT INTO problem_days (problem_id, day, n)",
+        sorted((ids[sig], day, n) for (sig, day), n in f.problem_days.items()),
+        "ON CONFLICT (problem_id, day) DO UPDATE SET n = problem_days.n + excluded.n",
+    )
+    new_builds = _fetch_all(
+        session,
+        "INSERT INTO problem_builds (problem_id, build, n)",
+        sorted((ids[sig], build, n) for (sig, build), n in f.problem_builds.items()),
+        "ON CONFLICT (problem_id, build) DO UPDATE SET n = problem_builds.n + excluded.n "
+        "RETURNING problem_id, build, n",
+    )
+    new_machines = _fetch_all(
+        session,
+        "INSERT INTO problem_machines (problem_id, machine_id, n, last_seen)",
+        sorted(
+            (ids[sig], machine, n, f.problem_machine_seen[sig, machine])
+            for (sig, machine), n in f.problem_machines.items()
+        ),
+        "ON CONFLICT (problem_id, machine_id) DO UPDATE SET "
+        "n = problem_machines.n + excluded.n, "
+        "last_seen = CASE WHEN excluded.last_seen > problem_machines.last_seen "
+        "THEN excluded.last_seen ELSE problem_machines.last_seen END "
+        "RETURNING problem_id, machine_id, n",
+    )
+    added_builds = _was_new(new_builds, {(ids[s], b): n for (s, b), n in f.problem_builds.items()})
+    added_machines = _was_new(
+        new_machines, {(ids[s], m): n for (s, m), n in f.problem_machines.items()}
+    )
+    per_problem: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for problem_id, _ in added_builds:
+        per_problem[problem_id][0] += 1
+    for problem_id, _ in added_machines:
+        per_problem[problem_id][1] += 1
+    for problem_id, (builds, machines) in sorted(per_problem.items()):
+        session.execute(
+            "UPDATE problems SET builds = builds + ?, machines = machines + ? WHERE id = ?",
+            (builds, machines, problem_id),
+        )
+    problems_per_build = Counter(build for _, build in added_builds)
+    for build, n in sorted(problems_per_build.items()):
+        session.execute("UPDATE builds SET problems = problems + ? WHERE build = ?", (n, build))
+
+
+def _was_new(
+    returned: Sequence[tuple[object, ...]], added: dict[tuple[int, str], int]
+) -> list[tuple[int, str]]:
+    """Keys whose row now holds exactly what this batch added: the row is new.
+
+    The upsert hands back each row after the change; a row that existed
+    already holds more than this batch's share (every count is at least 1).
+    """
+    return sorted(
+        (int(str(pid)), str(key))
+        for pid, key, n in returned
+        if int(str(n)) == added[int(str(pid)), str(key)]
+    )

@@ -1,0 +1,320 @@
+"""A record's problem: the signature that groups it with others, and a title.
+
+Pure: no database, no clock. `problem_of` reads the payload layouts the
+project's probes write (PROTOCOL.md section 6, docs/probes.md) and returns
+None for a record that reports no problem (a heartbeat) or whose payload
+has nothing to group by. A signature never holds an address, an offset, a
+pid, a CPU number or a line number, so the same fault on other machines,
+other builds and other load addresses has the same signature.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from telemd.collector.problems.mce import mce_class
+
+MAX_SIGNATURE_CHARS = 512
+MAX_TITLE_CHARS = 200
+SIGNATURE_FRAMES = 3  # frames of the crashing thread that make two crashes the same
+LIST_SEPARATOR = "|"
+
+
+class ProblemKind(str, Enum):
+    CRASH = "crash"
+    KERNEL = "kernel"
+    MCE = "mce"
+    PYTHON = "python"
+    UNIT = "unit"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    kind: ProblemKind
+    signature: str
+    title: str
+    occurrences: int = 1  # a crash record may stand for several crashes
+
+
+class SkipList:
+    """Shell patterns of frames that only report a fault (`raise`, `__GI_*`)."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = tuple(patterns)
+        exact = {p for p in self.patterns if not any(c in p for c in "*?[")}
+        wild = [fnmatch.translate(p) for p in self.patterns if p not in exact]
+        self._exact = frozenset(exact)
+        self._wild = re.compile("|".join(wild)) if wild else None
+
+    def skips(self, function: str) -> bool:
+        return function in self._exact or (
+            self._wild is not None and self._wild.match(function) is not None
+        )
+
+
+# -- crashes (crashprobe) ------------------------------------------------------
+
+CRASH_CLASSIFICATIONS = ("org.clearlinux/crash/clr", "org.clearlinux/crash/error")
+# `#3 parse_header() - [/usr/lib/libfoo.so.1] +0x1a2b - foo.c:12`, `#4 ??? - [/usr/bin/x]`
+_CRASH_FRAME = re.compile(r"#[0-9]+ (?:(?P<function>.+?)\(\)|\?\?\?) - \[(?P<module>[^\]]*)\]")
+_HEADER_LINE = re.compile(r"(?P<name>[A-Za-z]+): (?P<value>.*)")
+_MAX_CRASHES = 1_000_000  # a `Crashes:` line cannot outweigh a million records
+
+
+@dataclass(frozen=True, slots=True)
+class CrashFrame:
+    function: str  # `???` when the frame has no symbol
+    module: str  # the file name only: the same library lives in other directories elsewhere
+
+    def __str__(self) -> str:
+        return f"{self.function}@{self.module}"
+
+
+def crash_frames(payload: str) -> tuple[dict[str, str], list[CrashFrame]]:
+    """The header lines and the crashing thread's frames (the first backtrace)."""
+    header: dict[str, str] = {}
+    frames: list[CrashFrame] = []
+    in_backtrace = False
+    for line in payload.splitlines():
+        if line.startswith("Backtrace "):
+            if in_backtrace:
+                break  # the next thread
+            in_backtrace = True
+        elif in_backtrace:
+            match = _CRASH_FRAME.match(line)
+            if match:
+                function = match.group("function") or "???"
+                module = match.group("module").rsplit("/", 1)[-1]
+                frames.append(CrashFrame(_base_function(function), module))
+        else:
+            header_match = _HEADER_LINE.fullmatch(line)
+            if header_match:
+                header.setdefault(header_match.group("name"), header_match.group("value").strip())
+    return header, frames
+
+
+def crash_problem(payload: str, skip: SkipList) -> Problem | None:
+    header, frames = crash_frames(payload)
+    kept = [frame for frame in frames if not skip.skips(frame.function)]
+    top = kept[:SIGNATURE_FRAMES]
+    signal_name = _signal_name(header.get("Signal", ""))
+    program = header.get("Process", "").rsplit("/", 1)[-1]
+    occurrences = _count(header.get("Crashes", "1"))
+    if top:
+        frames_text = LIST_SEPARATOR.join(map(str, top))
+        signature = f"crash:{signal_name}:{frames_text}"
+        where = f"{top[0].function}()" if top[0].function != "???" else "???"
+        title = f"{signal_name} in {where} [{top[0].module}]"
+    elif program:
+        signature = f"crash:{signal_name}:{program}"
+        title = f"{signal_name} in {program}"
+    else:
+        return None
+    return Problem(ProblemKind.CRASH, _cut(signature), _cut(title, MAX_TITLE_CHARS), occurrences)
+
+
+def _signal_name(number: str) -> str:
+    try:
+        return signal.Signals(int(number)).name
+    except ValueError:
+        return "crash"
+
+
+def _count(text: str) -> int:
+    return min(int(text), _MAX_CRASHES) if text.isdigit() and int(text) > 0 else 1
+
+
+# -- kernel reports (klogscanner, pstoreprobe) ------------------------------------
+
+# Numbers in a reason (pids, CPUs, addresses, sizes, lines) differ between two
+# reports of the same problem; words that merely end in a digit (ext4) do not.
+_NUMBER = re.compile(r"(?<![A-Za-z0-9_])(?:0x)?[0-9a-fA-F]*[0-9][0-9a-fA-F]*")
+# `#0 ext4_readdir - [ext4]`, `#5 ? __die - [kernel]` (`?`: the kernel was unsure)
+_KERNEL_FRAME = re.compile(
+    r"#(?P<n>[0-9]+) (?P<unsure>\? )?(?P<function>\S+) - \[(?P<module>[^\]]*)\]"
+)
+# Where the detail of a reason starts: `, address: N`, ` at virtual address N`.
+_REASON_DETAIL = re.compile(r"(?:,| at) [^,]*N")
+
+
+def normalise_reason(reason: str) -> str:
+    return _NUMBER.sub("N", reason.strip())
+
+
+def kernel_problem(payload: str, skip: SkipList) -> Problem | None:
+    reason = ""
+    first: tuple[str, str] | None = None
+    frames: list[tuple[str, str]] = []
+    hardware: list[str] = []
+    for line in payload.splitlines():
+        if line.startswith("Reason: ") and not reason:
+            reason = line.removeprefix("Reason: ")
+            continue
+        if "[Hardware Error]:" in line:
+            hardware.append(line)
+        match = _KERNEL_FRAME.match(line)
+        if match is None or match.group("unsure"):
+            continue
+        function = _base_function(match.group("function"))
+        if skip.skips(function) or function == "???":
+            continue
+        frame = (function, match.group("module"))
+        if match.group("n") == "0":
+            first = frame
+        else:
+            frames.append(frame)
+    if not reason:
+        return _bert_problem(hardware)
+    normal = normalise_reason(reason)
+    top = [first] if first is not None else frames[:SIGNATURE_FRAMES]
+    frames_text = LIST_SEPARATOR.join(f"{f}@{m}" for f, m in top)
+    signature = f"kernel:{normal}:{frames_text}"
+    short = _REASON_DETAIL.split(normal, maxsplit=1)[0]
+    title = f"{short} in {top[0][0]} [{top[0][1]}]" if top else short
+    return Problem(ProblemKind.KERNEL, _cut(signature), _cut(title, MAX_TITLE_CHARS))
+
+
+def _bert_problem(lines: list[str]) -> Problem | None:
+    """BERT's raw `[Hardware Error]:` lines: the section type says what failed."""
+    for line in lines:
+        _, _, rest = line.partition("section_type:")
+        if rest.strip():
+            section = normalise_reason(rest)
+            return Problem(
+                ProblemKind.KERNEL,
+                _cut(f"bert:{section}"),
+                _cut(f"BERT: {section}", MAX_TITLE_CHARS),
+            )
+    if lines:
+        first = normalise_reason(lines[0].split("[Hardware Error]:", 1)[1])
+        return Problem(
+            ProblemKind.KERNEL, _cut(f"bert:{first}"), _cut(f"BERT: {first}", MAX_TITLE_CHARS)
+        )
+    return None
+
+
+# -- machine checks ------------------------------------------------------------------
+
+_BANK = re.compile(r"Bank (?P<bank>[0-9]+): (?P<status>[0-9a-fA-F]{1,16})\b")
+
+
+def mce_problem(payload: str) -> Problem | None:
+    match = _BANK.search(payload)
+    if match is None:
+        # `Machine check events logged`: no bank, the reason is all there is.
+        reason = next(
+            (line[8:] for line in payload.splitlines() if line.startswith("Reason: ")), ""
+        )
+        if not reason:
+            return None
+        normal = normalise_reason(reason.split("[Hardware Error]:", 1)[-1])
+        return Problem(
+            ProblemKind.MCE, _cut(f"mce:{normal}"), _cut(f"MCE: {normal}", MAX_TITLE_CHARS)
+        )
+    bank = int(match.group("bank"))
+    error_class = mce_class(int(match.group("status"), 16))
+    return Problem(
+        ProblemKind.MCE, f"mce:bank {bank}:{error_class}", f"MCE bank {bank}: {error_class}"
+    )
+
+
+# -- Python exceptions ------------------------------------------------------------
+
+_PY_FRAME = re.compile(r'  File "(?P<file>[^"]*)", line [0-9]+, in (?P<function>.*)')
+# The interpreter's own library: `/usr/lib/python3.11/json/decoder.py`, not
+# `.../site-packages/...`, which holds programs and their libraries.
+_STDLIB = re.compile(r"/python3(?:\.[0-9]+)?/(?!(?:site|dist)-packages/)|^<frozen ")
+
+
+def python_problem(payload: str) -> Problem | None:
+    exception = ""
+    frames: list[tuple[str, str]] = []
+    for line in payload.splitlines():
+        if line.startswith("Exception: ") and not exception:
+            exception = line.removeprefix("Exception: ").strip()
+        match = _PY_FRAME.fullmatch(line)
+        if match:
+            frames.append((match.group("file"), match.group("function")))
+    if not exception:
+        return None
+    own = [frame for frame in frames if not _STDLIB.search(frame[0])]
+    name = exception.rsplit(".", 1)[-1]
+    if not frames:
+        return Problem(ProblemKind.PYTHON, _cut(f"python:{exception}"), _cut(name, MAX_TITLE_CHARS))
+    path, function = (own or frames)[-1]
+    signature = f"python:{exception}:{function}@{path}"
+    title = f"{name} in {function}() [{path.rsplit('/', 1)[-1]}]"
+    return Problem(ProblemKind.PYTHON, _cut(signature), _cut(title, MAX_TITLE_CHARS))
+
+
+# -- failed units (journalprobe) ----------------------------------------------------
+
+_FAILED_MESSAGE = re.compile(r"MESSAGE=(?P<unit>\S+): Failed with result '(?P<result>[^']+)'\.")
+
+
+def unit_problem(payload: str) -> Problem | None:
+    fields: dict[str, str] = {}
+    for line in payload.splitlines():
+        if not line:
+            break  # the unit's own log lines follow the blank line
+        name, sep, value = line.partition("=")
+        if sep:
+            fields.setdefault(name, value)
+    unit, result = fields.get("UNIT"), fields.get("RESULT")
+    if not (unit and result):
+        # Clear's journal probe sent the message alone.
+        match = _FAILED_MESSAGE.match(payload)
+        if match is None:
+            return None
+        unit, result = match.group("unit"), match.group("result")
+    return Problem(
+        ProblemKind.UNIT,
+        _cut(f"unit:{unit}:{result}"),
+        _cut(f"{unit} failed: {result}", MAX_TITLE_CHARS),
+    )
+
+
+# -- dispatch --------------------------------------------------------------------
+
+
+def problem_of(classification: str, payload: str, skip: SkipList) -> Problem | None:
+    """The problem a record reports, or None."""
+    if classification in CRASH_CLASSIFICATIONS:
+        return crash_problem(payload, skip)
+    if classification == "org.clearlinux/kernel/mce":
+        return mce_problem(payload)
+    if classification.startswith("org.clearlinux/kernel/") or classification == (
+        "org.clearlinux/bert/debug"
+    ):
+        return kernel_problem(payload, skip)
+    if classification == "org.clearlinux/python/exception":
+        return python_problem(payload)
+    if classification == "org.clearlinux/journal/error":
+        return unit_problem(payload)
+    return None
+
+
+def record_kind(classification: str) -> str:
+    """What a record is about, for counts per kind: its classification's middle level."""
+    parts = classification.split("/")
+    return parts[1] if len(parts) == 3 else classification
+
+
+def _base_function(function: str) -> str:
+    """A function as its source names it.
+
+    Compiler clones (`foo.cold`, `foo.constprop.0`, `foo.isra.3`) count as
+    their origin and symbol versions (`__libc_start_main@@GLIBC_2.34`) as the
+    symbol: both differ between builds of the same code.
+    """
+    name = function.split("@", 1)[0] or function
+    return name.split(".", 1)[0] or name
+
+
+def _cut(text: str, limit: int = MAX_SIGNATURE_CHARS) -> str:
+    return text[:limit]
