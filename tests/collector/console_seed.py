@@ -14,18 +14,29 @@ import time
 import uuid
 from pathlib import Path
 
+import probe_payloads
 from collector_proc import CLEAR_TID, CollectorProcess
 from daemon_harness import DaemonHarness, command, wait_until
 
 from telemd.collector.store.base import Store, open_engine
 
 DAY = 86400
-KINDS = (
-    ("org.clearlinux/hello/world", 1, "hello\n"),
-    ("org.clearlinux/crash/clr", 4, "Process: /usr/bin/gnome-shell\nSignal: 11\n#0 g_main_loop\n"),
-    ("org.clearlinux/kernel/warning", 3, "WARNING: CPU: 0 PID: 1 at mm/slub.c:123\n"),
-    ("org.clearlinux/journal/error", 3, "unit nginx.service failed\n"),
-)
+HEARTBEAT = ("org.clearlinux/hello/world", 1, "hello\n")
+
+
+def kinds() -> list[tuple[str, int, str]]:
+    """(classification, severity, payload) of each kind of history record, the
+    problems' payloads made by the probes' own code (klogscanner's parser on
+    real kernel logs, journalprobe's unit failure), heartbeats first."""
+    made = [
+        probe_payloads.kernel("bug_x86_nullderef"),
+        probe_payloads.kernel("warning_x86"),
+        probe_payloads.failed_unit("nginx.service"),
+        probe_payloads.kernel("hungtask"),
+    ]
+    return [HEARTBEAT, *((c, 3, p) for c, p in made)]
+
+
 BUILDS = ("41200", "41210", "41220")
 DEMO_CRASH = "Process: /usr/bin/telemd-demo\nSignal: 6\n#0 abort\n#1 main\n"
 PROBE_RECORDS = 5  # three heartbeats, a Python exception, a crash
@@ -50,10 +61,23 @@ def row(
     )  # fmt: skip
 
 
+def happens(kind: int, turn: int, newest: bool) -> bool:
+    """Whether a machine sends a kind of record on a day: heartbeats daily, the
+    oops more often on the newest build, the hung task only there."""
+    if kind == 0:
+        return True
+    if kind == 1:
+        return turn % 5 == 0 or (newest and turn % 3 == 0)
+    if kind == 4:
+        return newest and turn % 4 == 0
+    return turn % (5 + kind * 2) == 0
+
+
 def write_history(db_url: str, days: int = 30, machines: int = 40, now: float | None = None) -> int:
     """Records on each of the last `days` days, more crashes on the newest build."""
     now = time.time() if now is None else now
     store = Store(open_engine(db_url))
+    made = kinds()
     written = 0
     try:
         store.migrate()
@@ -62,12 +86,8 @@ def write_history(db_url: str, days: int = 30, machines: int = 40, now: float | 
             for m in range(machines - (back % 7)):
                 machine = f"{m:032x}"
                 build = BUILDS[min(2, (days - back + m) // 12)]
-                for k, (kind, severity, payload) in enumerate(KINDS):
-                    if (
-                        k == 0
-                        or (m + back) % (3 + k * 2) == 0
-                        or (k == 1 and build == BUILDS[2] and m % 3 == 0)
-                    ):
+                for k, (kind, severity, payload) in enumerate(made):
+                    if happens(k, m + back, build == BUILDS[2]):
                         rows.append(row(kind, severity, machine, build, payload))
             store.write([rows], now - back * DAY)
             written += len(rows)

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 
 import httpx
+import probe_payloads
 import pytest
 from access_tokens import make_token
 from collector_proc import CollectorProcess, headers_request, json_request, new_id, record
@@ -25,10 +26,12 @@ Start = Callable[..., CollectorProcess]
 LOGIN = "/console/login"
 
 
-def page_paths(record_id: str, machine_id: str) -> list[str]:
+def page_paths(record_id: str, machine_id: str, problem_id: int = 1) -> list[str]:
     """Every page behind a session, its path parameters filled in."""
     return [
-        route.path.replace("{record_id}", record_id).replace("{machine_id}", machine_id)
+        route.path.replace("{record_id}", record_id)
+        .replace("{machine_id}", machine_id)
+        .replace("{problem_id}", str(problem_id))
         for route in CONSOLE_ROUTES
         if route.access is Access.SESSION and "GET" in (route.methods or ())
     ]
@@ -64,7 +67,10 @@ def test_login_sets_a_strict_httponly_secure_cookie_and_opens_every_page(
     start_collector: Start, tls_files: tuple[str, str, str]
 ) -> None:
     proc = start_collector(tls=tls_files)
-    rec = store_one(proc)
+    classification, payload = probe_payloads.failed_unit()
+    rec = store_one(proc, classification=classification, severity="3", payload=payload)
+    with proc.client() as api:
+        [problem] = api.get("/api/v1/problems").json()["problems"]
     reader = make_token(proc.db_url, "reader", ["read"])
     with proc.client(token=None) as client:
         answer = log_in(client, reader)
@@ -74,7 +80,7 @@ def test_login_sets_a_strict_httponly_secure_cookie_and_opens_every_page(
         ).lower()
         for flag in ("httponly", "samesite=strict", "secure", "path=/console"):
             assert flag in cookie, cookie
-        for path in page_paths(rec["record_id"], rec["machine_id"]):
+        for path in page_paths(rec["record_id"], rec["machine_id"], problem["id"]):
             page = client.get(path)
             assert page.status_code == 200, f"{path}: {page.text[:300]}"
             if page.headers["content-type"].startswith("text/html"):

@@ -126,20 +126,42 @@ def test_every_page_in_a_real_browser(browser: Any, seeded: tuple[CollectorProce
     assert "Records per day by kind" in overview
     assert len(driver.find_elements(By.CSS_SELECTOR, "#records-per-day svg rect")) >= 30
     assert driver.find_elements(By.CSS_SELECTOR, "#machines-per-day svg polyline")
-    assert "org.clearlinux/crash/clr" in overview
-    assert "org.clearlinux/python/exception" in driver.page_source
+    top = driver.find_elements(By.CSS_SELECTOR, "#top-problems tbody tr")
+    assert len(top) >= 4
+    titles = [row.find_element(By.CSS_SELECTOR, "td.title").text for row in top]
+    assert any("ValueError" in title for title in titles), titles  # today's Python probe
+    assert driver.find_elements(By.CSS_SELECTOR, "#new-problems tbody tr")
 
     problems = visit(driver, base, "/console/problems?days=30", "problems")
     rows = driver.find_elements(By.CSS_SELECTOR, "table.problems tbody tr")
-    assert len(rows) >= 3 and "org.clearlinux/crash/clr" in problems
+    assert len(rows) >= 5
     assert len(driver.find_elements(By.CSS_SELECTOR, "table.problems svg.spark")) == len(rows)
     counts = [int(r.find_elements(By.CSS_SELECTOR, "td.n")[0].text) for r in rows]
-    assert counts == sorted(counts, reverse=True) and counts[0] > 10
+    assert counts == sorted(counts, reverse=True) and counts[0] > 50
+    top_title = rows[0].find_element(By.CSS_SELECTOR, "td.title").text
+    assert top_title in problems
+    visit(driver, base, "/console/problems?kind=kernel&sort=machines", "problems-kernel")
+    kinds = {
+        td.text for td in driver.find_elements(By.CSS_SELECTOR, "table.problems td:nth-child(2)")
+    }
+    assert kinds == {"kernel"}
+
+    driver.get(base + "/console/problems?days=30")
+    click_and_wait(driver, "table.problems tbody tr td.title a")
+    problem_path = driver.current_url.removeprefix(base)
+    problem = visit(driver, base, problem_path, "problem")
+    assert driver.find_element(By.TAG_NAME, "h1").text == top_title
+    assert int(driver.find_element(By.ID, "occurrences").text) == counts[0]
+    assert driver.find_element(By.ID, "backtrace").text.strip()
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#problem-per-day svg rect")) >= 20
+    assert driver.find_elements(By.CSS_SELECTOR, "#problem-builds svg rect")
+    assert "Machines" in problem and driver.find_elements(By.CSS_SELECTOR, "table.records tr")
 
     builds = visit(driver, base, "/console/builds", "builds")
     for build in BUILDS:
         assert build in builds
-    assert driver.find_elements(By.CSS_SELECTOR, "#crashes-per-build svg rect")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#crashes-per-build svg rect")) >= 3
+    assert driver.find_elements(By.CSS_SELECTOR, "#machines-per-build svg rect")
 
     search = "/console/records?classification=org.clearlinux/python/exception"
     records = visit(driver, base, search, "records")
@@ -164,6 +186,7 @@ def test_every_page_in_a_real_browser(browser: Any, seeded: tuple[CollectorProce
     click_and_wait(driver, "table.headers a")
     machine = visit(driver, base, f"/console/machines/{machine_id}", "machine")
     assert machine_id in machine and "org.clearlinux/python/exception" in machine
+    assert "ValueError" in driver.find_element(By.CSS_SELECTOR, "table.problems").text
 
     click_and_wait(driver, "form.logout button")
     assert driver.current_url == base + "/console/login"

@@ -1,21 +1,27 @@
-"""The console's reads: what each page shows, asked of the store in a few queries.
+"""The console's reads beyond the problems' API: what its charts need, in a few queries.
 
-Blocking, like the store: the routes call these from worker threads. Days are
-UTC days counted from the epoch; the clock is passed in (`now`).
+The overview, problems and builds come from `telemd.collector.problems.queries`
+(counts kept at ingest); this module turns them into chart series and adds
+what those do not hold: per-day counts of the problems on a page, and one
+machine's records and problems. Blocking, like the store: the routes call
+these from worker threads. Days are UTC days since the epoch; the clock is
+passed in (`now`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from telemd.collector.problems.queries import PROBLEM_COLUMNS, problem_json
+from telemd.collector.problems.rollups import DAY, day_of
 from telemd.collector.store.base import Store
 
-DAY = 86400
-OVERVIEW_DAYS = 30
-TOP_DAYS = 7
+SPARK_DAYS = 30
+MACHINE_DAYS = 30
 # More kinds than this in one chart are lumped into "other": colours run out.
 MAX_SERIES = 6
 MAX_ROWS = 50
@@ -23,8 +29,6 @@ MAX_ROWS = 50
 # both engines; the cast rounds on PostgreSQL, which moves at most the last
 # half second of a day to the next.
 DAY_OF = "CAST(received_at AS BIGINT) / 86400"
-# Crash records, as the crash probe and Clear's probes classify them.
-CRASH_PATTERN = "%/crash/%"
 
 
 def day_label(day: int) -> str:
@@ -32,13 +36,13 @@ def day_label(day: int) -> str:
 
 
 def day_range(now: float, days: int) -> list[int]:
-    today = int(now) // DAY
+    today = day_of(now)
     return list(range(today - days + 1, today + 1))
 
 
 @dataclass
 class DailySeries:
-    """Counts per day for each named series, days oldest first."""
+    """Counts per day for each named series, days oldest first and consecutive."""
 
     days: list[int]
     series: dict[str, list[int]] = field(default_factory=dict)
@@ -54,126 +58,70 @@ class DailySeries:
             values[position] += count
 
 
-def _lumped(rows: list[tuple[Any, ...]], days: list[int]) -> DailySeries:
-    """(day, name, count) rows into series, the largest MAX_SERIES - 1 kept by name."""
+def lumped(rows: Sequence[tuple[int, str, int]], days: list[int]) -> DailySeries:
+    """(day, name, count) rows into series; beyond MAX_SERIES, the smallest become "other"."""
     totals: dict[str, int] = defaultdict(int)
     for _, name, count in rows:
-        totals[str(name)] += int(count)
+        totals[name] += count
     ranked = sorted(totals, key=lambda n: (-totals[n], n))
     kept = set(ranked if len(ranked) <= MAX_SERIES else ranked[: MAX_SERIES - 1])
-    result = DailySeries(days)
-    for name in ranked:
-        if name in kept:
-            result.series[name] = [0] * len(days)
+    result = DailySeries(days, {name: [0] * len(days) for name in ranked if name in kept})
     for day, name, count in rows:
-        result.add(str(name) if str(name) in kept else "other", int(day), int(count))
+        result.add(name if name in kept else "other", day, count)
     return result
 
 
-def records_per_day(
-    store: Store, now: float, days: int, machine_id: str | None = None
-) -> DailySeries:
-    span = day_range(now, days)
-    where = "received_at >= ?"
-    params: list[object] = [span[0] * DAY]
-    if machine_id is not None:
-        where += " AND machine_id = ?"
-        params.append(machine_id)
-    with store.reading() as session:
-        rows = session.fetch(
-            f"SELECT {DAY_OF} AS day, classification, count(*) FROM records "
-            f"WHERE {where} GROUP BY day, classification",
-            params,
-        )
-    return _lumped(rows, span)
-
-
-def machines_per_day(store: Store, now: float, days: int) -> DailySeries:
-    span = day_range(now, days)
-    with store.reading() as session:
-        rows = session.fetch(
-            f"SELECT {DAY_OF} AS day, count(DISTINCT machine_id) FROM records "
-            "WHERE received_at >= ? GROUP BY day",
-            (span[0] * DAY,),
-        )
-    result = DailySeries(span, {"machines": [0] * len(span)})
-    for day, count in rows:
-        result.add("machines", int(day), int(count))
-    return result
-
-
-@dataclass(frozen=True, slots=True)
-class KindRow:
-    """A classification's severe records over a span: the console's problem rows."""
-
-    classification: str
-    records: int
-    machines: int
-    last_seen: float
-    per_day: list[int]
-
-
-def severe_kinds(store: Store, now: float, days: int, limit: int = MAX_ROWS) -> list[KindRow]:
-    """Classifications with records of severity 3 or more, most records first."""
-    span = day_range(now, days)
-    since = span[0] * DAY
-    with store.reading() as session:
-        kinds = session.fetch(
-            "SELECT classification, count(*) AS n, count(DISTINCT machine_id), "
-            "max(received_at) FROM records WHERE severity >= 3 AND received_at >= ? "
-            "GROUP BY classification ORDER BY n DESC, classification LIMIT ?",
-            (since, limit),
-        )
-        daily = session.fetch(
-            f"SELECT {DAY_OF} AS day, classification, count(*) FROM records "
-            "WHERE severity >= 3 AND received_at >= ? GROUP BY day, classification",
-            (since,),
-        )
-    per_day = DailySeries(span)
-    for day, name, count in daily:
-        per_day.add(str(name), int(day), int(count))
-    return [
-        KindRow(
-            str(name),
-            int(n),
-            int(machines),
-            float(last),
-            per_day.series.get(str(name), [0] * len(span)),
-        )
-        for name, n, machines, last in kinds
+def overview_series(overview: Mapping[str, Any], now: float) -> tuple[DailySeries, DailySeries]:
+    """The overview's days as (records per day by kind, active machines per day)."""
+    days = day_range(now, len(overview["days"]))
+    rows = [
+        (day, kind, int(n))
+        for day, entry in zip(days, overview["days"], strict=True)
+        for kind, n in entry["records"].items()
     ]
+    machines = DailySeries(days, {"machines": [int(e["machines"]) for e in overview["days"]]})
+    return lumped(rows, days), machines
 
 
-@dataclass(frozen=True, slots=True)
-class BuildRow:
-    build: str
-    machines: int
-    records: int
-    severe: int
-    crashes: int
-
-    @property
-    def crashes_per_1000(self) -> float:
-        return round(1000 * self.crashes / self.machines, 1) if self.machines else 0.0
-
-    @property
-    def severe_per_1000(self) -> float:
-        return round(1000 * self.severe / self.machines, 1) if self.machines else 0.0
-
-
-def builds(store: Store, now: float, days: int, limit: int = MAX_ROWS) -> list[BuildRow]:
-    """Per build over the last `days`: machines, records, severe records, crashes."""
-    since = day_range(now, days)[0] * DAY
+def problem_days(
+    store: Store, ids: Sequence[int], now: float, days: int = SPARK_DAYS
+) -> dict[int, list[int]]:
+    """Occurrences per day of each listed problem, for its sparkline."""
+    span = day_range(now, days)
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
     with store.reading() as session:
         rows = session.fetch(
-            "SELECT build, count(DISTINCT machine_id), count(*), "
-            "sum(CASE WHEN severity >= 3 THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN classification LIKE ? THEN 1 ELSE 0 END) "
-            "FROM records WHERE received_at >= ? GROUP BY build "
-            "ORDER BY count(DISTINCT machine_id) DESC, build LIMIT ?",
-            (CRASH_PATTERN, since, limit),
+            f"SELECT problem_id, day, n FROM problem_days WHERE problem_id IN ({marks}) "
+            "AND day >= ?",
+            (*ids, span[0]),
         )
-    return [BuildRow(str(b), int(m), int(r), int(s or 0), int(c or 0)) for b, m, r, s, c in rows]
+    series = DailySeries(span, {str(i): [0] * len(span) for i in ids})
+    for problem_id, day, n in rows:
+        series.add(str(problem_id), int(day), int(n))
+    return {int(name): values for name, values in series.series.items()}
+
+
+def detail_series(detail: Mapping[str, Any], now: float, days: int = 90) -> DailySeries:
+    """A problem's occurrences per day (its detail lists the days that had any)."""
+    span = day_range(now, days)
+    series = DailySeries(span, {"occurrences": [0] * len(span)})
+    for entry in detail["days"]:
+        moment = datetime.strptime(entry["day"], "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        series.add("occurrences", day_of(moment.timestamp()), int(entry["occurrences"]))
+    return series
+
+
+def machine_records_per_day(store: Store, machine_id: str, now: float) -> DailySeries:
+    span = day_range(now, MACHINE_DAYS)
+    with store.reading() as session:
+        rows = session.fetch(
+            f"SELECT {DAY_OF} AS day, classification, count(*) FROM records "
+            "WHERE machine_id = ? AND received_at >= ? GROUP BY day, classification",
+            (machine_id, span[0] * DAY),
+        )
+    return lumped([(int(d), str(c), int(n)) for d, c, n in rows], span)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,3 +142,19 @@ def machine_kinds(store: Store, machine_id: str, limit: int = MAX_ROWS) -> list[
             (machine_id, limit),
         )
     return [MachineKind(str(c), int(n), float(a), float(b)) for c, n, a, b in rows]
+
+
+def machine_problems(store: Store, machine_id: str, limit: int = MAX_ROWS) -> list[dict[str, Any]]:
+    """The problems a machine had, its own occurrences first."""
+    columns = ", ".join("p." + c for c in PROBLEM_COLUMNS)
+    with store.reading() as session:
+        rows = session.fetch(
+            f"SELECT {columns}, m.n, m.last_seen FROM problem_machines m "
+            "JOIN problems p ON p.id = m.problem_id WHERE m.machine_id = ? "
+            "ORDER BY m.n DESC, p.id DESC LIMIT ?",
+            (machine_id, limit),
+        )
+    return [
+        {**problem_json(row[:-2]), "here": int(row[-2]), "here_last_seen": float(row[-1])}
+        for row in rows
+    ]

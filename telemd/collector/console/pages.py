@@ -20,11 +20,12 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from telemd.collector import json_codec
 from telemd.collector.console import data, render
 from telemd.collector.ingest.records import FieldError
+from telemd.collector.problems import queries as problem_queries
+from telemd.collector.problems.queries import ProblemQuery, parse_problem_query
 from telemd.collector.server.params import integer
 from telemd.collector.store.query import SELECT_COLUMNS, parse_query, record_json
 from telemd.record import HEADER_NAMES, is_event_id
 
-SPANS = (7, 30, 90)
 EXPORT_PAGE = 1000
 # An export is a search's records, not a backup: beyond this, narrow the search.
 EXPORT_MAX = 100_000
@@ -41,11 +42,6 @@ def _query(request: Request) -> dict[str, str]:
     return query
 
 
-def _span(request: Request, default: int) -> int:
-    value = _query(request).get("days")
-    return integer("days", value, 1, 366) if value else default
-
-
 async def root(request: Request) -> Response:
     """GET /: a browser is sent to the console; anything else is told what / takes."""
     from telemd.collector.server.app import Refused  # the app imports this module
@@ -60,32 +56,57 @@ async def root(request: Request) -> Response:
 async def overview(request: Request) -> Response:
     c = _collector(request)
     now = c.clock()
-    per_day = await c.read(data.records_per_day, c.store, now, data.OVERVIEW_DAYS, None)
-    machines = await c.read(data.machines_per_day, c.store, now, data.OVERVIEW_DAYS)
-    top = await c.read(data.severe_kinds, c.store, now, data.TOP_DAYS, 10)
+    summary = await c.read(problem_queries.overview, c.store, now)
+    per_day, machines = data.overview_series(summary, now)
     return render.page(
-        request, "overview.html", per_day=per_day, machines=machines, top=top, span=data.TOP_DAYS
-    )
+        request, "overview.html", overview=summary, per_day=per_day, machines=machines,
+        top_days=problem_queries.TOP_DAYS,
+    )  # fmt: skip
+
+
+def _problem_query(given: dict[str, str], now: float) -> ProblemQuery:
+    """The problems form's values as the problems API's query."""
+    values: dict[str, str] = {
+        k: v for k, v in given.items() if k in ("kind", "build", "sort", "after")
+    }
+    if "days" in given:
+        days = integer("days", given["days"], 1, 100_000)
+        values["since"] = str(int(now) - days * 86400)
+    return parse_problem_query(values)
 
 
 async def problems(request: Request) -> Response:
     c = _collector(request)
+    given = _query(request)
     try:
-        days = _span(request, data.TOP_DAYS)
+        query = _problem_query(given, c.clock())
     except FieldError as exc:
         return render.page(request, "error.html", 400, message=f"{exc.field} {exc.message}")
-    rows = await c.read(data.severe_kinds, c.store, c.clock(), days, data.MAX_ROWS)
-    return render.page(request, "problems.html", rows=rows, days=days, spans=SPANS)
+    found = await c.read(problem_queries.list_problems, c.store, query)
+    ids = [problem["id"] for problem in found["problems"]]
+    sparks = await c.read(data.problem_days, c.store, ids, c.clock(), data.SPARK_DAYS)
+    next_link = "?" + urlencode({**given, "after": found["next"]}) if found["next"] else None
+    return render.page(
+        request, "problems.html", problems=found["problems"], sparks=sparks, form=given,
+        kinds=problem_queries.KINDS, sorts=problem_queries.SORTS, next_link=next_link,
+        spark_days=data.SPARK_DAYS,
+    )  # fmt: skip
+
+
+async def problem(request: Request) -> Response:
+    c = _collector(request)
+    number = problem_queries.problem_id(request.path_params["problem_id"])
+    detail = await c.read(problem_queries.problem_detail, c.store, number) if number else None
+    if detail is None:
+        return render.page(request, "error.html", 404, message="no problem with that id")
+    per_day = data.detail_series(detail, c.clock(), problem_queries.DETAIL_DAYS)
+    return render.page(request, "problem.html", detail=detail, p=detail["problem"], per_day=per_day)
 
 
 async def builds(request: Request) -> Response:
     c = _collector(request)
-    try:
-        days = _span(request, data.OVERVIEW_DAYS)
-    except FieldError as exc:
-        return render.page(request, "error.html", 400, message=f"{exc.field} {exc.message}")
-    rows = await c.read(data.builds, c.store, c.clock(), days, data.MAX_ROWS)
-    return render.page(request, "builds.html", rows=rows, days=days, spans=SPANS)
+    found = await c.read(problem_queries.list_builds, c.store, data.MAX_ROWS, c.clock())
+    return render.page(request, "builds.html", builds=found["builds"])
 
 
 async def records(request: Request) -> Response:
@@ -122,13 +143,15 @@ async def machine(request: Request) -> Response:
     if not 0 < len(machine_id) <= 256 or not machine_id.isprintable():
         return render.page(request, "error.html", 404, message="no machine with that id")
     now = c.clock()
-    per_day = await c.read(data.records_per_day, c.store, now, data.OVERVIEW_DAYS, machine_id)
+    per_day = await c.read(data.machine_records_per_day, c.store, machine_id, now)
     kinds = await c.read(data.machine_kinds, c.store, machine_id, data.MAX_ROWS)
+    problems = await c.read(data.machine_problems, c.store, machine_id, data.MAX_ROWS)
     query = parse_query({"machine_id": machine_id, "limit": "20"}, now)
     recent = [record_json(row) for row in await c.read(c.store.records, query)]
     return render.page(
-        request, "machine.html", machine_id=machine_id, per_day=per_day, kinds=kinds, recent=recent
-    )
+        request, "machine.html", machine_id=machine_id, per_day=per_day, kinds=kinds,
+        problems=problems, recent=recent,
+    )  # fmt: skip
 
 
 def _cell(value: object) -> str:

@@ -39,6 +39,7 @@ CONSOLE_ROUTES = [
     ),
     _page("/console/", pages.overview),
     _page("/console/problems", pages.problems),
+    _page("/console/problems/{problem_id}", pages.problem),
     _page("/console/builds", pages.builds),
     _page("/console/records", pages.records),
     _page("/console/records.csv", pages.export_csv),

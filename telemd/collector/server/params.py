@@ -32,8 +32,8 @@ RECORD_FILTERS = (
     "before",
 )
 SUMMARY_PARAMS = ("since",)
-# The console's pages over a span of days, and its exports: a whole search.
-SPAN_PARAMS = ("days",)
+# The console's problems page (its form's names) and its exports: a whole search.
+CONSOLE_PROBLEM_PARAMS = ("kind", "build", "days", "sort", "after")
 EXPORT_FILTERS = tuple(name for name in RECORD_FILTERS if name not in ("limit", "before"))
 PROBLEM_PARAMS = ("kind", "build", "since", "sort", "limit", "after")
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
@@ -44,8 +44,7 @@ ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/console/records": RECORD_FILTERS,
     "/console/records.csv": EXPORT_FILTERS,
     "/console/records.ndjson": EXPORT_FILTERS,
-    "/console/problems": SPAN_PARAMS,
-    "/console/builds": SPAN_PARAMS,
+    "/console/problems": CONSOLE_PROBLEM_PARAMS,
 }
 # The longest stored text field is 256 characters; a longer filter matches nothing.
 MAX_VALUE = 256

@@ -147,6 +147,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             expires_at DOUBLE PRECISION NOT NULL
         )""",
         "CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)",
+        # The console's machine page: the problems of one machine.
+        "CREATE INDEX problem_machines_machine ON problem_machines (machine_id)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
