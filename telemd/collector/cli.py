@@ -1,4 +1,4 @@
-"""`telemd-collector`: serve (the default), query, summary, migrate and token.
+"""`telemd-collector`: serve (the default), query, summary, events, migrate and token.
 
 Exit status: 0 success, 1 failure (database unreachable, port taken), 2 usage,
 78 bad configuration; failures print one line naming what to fix.
@@ -21,6 +21,7 @@ from telemd.collector import config as collector_config
 from telemd.collector.access import token_store
 from telemd.collector.access.tokens import Scope, check_name, parse_scopes
 from telemd.collector.config import CollectorConfig, Raw
+from telemd.collector.events import cli as events_cli
 from telemd.collector.ingest.records import FieldError
 from telemd.collector.problems import cli as problems_cli
 from telemd.collector.store.base import StorageError, Store, open_engine
@@ -28,7 +29,7 @@ from telemd.collector.store.query import FILTER_NAMES, parse_query, parse_since,
 from telemd.errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
-COMMANDS = ("serve", "query", "summary", "migrate", "token", *problems_cli.COMMANDS)
+COMMANDS = ("serve", "query", "summary", "events", "migrate", "token", *problems_cli.COMMANDS)
 # Flags that map one-to-one onto configuration keys.
 SERVE_FLAGS = (
     "host",
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary = command("summary", "Print counts per classification and machine.")
     summary.add_argument("--since", help="unix seconds or ISO-8601 time")
     summary.add_argument("--format", choices=("table", "json"), default="table")
+
+    events = command("events", "Print stored events (shuttle, Vrooli, any app), newest first.")
+    events_cli.add_arguments(events)
 
     command("migrate", "Apply the database schema migrations, then exit.")
     problems_cli.add_commands(command)
@@ -346,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print_query(store, args)
             elif args.command == "summary":
                 print_summary(store, args)
+            elif args.command == "events":
+                events_cli.run(store, args, config.failure_events, sys.stdout)
             elif args.command == "token":
                 return run_token(store, args)
             elif args.command in problems_cli.COMMANDS:
@@ -371,5 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"telemd-collector: {exc.message}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:  # `telemd-collector query | head`
+        return EXIT_OK
+    except KeyboardInterrupt:  # the end of `events --follow`
         return EXIT_OK
     return EXIT_OK

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from telemd.collector.events.model import DEFAULT_FAILURE_EVENTS
 from telemd.collector.ingest.records import CLEAR_LINUX_TID
 from telemd.errors import ConfigError, RecordError
 from telemd.record import validate_classification
@@ -67,6 +68,8 @@ class CollectorConfig:
     ingest_rate_limit: float = DEFAULT_INGEST_RATE_LIMIT
     # Problems and their counts, kept at ingest (telemd/collector/problems/).
     rollups: bool = True
+    # Event names that count as failures (Vrooli's summary, --level error).
+    failure_events: frozenset[str] = frozenset(DEFAULT_FAILURE_EVENTS)
 
     @property
     def tls(self) -> bool:
@@ -206,6 +209,15 @@ def _rate(value: object, where: str) -> float:
     return rate
 
 
+def _names(value: object, where: str) -> frozenset[str]:
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(
+        isinstance(item, str) and item.strip() for item in items
+    ):
+        raise _fail(where, "a list of event names", value)
+    return frozenset(item.strip() for item in items)
+
+
 CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "db": _db,
     "host": _host,
@@ -227,6 +239,7 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "client_ca": _path,
     "ingest_rate_limit": _rate,
     "rollups": _bool,
+    "failure_events": _names,
 }
 
 

@@ -50,23 +50,43 @@ def nothing() -> tuple[dict[str, str], bytes]:
     return {}, b""
 
 
-# (method, body maker) for every route of the table, by its path.
-REQUESTS: dict[str, tuple[str, Any]] = {
-    "/": ("POST", ingest_one),
-    "/v2/collector": ("POST", ingest_one),
-    "/v2/collector/{token}": ("POST", ingest_one),
-    "/api/v1/records": ("POST", ingest_batch),
-    "/api/v1/records/{token}": ("POST", ingest_batch),
-    "/api/records": ("GET", nothing),
-    "/api/v1/summary": ("GET", nothing),
-    "/api/v1/problems": ("GET", nothing),
-    "/api/v1/problems/{id}": ("GET", nothing),
-    "/api/v1/builds": ("GET", nothing),
-    "/api/v1/overview": ("GET", nothing),
-    "/api/v1/tokens": ("GET", nothing),
-    "/healthz": ("GET", nothing),
-    "/metrics": ("GET", nothing),
+def one_event() -> tuple[dict[str, str], bytes]:
+    return {"Content-Type": "application/json"}, b'[{"app": "' + new_id().encode() + b'"}]'
+
+
+# A body maker for every route of the table, by method and path.
+REQUESTS: dict[tuple[str, str], Any] = {
+    ("POST", "/"): ingest_one,
+    ("POST", "/v2/collector"): ingest_one,
+    ("POST", "/v2/collector/{token}"): ingest_one,
+    ("POST", "/api/v1/records"): ingest_batch,
+    ("POST", "/api/v1/records/{token}"): ingest_batch,
+    ("GET", "/api/records"): nothing,
+    ("GET", "/api/v1/summary"): nothing,
+    ("GET", "/api/v1/problems"): nothing,
+    ("GET", "/api/v1/problems/{id}"): nothing,
+    ("GET", "/api/v1/builds"): nothing,
+    ("GET", "/api/v1/overview"): nothing,
+    ("GET", "/api/v1/tokens"): nothing,
+    ("GET", "/healthz"): nothing,
+    ("GET", "/metrics"): nothing,
+    ("POST", "/publish"): one_event,
+    ("POST", "/publish/{token}"): one_event,
+    ("GET", "/publish"): nothing,
+    ("POST", "/api/v1/telemetry/upload"): one_event,
+    ("POST", "/api/v1/telemetry/upload/{token}"): one_event,
+    ("GET", "/api/v1/telemetry"): nothing,
+    ("POST", "/api/v1/events"): one_event,
+    ("POST", "/api/v1/events/{token}"): one_event,
+    ("GET", "/api/v1/events"): nothing,
 }
+# Open to anyone: the health check, and shuttle's availability check.
+OPEN = {("GET", "/healthz"), ("GET", "/publish")}
+
+
+def key(route: GuardedRoute) -> tuple[str, str]:
+    (method,) = sorted((route.methods or set()) - {"HEAD"})
+    return method, route.path
 
 
 def test_every_route_declares_its_access_and_is_tried_here() -> None:
@@ -77,12 +97,12 @@ def test_every_route_declares_its_access_and_is_tried_here() -> None:
     for route in API_ROUTES:
         assert isinstance(route, GuardedRoute), f"{route.path} has no access rule"
         assert isinstance(route.access, Access), route.path
-        assert route.path in REQUESTS, f"{route.path}: add it to REQUESTS"
+        assert key(route) in REQUESTS, f"{key(route)}: add it to REQUESTS"
         if route.access is Access.OPEN:
-            assert route.path == "/healthz", f"{route.path} is open to anyone: is that meant?"
+            assert key(route) in OPEN, f"{route.path} is open to anyone: is that meant?"
         if "{token}" in route.path:
             assert route.access is Access.INGEST, "only ingest takes a token in the URL"
-    assert set(REQUESTS) == {route.path for route in API_ROUTES}
+    assert set(REQUESTS) == {key(route) for route in API_ROUTES if isinstance(route, GuardedRoute)}
 
 
 class Tokens:
@@ -117,9 +137,8 @@ def guarded(
         proc.stop()
 
 
-def attempt(proc: CollectorProcess, path: str, token: str | None) -> httpx.Response:
-    method, make = REQUESTS[path]
-    headers, body = make()
+def attempt(proc: CollectorProcess, method: str, path: str, token: str | None) -> httpx.Response:
+    headers, body = REQUESTS[method, path]()
     url = path.replace("{id}", "1")
     if "{token}" in path:
         # The token rides in the URL; "no token" is a made-up one there.
@@ -129,29 +148,29 @@ def attempt(proc: CollectorProcess, path: str, token: str | None) -> httpx.Respo
         return client.request(method, url, headers=headers, content=body)
 
 
-@pytest.mark.parametrize("path", sorted(REQUESTS))
+@pytest.mark.parametrize(("method", "path"), sorted(REQUESTS))
 def test_no_token_wrong_scope_revoked_and_right_scope(
-    guarded: tuple[CollectorProcess, Tokens], path: str
+    guarded: tuple[CollectorProcess, Tokens], method: str, path: str
 ) -> None:
     proc, tokens = guarded
-    [route] = [r for r in API_ROUTES if r.path == path]
+    [route] = [r for r in API_ROUTES if isinstance(r, GuardedRoute) and key(r) == (method, path)]
     assert isinstance(route, GuardedRoute)
     if route.access is Access.OPEN:
         for token in (None, tokens.revoked, tokens.right["read"]):
-            assert attempt(proc, path, token).status_code == 200
+            assert attempt(proc, method, path, token).status_code == 200
         return
     scope = SCOPE_OF[route.access]
-    none = attempt(proc, path, None)
+    none = attempt(proc, method, path, None)
     assert none.status_code == 401, none.text
     assert "message" in none.json()
     if "{token}" not in path:
         assert none.headers["www-authenticate"].startswith("Bearer")
-    wrong = attempt(proc, path, tokens.wrong[scope])
+    wrong = attempt(proc, method, path, tokens.wrong[scope])
     assert wrong.status_code == 403, wrong.text
     assert f"lacks the {scope} scope" in wrong.json()["message"]
-    revoked = attempt(proc, path, tokens.revoked)
+    revoked = attempt(proc, method, path, tokens.revoked)
     assert revoked.status_code == 401, revoked.text
-    right = attempt(proc, path, tokens.right[scope])
+    right = attempt(proc, method, path, tokens.right[scope])
     if "{id}" in path:  # past the guard, to a problem this empty database lacks
         assert right.status_code == 404 and right.json()["field"] == "id", right.text
     else:

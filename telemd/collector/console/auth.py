@@ -18,6 +18,7 @@ from telemd.collector.access.guard import Denied, Guard
 from telemd.collector.access.tokens import token_hash, well_formed
 from telemd.collector.console import render, sessions
 from telemd.collector.ingest.records import FieldError
+from telemd.collector.server.http import Refused, read_body
 from telemd.collector.server.params import read_query
 
 LOGIN_PATH = "/console/login"
@@ -57,8 +58,6 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, age
 
 
 async def read_form(request: Request, fields: tuple[str, ...]) -> dict[str, str]:
-    from telemd.collector.server.app import Refused, read_body  # the app imports this module
-
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != (
         "application/x-www-form-urlencoded"
     ):

@@ -22,6 +22,7 @@ from telemd.collector.console import data, render
 from telemd.collector.ingest.records import FieldError
 from telemd.collector.problems import queries as problem_queries
 from telemd.collector.problems.queries import ProblemQuery, parse_problem_query
+from telemd.collector.server.http import Refused
 from telemd.collector.server.params import integer
 from telemd.collector.store.query import SELECT_COLUMNS, parse_query, record_json
 from telemd.record import HEADER_NAMES, is_event_id
@@ -44,8 +45,6 @@ def _query(request: Request) -> dict[str, str]:
 
 async def root(request: Request) -> Response:
     """GET /: a browser is sent to the console; anything else is told what / takes."""
-    from telemd.collector.server.app import Refused  # the app imports this module
-
     accept = request.headers.get("accept", "")
     is_client = any(name in request.headers for name in ("x-telemetry-tid", "classification"))
     if "text/html" in accept and not is_client:

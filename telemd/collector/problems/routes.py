@@ -16,6 +16,7 @@ from telemd.collector.problems.queries import MAX_LIMIT, parse_problem_query, pr
 # The app module imports this one for its route table; its names are looked up per call.
 from telemd.collector.server import app as server
 from telemd.collector.server import params
+from telemd.collector.server.http import JSONResponse, Refused
 
 
 async def list_problems(request: Request) -> Response:
@@ -23,8 +24,8 @@ async def list_problems(request: Request) -> Response:
     try:
         query = parse_problem_query(server.query_of(request))
     except FieldError as exc:
-        raise server.Refused.from_field(exc) from None
-    return server.JSONResponse(await c.read(queries.list_problems, c.store, query))
+        raise Refused.from_field(exc) from None
+    return JSONResponse(await c.read(queries.list_problems, c.store, query))
 
 
 async def show_problem(request: Request) -> Response:
@@ -32,8 +33,8 @@ async def show_problem(request: Request) -> Response:
     number = problem_id(request.path_params["id"])
     detail = await c.read(queries.problem_detail, c.store, number) if number else None
     if detail is None:
-        raise server.Refused(404, f"no problem {request.path_params['id'][:40]!r}", "id")
-    return server.JSONResponse(detail)
+        raise Refused(404, f"no problem {request.path_params['id'][:40]!r}", "id")
+    return JSONResponse(detail)
 
 
 async def list_builds(request: Request) -> Response:
@@ -42,10 +43,10 @@ async def list_builds(request: Request) -> Response:
     try:
         limit = params.integer("limit", values["limit"], 1, MAX_LIMIT) if "limit" in values else 100
     except FieldError as exc:
-        raise server.Refused.from_field(exc) from None
-    return server.JSONResponse(await c.read(queries.list_builds, c.store, limit, c.clock()))
+        raise Refused.from_field(exc) from None
+    return JSONResponse(await c.read(queries.list_builds, c.store, limit, c.clock()))
 
 
 async def overview(request: Request) -> Response:
     c = server.collector_of(request)
-    return server.JSONResponse(await c.read(queries.overview, c.store, c.clock()))
+    return JSONResponse(await c.read(queries.overview, c.store, c.clock()))

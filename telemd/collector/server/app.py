@@ -18,55 +18,37 @@ from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from telemd.collector import json_codec
 from telemd.collector.access import token_store
 from telemd.collector.access.guard import Access, Denied, Guard, GuardedRoute, denied
 from telemd.collector.access.tokens import TokenInfo
-from telemd.collector.config import MAX_BODY_SIZE, CollectorConfig
+from telemd.collector.config import CollectorConfig
 from telemd.collector.console import auth as console_auth
 from telemd.collector.console.routes import CONSOLE_ROUTES
+from telemd.collector.events.routes import EVENT_ROUTES
 from telemd.collector.ingest import records as ingest
 from telemd.collector.ingest.records import FieldError, Row, Rules
 from telemd.collector.ingest.writer import Writer
 from telemd.collector.problems import routes as problem_routes
+from telemd.collector.server.http import (
+    DRAIN_LIMIT,
+    JSONResponse,
+    Refused,
+    media_type,
+    read_body,
+)
 from telemd.collector.server.metrics import Metrics
 from telemd.collector.server.params import ROUTE_PARAMS, read_query
 from telemd.collector.store.base import Retention, StorageError, Store
 from telemd.collector.store.query import parse_query, parse_since, record_json
-from telemd.errors import ErrorCode
 
 log = logging.getLogger("telemd.collector")
 # A 4 MiB body of tiny lines would be a million rejections to report.
 MAX_BATCH_RECORDS = 10_000
 BATCH_TYPES = ("application/x-ndjson", "application/json")
-DRAIN_LIMIT = 2 * MAX_BODY_SIZE
-
-
-class JSONResponse(Response):
-    """JSON through orjson where installed: a batch answer has a result per record."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return json_codec.dumps(content)
-
-
-class Refused(Exception):
-    """Answer the request with `status` and {"message": ..., "field": ...}."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-
-    @classmethod
-    def from_field(cls, exc: FieldError) -> Refused:
-        return cls(413 if exc.code == ErrorCode.TOO_LARGE else 400, exc.message, exc.field)
 
 
 class Collector:
@@ -116,39 +98,6 @@ class Collector:
                 self.metrics.count_storage_error()
                 log.warning("retention purge failed: %s", exc.message)
             await asyncio.sleep(self.config.purge_interval)
-
-
-async def read_body(request: Request, limit: int = MAX_BODY_SIZE) -> bytes:
-    """The body, at most `limit` bytes; beyond, 413.
-
-    An oversized body is still read (up to DRAIN_LIMIT) and thrown away, so
-    that the client, which sends its whole body before it reads, gets the
-    413 rather than a reset connection.
-    """
-    length = request.headers.get("content-length")
-    if length is not None and not length.isdigit():
-        raise Refused(400, f"Content-Length is not a number: {length[:40]!r}", "content-length")
-    too_large = Refused(413, f"body is larger than {limit} bytes", "body")
-    if length is not None and int(length) > DRAIN_LIMIT:
-        raise too_large
-    chunks = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > DRAIN_LIMIT:
-                break
-            if size <= limit:
-                chunks.append(chunk)
-    except ClientDisconnect:  # gone, or closed by the body deadline (connections.py)
-        raise Refused(400, "the connection closed before the body ended", "body") from None
-    if size > limit:
-        raise too_large
-    return b"".join(chunks)
-
-
-def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 def collector_of(request: Request) -> Collector:
@@ -357,6 +306,7 @@ ROUTES = [
     GuardedRoute("/api/v1/tokens", list_tokens, methods=["GET"], access=Access.ADMIN),
     GuardedRoute("/healthz", healthz, methods=["GET"], access=Access.OPEN),
     GuardedRoute("/metrics", metrics, methods=["GET"], access=Access.READ),
+    *EVENT_ROUTES,
     *CONSOLE_ROUTES,
 ]
 ROUTE_PATHS = frozenset(route.path for route in ROUTES)

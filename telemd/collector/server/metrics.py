@@ -1,9 +1,9 @@
 """The collector's Prometheus metrics, kept in memory and rendered as text.
 
-Three families: records ingested by format and result, request latency by
-route, and storage errors. Updated only from the event loop's thread, so no
-locks. Written by hand rather than with prometheus_client: three families do
-not justify a dependency and its global registry.
+Four families: records ingested by format and result, events by source and
+result, request latency by route, and storage errors. Updated only from the
+event loop's thread, so no locks. Written by hand rather than with
+prometheus_client: four families do not justify a dependency and its global registry.
 """
 
 from __future__ import annotations
@@ -32,12 +32,17 @@ class Histogram:
 class Metrics:
     def __init__(self) -> None:
         self.records: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.events: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.latency: defaultdict[tuple[str, str], Histogram] = defaultdict(Histogram)
         self.storage_errors = 0
 
     def count_records(self, fmt: str, result: str, n: int = 1) -> None:
         if n:
             self.records[(fmt, result)] += n
+
+    def count_events(self, source: str, result: str, n: int = 1) -> None:
+        if n:
+            self.events[(source, result)] += n
 
     def observe_request(self, method: str, route: str, seconds: float) -> None:
         self.latency[(method, route)].observe(seconds)
@@ -52,6 +57,14 @@ class Metrics:
         ]
         for (fmt, result), n in sorted(self.records.items()):
             lines.append(f'telemd_collector_records_total{{format="{fmt}",result="{result}"}} {n}')
+        lines += [
+            "# HELP telemd_collector_events_total Events received, by source and result.",
+            "# TYPE telemd_collector_events_total counter",
+        ]
+        for (source, result), n in sorted(self.events.items()):
+            lines.append(
+                f'telemd_collector_events_total{{source="{source}",result="{result}"}} {n}'
+            )
         lines += [
             "# HELP telemd_collector_request_duration_seconds Time to answer a request.",
             "# TYPE telemd_collector_request_duration_seconds histogram",

@@ -31,16 +31,35 @@ RECORD_FILTERS = (
     "limit",
     "before",
 )
+# The event filters of GET /api/v1/events (telemd.collector.events.query).
+EVENT_FILTERS = (
+    "source",
+    "app",
+    "scenario",
+    "event",
+    "context_id",
+    "level",
+    "since",
+    "until",
+    "q",
+    "limit",
+    "before",
+    "after",
+)
 SUMMARY_PARAMS = ("since",)
 # The console's problems page (its form's names) and its exports: a whole search.
 CONSOLE_PROBLEM_PARAMS = ("kind", "build", "days", "sort", "after")
 EXPORT_FILTERS = tuple(name for name in RECORD_FILTERS if name not in ("limit", "before"))
 PROBLEM_PARAMS = ("kind", "build", "since", "sort", "limit", "after")
+# Vrooli's upload names the scenario, deployment mode and source in the query.
+VROOLI_UPLOAD_PARAMS = ("scenario", "mode", "source")
 ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/api/records": RECORD_FILTERS,
     "/api/v1/summary": SUMMARY_PARAMS,
     "/api/v1/problems": PROBLEM_PARAMS,
     "/api/v1/builds": ("limit",),
+    "/api/v1/telemetry/upload": VROOLI_UPLOAD_PARAMS,
+    "/api/v1/events": EVENT_FILTERS,
     "/console/records": RECORD_FILTERS,
     "/console/records.csv": EXPORT_FILTERS,
     "/console/records.ndjson": EXPORT_FILTERS,

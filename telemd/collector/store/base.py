@@ -18,6 +18,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from telemd.collector.events.schema import EVENTS_MIGRATION, Statement, statement_text
+from telemd.collector.events.store import purge_events
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.problems import rollups
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
@@ -27,8 +29,9 @@ from telemd.errors import ConfigError, TelemetryError
 SCHEMA_TABLE = "telemd_collector_schema"
 
 # Versioned migrations, applied in order at start; never edit a released one,
-# append a new one. `{id_column}` is the only per-engine word.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+# append a new one. `{id_column}` and `{json_column}` are the per-engine
+# words; a statement that differs more maps engine names to texts.
+MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
     (
         """CREATE TABLE records (
             id {id_column},
@@ -136,6 +139,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "INSERT INTO skip_frames (pattern) VALUES "
         + ", ".join(f"('{pattern}')" for pattern in FIRST_SKIP_FRAMES),
     ),
+    EVENTS_MIGRATION,
     (
         # The console's logins (telemd.collector.console.sessions): the
         # session's hash and the hash of the token it was made from, so that
@@ -311,7 +315,9 @@ class Store:
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version - 1]:
-                    session.execute(statement.format(id_column=self.engine.id_column))
+                    text = statement_text(statement, self.engine.name, self.engine.id_column)
+                    if text is not None:
+                        session.execute(text)
                 session.execute(f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (?)", (version,))
         return SCHEMA_VERSION
 
@@ -333,7 +339,7 @@ class Store:
             return stored
 
     def purge(self, retention: Retention, now: float) -> int:
-        """Delete records past their retention; return how many went."""
+        """Delete records and events past their retention; return how many went."""
         with self._transaction() as session:
             deleted = 0
             for classification, days in retention.overrides.items():
@@ -350,6 +356,7 @@ class Store:
                     + (f" AND classification NOT IN ({marks})" if exempt else ""),
                     (now - retention.days * 86400, *exempt),
                 )
+                deleted += purge_events(session, now - retention.days * 86400)
         return deleted
 
     # -- reads (any thread) --------------------------------------------------

@@ -1,0 +1,1 @@
+"""Events: what app telemetry clients send (shuttle, Vrooli, any app), beside records."""

@@ -1,0 +1,174 @@
+"""Events in the store: streams, batch inserts, duplicates, retention, counts.
+
+Writes take the writer thread (`Writer.call`), like records, so ids grow in
+commit order and keyset pages never skip an event. A stream is stored first
+and its events after, in as many batches as it takes (`store_events` is
+called again with the next `first_seq` as a stream goes on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from telemd.collector import json_codec
+from telemd.collector.events.model import Event
+
+if TYPE_CHECKING:
+    from telemd.collector.store.base import Session, Store
+
+_COLUMNS = (
+    "stream_id",
+    "seq",
+    "received_at",
+    "source",
+    "app",
+    "event",
+    "event_time",
+    "context_id",
+    "level",
+    "digest",
+    "payload",
+)
+# 50 rows of 11 values stay far below every SQLite's limit on bound parameters.
+ROWS_PER_STATEMENT = 50
+_JSON_PARAM = {"postgresql": "CAST(? AS jsonb)"}
+
+
+def _json_param(engine: str) -> str:
+    return _JSON_PARAM.get(engine, "?")
+
+
+def _values(engine: str) -> str:
+    return "(" + ", ".join([*["?"] * (len(_COLUMNS) - 1), _json_param(engine)]) + ")"
+
+
+def insert_stream(
+    session: Session,
+    engine: str,
+    protocol: str,
+    remote: str,
+    headers: Mapping[str, str],
+    now: float,
+) -> int:
+    rows = session.fetch(
+        "INSERT INTO streams (received_at, protocol, remote, headers) "
+        f"VALUES (?, ?, ?, {_json_param(engine)}) RETURNING id",
+        (now, protocol, remote, json_codec.dumps(dict(headers)).decode()),
+    )
+    return int(rows[0][0])
+
+
+def insert_events(
+    session: Session,
+    engine: str,
+    stream_id: int,
+    events: Sequence[Event],
+    now: float,
+    first_seq: int = 0,
+) -> int:
+    """Insert the events not stored before; return how many were new."""
+    seen: set[tuple[str, str]] = set()
+    params_of_new: list[list[object]] = []
+    for seq, event in enumerate(events, start=first_seq):
+        key = (event.source, event.digest)
+        if key in seen:
+            continue
+        seen.add(key)
+        params_of_new.append(
+            [
+                stream_id,
+                seq,
+                now,
+                event.source,
+                event.app,
+                event.name,
+                event.time,
+                event.context_id,
+                event.level,
+                event.digest,
+                event.payload.decode(),
+            ]
+        )
+    added: dict[tuple[str, str, str], tuple[int, float]] = {}
+    values = _values(engine)
+    for start in range(0, len(params_of_new), ROWS_PER_STATEMENT):
+        chunk = params_of_new[start : start + ROWS_PER_STATEMENT]
+        rows = session.fetch(
+            f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES "
+            + ", ".join([values] * len(chunk))
+            + " ON CONFLICT (source, digest) DO NOTHING RETURNING source, app, event, event_time",
+            [value for row in chunk for value in row],
+        )
+        for source, app, name, moment in rows:
+            key3 = (source, app or "", name or "")
+            total, last = added.get(key3, (0, moment))
+            added[key3] = (total + 1, max(last, moment))
+    for (source, app, name), (total, last) in added.items():
+        session.execute(
+            "INSERT INTO event_counts (source, app, event, total, last_time) "
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (source, app, event) DO UPDATE SET "
+            "total = event_counts.total + excluded.total, last_time = CASE "
+            "WHEN excluded.last_time > event_counts.last_time THEN excluded.last_time "
+            "ELSE event_counts.last_time END",
+            (source, app, name, total, last),
+        )
+    return sum(total for total, _ in added.values())
+
+
+def purge_events(session: Session, before: float) -> int:
+    """Delete the events received before `before`, their counts and their empty streams."""
+    gone = session.fetch(
+        "SELECT source, coalesce(app, ''), coalesce(event, ''), count(*) FROM events "
+        "WHERE received_at < ? GROUP BY source, coalesce(app, ''), coalesce(event, '')",
+        (before,),
+    )
+    if not gone:
+        return 0
+    deleted = session.execute("DELETE FROM events WHERE received_at < ?", (before,))
+    for source, app, name, total in gone:
+        session.execute(
+            "UPDATE event_counts SET total = total - ? WHERE source = ? AND app = ? AND event = ?",
+            (total, source, app, name),
+        )
+    session.execute("DELETE FROM event_counts WHERE total <= 0")
+    session.execute(
+        "DELETE FROM streams WHERE received_at < ? AND NOT EXISTS "
+        "(SELECT 1 FROM events WHERE events.stream_id = streams.id)",
+        (before,),
+    )
+    return deleted
+
+
+# -- the API the protocols call (on the writer thread) -----------------------
+
+
+def store_stream(
+    store: Store, protocol: str, remote: str, headers: Mapping[str, str], now: float
+) -> int:
+    """Open a stream; return its id, for `store_events`."""
+    with store.transaction() as session:
+        return insert_stream(session, store.engine.name, protocol, remote, headers, now)
+
+
+def store_events(
+    store: Store, stream_id: int, events: Sequence[Event], now: float, first_seq: int = 0
+) -> int:
+    """Store a stream's next events in one transaction; return how many were new."""
+    with store.transaction() as session:
+        return insert_events(session, store.engine.name, stream_id, events, now, first_seq)
+
+
+def store_batch(
+    store: Store,
+    protocol: str,
+    remote: str,
+    headers: Mapping[str, str],
+    events: Sequence[Event],
+    now: float,
+) -> tuple[int, int]:
+    """A stream and all its events in one transaction: (stream id, events new)."""
+    with store.transaction() as session:
+        stream_id = insert_stream(session, store.engine.name, protocol, remote, headers, now)
+        return stream_id, insert_events(session, store.engine.name, stream_id, events, now)
