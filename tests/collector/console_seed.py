@@ -1,4 +1,5 @@
-"""Records for the console's pages: a month of history, then today's from the real probes.
+"""Data for the console's pages: a month of history, today's records from the real
+probes, and events from each event protocol.
 
 History goes in through the store's own write (received_at in the past,
 which no HTTP client can set); today's records come from a real telemd fed
@@ -8,6 +9,7 @@ uncaught exception under the Python probe, and telem-record-gen.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 import probe_payloads
 from collector_proc import CLEAR_TID, CollectorProcess
 from daemon_harness import DaemonHarness, command, wait_until
+from events_clients import shuttle_file
 
 from telemd.collector.store.base import Store, open_engine
 
@@ -138,3 +141,35 @@ def records_from_probes(collector: CollectorProcess, root: Path) -> int:
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def events_from_each_protocol(collector: CollectorProcess) -> dict[str, str]:
+    """Events through shuttle's, Vrooli's and the generic app protocol, as each client
+    sends them; returns the app (or scenario) name of each."""
+    names = {"shuttle": "shuttle", "vrooli": "picker-wheel", "app": "billing-api"}
+    vrooli = [
+        {"ts": "2026-12-07T08:00:00Z", "event": "app_start", "details": {"version": "1.4.0"}},
+        {"ts": "2026-12-07T08:05:00Z", "event": "dependency_unreachable",
+         "details": {"service": "postgres", "reason": "connection refused"}},
+    ]  # fmt: skip
+    app = [
+        {"app": names["app"], "event": "invoice_sent", "level": "info", "timestamp": time.time()},
+        {"app": names["app"], "event": "payment_failed", "level": "error",
+         "timestamp": time.time(), "reason": "card declined"},
+    ]  # fmt: skip
+    with collector.client(token=None) as client:
+        answers = [
+            client.post("/publish", content=shuttle_file(str(uuid.uuid4()))),
+            client.post(
+                f"/api/v1/telemetry/upload?scenario={names['vrooli']}",
+                content=b"".join(json.dumps(line).encode() + b"\n" for line in vrooli),
+            ),
+            client.post(
+                "/api/v1/events",
+                content=b"".join(json.dumps(line).encode() + b"\n" for line in app),
+                headers={"Content-Type": "application/x-ndjson"},
+            ),
+        ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+    return names

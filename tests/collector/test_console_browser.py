@@ -19,7 +19,13 @@ from typing import Any
 import pytest
 from access_tokens import make_token
 from collector_proc import CollectorProcess
-from console_seed import BUILDS, PROBE_RECORDS, records_from_probes, write_history
+from console_seed import (
+    BUILDS,
+    PROBE_RECORDS,
+    events_from_each_protocol,
+    records_from_probes,
+    write_history,
+)
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (test extra) is missing")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -32,7 +38,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CollectorProcess, str]]:
+def seeded(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[CollectorProcess, str, dict[str, str]]]:
     workdir = tmp_path_factory.mktemp("console")
     db_url = f"sqlite:///{workdir / 'console.db'}"
     assert write_history(db_url) > 1000
@@ -40,7 +48,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Collector
     proc = CollectorProcess(db_url, str(workdir)).wait_ready()
     try:
         assert records_from_probes(proc, workdir / "telemd") >= PROBE_RECORDS
-        yield proc, reader
+        yield proc, reader, events_from_each_protocol(proc)
     finally:
         proc.stop()
 
@@ -106,8 +114,10 @@ def visit(driver: Any, base: str, path: str, name: str) -> str:
     return str(body)
 
 
-def test_every_page_in_a_real_browser(browser: Any, seeded: tuple[CollectorProcess, str]) -> None:
-    proc, reader = seeded
+def test_every_page_in_a_real_browser(
+    browser: Any, seeded: tuple[CollectorProcess, str, dict[str, str]]
+) -> None:
+    proc, reader, apps = seeded
     base = proc.base_url
     driver = browser
     driver.get(base + "/")  # a browser at / is sent to the console, and from there to log in
@@ -188,6 +198,24 @@ def test_every_page_in_a_real_browser(browser: Any, seeded: tuple[CollectorProce
     assert machine_id in machine and "org.clearlinux/python/exception" in machine
     assert "ValueError" in driver.find_element(By.CSS_SELECTOR, "table.problems").text
 
+    visit(driver, base, "/console/apps", "apps")
+    rows = {
+        row.find_element(By.CSS_SELECTOR, "td").text: row
+        for row in driver.find_elements(By.CSS_SELECTOR, "table.apps tbody tr")
+    }
+    assert set(apps.values()) <= set(rows), rows.keys()
+    failures = {
+        name: int(rows[name].find_elements(By.CSS_SELECTOR, "td.n")[1].text) for name in rows
+    }
+    assert failures[apps["vrooli"]] == 1 and failures[apps["shuttle"]] == 0
+    assert driver.find_elements(By.CSS_SELECTOR, "#events-per-app svg rect")
+    recent = driver.find_element(By.CSS_SELECTOR, "table.events").text
+    assert "dependency_unreachable" in recent and "payment_failed" in recent
+    tail = visit(driver, base, f"/console/apps/tail?app={apps['app']}", "tail")
+    assert "invoice_sent" in tail and "dependency_unreachable" not in tail
+    refresh = driver.find_element(By.CSS_SELECTOR, "meta[http-equiv=refresh]")
+    assert int(refresh.get_attribute("content")) > 0
+
     click_and_wait(driver, "form.logout button")
     assert driver.current_url == base + "/console/login"
     driver.get(base + "/console/")
@@ -196,16 +224,22 @@ def test_every_page_in_a_real_browser(browser: Any, seeded: tuple[CollectorProce
 
 
 def test_a_phone_sized_window_needs_no_sideways_scrolling(
-    browser: Any, seeded: tuple[CollectorProcess, str]
+    browser: Any, seeded: tuple[CollectorProcess, str, dict[str, str]]
 ) -> None:
-    proc, reader = seeded
+    proc, reader, _ = seeded
     driver = browser
     driver.set_window_size(390, 844)
     try:
         driver.get(proc.base_url + "/console/login")
         driver.find_element(By.ID, "token").send_keys(reader)
         click_and_wait(driver, "form.login button")
-        for path, name in (("/console/", "phone-overview"), ("/console/records", "phone-records")):
+        phone_pages = (
+            ("/console/", "phone-overview"),
+            ("/console/problems", "phone-problems"),
+            ("/console/records", "phone-records"),
+            ("/console/apps", "phone-apps"),
+        )
+        for path, name in phone_pages:
             visit(driver, proc.base_url, path, name)
             overflow = driver.execute_script(
                 "return document.documentElement.scrollWidth - window.innerWidth"

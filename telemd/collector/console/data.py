@@ -11,7 +11,7 @@ passed in (`now`).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -158,3 +158,31 @@ def machine_problems(store: Store, machine_id: str, limit: int = MAX_ROWS) -> li
         {**problem_json(row[:-2]), "here": int(row[-2]), "here_last_seen": float(row[-1])}
         for row in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class AppTotals:
+    """One event source's app (a Vrooli scenario, shuttle, any app): its counts."""
+
+    source: str
+    app: str
+    events: int
+    failures: int
+    last_time: float
+
+
+def app_totals(store: Store, failures: Collection[str], limit: int = MAX_ROWS) -> list[AppTotals]:
+    """Per source and app, events and failure events, from the counts kept at insert."""
+    names = sorted(failures)
+    failed = (
+        f"sum(CASE WHEN event IN ({', '.join('?' * len(names))}) THEN total ELSE 0 END)"
+        if names
+        else "0"
+    )
+    with store.reading() as session:
+        rows = session.fetch(
+            f"SELECT source, app, sum(total) AS n, {failed}, max(last_time) FROM event_counts "
+            "GROUP BY source, app ORDER BY n DESC, source, app LIMIT ?",
+            (*names, limit),
+        )
+    return [AppTotals(str(s), str(a), int(n), int(f or 0), float(t)) for s, a, n, f, t in rows]

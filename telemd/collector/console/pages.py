@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from telemd.collector import json_codec
 from telemd.collector.console import data, render
+from telemd.collector.events.query import EventQuery, find_events
 from telemd.collector.ingest.records import FieldError
 from telemd.collector.problems import queries as problem_queries
 from telemd.collector.problems.queries import ProblemQuery, parse_problem_query
@@ -28,6 +29,9 @@ from telemd.collector.store.query import SELECT_COLUMNS, parse_query, record_jso
 from telemd.record import HEADER_NAMES, is_event_id
 
 EXPORT_PAGE = 1000
+RECENT_FAILURES = 20
+TAIL_EVENTS = 50
+TAIL_REFRESH_SECONDS = 5
 # An export is a search's records, not a backup: beyond this, narrow the search.
 EXPORT_MAX = 100_000
 # A spreadsheet runs a cell that starts with these as a formula.
@@ -151,6 +155,24 @@ async def machine(request: Request) -> Response:
         request, "machine.html", machine_id=machine_id, per_day=per_day, kinds=kinds,
         problems=problems, recent=recent,
     )  # fmt: skip
+
+
+async def apps(request: Request) -> Response:
+    c = _collector(request)
+    failures = c.config.failure_events
+    totals = await c.read(data.app_totals, c.store, failures, data.MAX_ROWS)
+    query = EventQuery(level="error", limit=RECENT_FAILURES)
+    recent = await c.read(find_events, c.store, query, failures)
+    return render.page(request, "apps.html", totals=totals, recent=recent)
+
+
+async def tail(request: Request) -> Response:
+    """The latest events, newest first; the page reloads itself (no script needed)."""
+    c = _collector(request)
+    given = _query(request)
+    query = EventQuery(source=given.get("source"), app=given.get("app"), limit=TAIL_EVENTS)
+    found = await c.read(find_events, c.store, query, c.config.failure_events)
+    return render.page(request, "tail.html", events=found, form=given, refresh=TAIL_REFRESH_SECONDS)
 
 
 def _cell(value: object) -> str:

@@ -46,4 +46,6 @@ CONSOLE_ROUTES = [
     _page("/console/records.ndjson", pages.export_ndjson),
     _page("/console/records/{record_id}", pages.record),
     _page("/console/machines/{machine_id}", pages.machine),
+    _page("/console/apps", pages.apps),
+    _page("/console/apps/tail", pages.tail),
 ]

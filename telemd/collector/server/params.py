@@ -64,6 +64,7 @@ ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/console/records.csv": EXPORT_FILTERS,
     "/console/records.ndjson": EXPORT_FILTERS,
     "/console/problems": CONSOLE_PROBLEM_PARAMS,
+    "/console/apps/tail": ("source", "app"),
 }
 # The longest stored text field is 256 characters; a longer filter matches nothing.
 MAX_VALUE = 256
