@@ -238,7 +238,14 @@ PAST_THE_ENDS = {
     "limit": [b"0", b"1001"],
     "before": [b"0", b"9223372036854775808"],
     "since": [b"253402300800", b"10000-01-01"],
+    "until": [b"253402300800", b"10000-01-01"],
+    "after": [b"9223372036854775808"],
 }
+# The parameters that take any printable text.
+TEXT_PARAMS = (
+    "classification", "build", "machine_id",
+    "source", "app", "scenario", "mode", "event", "context_id", "level", "q",
+)  # fmt: skip
 # Refused by every parameter, text filters included.
 NOT_TEXT = [b"%FF", b"%C0%80", b"%ED%A0%80", b"%00", b"%0A", b"a%09b", b"x" * 300]
 # Bytes a request line may not hold: h11 answers 400 before any route runs.
@@ -291,7 +298,7 @@ def _hostile_queries() -> list[tuple[str, str, bytes, str | None]]:
         for name in names:
             key = name.encode()
             cases.append((method, path, key + b"=1&" + key + b"=1", name))
-            numeric = name not in ("classification", "build", "machine_id")
+            numeric = name not in TEXT_PARAMS
             for value in NOT_A_NUMBER:
                 cases.append((method, path, key + b"=" + value, name if numeric else None))
             for value in [*NOT_TEXT, *PAST_THE_ENDS.get(name, [])]:

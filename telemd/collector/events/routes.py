@@ -120,6 +120,10 @@ async def vrooli_upload(request: Request) -> Response:
 
 async def post_events(request: Request) -> Response:
     """POST /api/v1/events: any app's JSON array, NDJSON, or one object."""
+    try:  # the path's parameters are GET's filters; a post takes none
+        read_query(request.scope["query_string"], ())
+    except FieldError as exc:
+        raise Refused.from_field(exc) from None
     content_type = media_type(request)
 
     def parse(body: bytes, now: float) -> list[Event]:
