@@ -178,7 +178,7 @@ def load_config(args: argparse.Namespace) -> CollectorConfig:
 
 
 def open_store(config: CollectorConfig) -> Store:
-    store = Store(open_engine(config.db), rollups=config.rollups)
+    store = Store(open_engine(config.db), with_rollups=config.rollups)
     store.migrate()
     return store
 

@@ -40,6 +40,7 @@ def reprocess(store: Store) -> tuple[int, int]:
     with store.transaction() as session:
         for table in ROLLUP_TABLES:
             session.execute(f"DELETE FROM {table}")
+        session.execute("UPDATE rollup_epoch SET epoch = epoch + 1")
         session.execute(
             "UPDATE problems SET occurrences = 0, machines = 0, builds = 0, first_seen = ?, "
             "last_seen = 0, record_id = '', first_build = ''",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from telemd.collector.problems.signature import (
+    PROBLEM_PREFIX,
     Problem,
     ProblemKind,
     SkipList,
@@ -84,41 +85,61 @@ class Fold:
 
 def fold(records: Iterable[Stored], skip: SkipList) -> Fold:
     f = Fold()
+    # Records of one batch share few (build, machine, time, classification)
+    # values: count those first, so that the sets and counters below cost per
+    # value, not per record.
+    hosts: dict[tuple[str, str, float, str], int] = {}
     for r in records:
-        day = day_of(r.received_at)
-        f.builds[r.build] += 1
-        low, high = f.build_seen.get(r.build, (r.received_at, r.received_at))
-        f.build_seen[r.build] = (min(low, r.received_at), max(high, r.received_at))
-        f.build_machines.add((r.build, r.machine_id))
-        f.build_days[r.build, day] += 1
-        f.build_day_machines.add((r.build, day, r.machine_id))
-        f.days[day] += 1
-        f.day_machines.add((day, r.machine_id))
-        f.kind_days[record_kind(r.classification), day] += 1
-        problem = problem_of(r.classification, r.payload, skip)
-        if problem is None:
-            continue
-        sig = problem.signature
-        seen = f.problems.get(sig)
-        if seen is None:
-            seen = f.problems[sig] = _NewProblem(
-                problem, r.received_at, r.received_at, r.record_id, r.build, r.id
-            )
-        elif r.id < seen.first_id:
+        key = (r.build, r.machine_id, r.received_at, r.classification)
+        hosts[key] = hosts.get(key, 0) + 1
+        if r.classification.startswith(PROBLEM_PREFIX):
+            problem = problem_of(r.classification, r.payload, skip)
+            if problem is not None:
+                _fold_problem(f, problem, r, day_of(r.received_at))
+    machines: dict[tuple[str, str, float], int] = {}
+    for (build, machine, moment, classification), n in hosts.items():
+        host = (build, machine, moment)
+        machines[host] = machines.get(host, 0) + n
+        f.kind_days[record_kind(classification), day_of(moment)] += n
+    for (build, machine, moment), n in machines.items():
+        day = day_of(moment)
+        span = f.build_seen.get(build)
+        if span is None:
+            f.build_seen[build] = (moment, moment)
+        elif not span[0] <= moment <= span[1]:
+            f.build_seen[build] = (min(span[0], moment), max(span[1], moment))
+        f.builds[build] += n
+        f.build_machines.add((build, machine))
+        f.build_days[build, day] += n
+        f.build_day_machines.add((build, day, machine))
+        f.days[day] += n
+        f.day_machines.add((day, machine))
+    return f
+
+
+def _fold_problem(f: Fold, problem: Problem, r: Stored, day: int) -> None:
+    sig = problem.signature
+    seen = f.problems.get(sig)
+    if seen is None:
+        seen = f.problems[sig] = _NewProblem(
+            problem, r.received_at, r.received_at, r.record_id, r.build, r.id
+        )
+    else:
+        if r.id < seen.first_id:
             seen.first_id, seen.record_id, seen.first_build = r.id, r.record_id, r.build
         seen.first_seen = min(seen.first_seen, r.received_at)
         seen.last_seen = max(seen.last_seen, r.received_at)
-        n = problem.occurrences
-        seen.occurrences += n
-        f.problem_records.append((sig, r.id))
-        f.problem_days[sig, day] += n
-        f.problem_builds[sig, r.build] += n
-        f.problem_machines[sig, r.machine_id] += n
-        key = (sig, r.machine_id)
-        f.problem_machine_seen[key] = max(f.problem_machine_seen.get(key, 0.0), r.received_at)
-        if problem.kind is ProblemKind.CRASH:
-            f.build_crashes[r.build] += n
-    return f
+    n = problem.occurrences
+    seen.occurrences += n
+    f.problem_records.append((sig, r.id))
+    f.problem_days[sig, day] += n
+    f.problem_builds[sig, r.build] += n
+    key = (sig, r.machine_id)
+    f.problem_machines[key] += n
+    if f.problem_machine_seen.get(key, 0.0) < r.received_at:
+        f.problem_machine_seen[key] = r.received_at
+    if problem.kind is ProblemKind.CRASH:
+        f.build_crashes[r.build] += n
 
 
 def _rows(
@@ -148,34 +169,83 @@ def _execute_all(session: Session, head: str, rows: Sequence[Sequence[object]], 
         session.execute(sql, params)
 
 
+class KnownKeys:
+    """Keys of the set tables this process knows to be stored, so as not to send them again.
+
+    A machine reports many times a day; after its first record the inserts of
+    its (day, machine) keys would only conflict. Keys become known once their
+    transaction commits (`settle`), and all are forgotten when `reprocess`
+    has rebuilt the tables (it moves `rollup_epoch` on), so a key is known
+    only while its row exists. Used by the writer thread alone.
+    """
+
+    MAX_KEYS = 200_000
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self._known: dict[str, set[tuple[object, ...]]] = defaultdict(set)
+        self._pending: list[tuple[str, list[tuple[object, ...]]]] = []
+
+    def check_epoch(self, session: Session) -> None:
+        (epoch,) = session.fetch("SELECT epoch FROM rollup_epoch")[0]
+        if epoch != self.epoch:
+            self._known.clear()
+            self.epoch = int(str(epoch))
+
+    def unknown(self, table: str, keys: Iterable[tuple[object, ...]]) -> list[tuple[object, ...]]:
+        known = self._known[table]
+        fresh = [key for key in keys if key not in known]
+        self._pending.append((table, fresh))
+        return fresh
+
+    def settle(self) -> None:
+        """The transaction committed: its keys are stored."""
+        if sum(len(keys) for keys in self._known.values()) > self.MAX_KEYS:
+            self._known.clear()
+        for table, keys in self._pending:
+            self._known[table].update(keys)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        """The transaction rolled back: its keys may not be stored."""
+        self._pending.clear()
+
+
 def _new_keys(
-    session: Session, table: str, columns: Sequence[str], keys: Iterable[tuple[object, ...]]
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    keys: Iterable[tuple[object, ...]],
+    known: KnownKeys | None,
 ) -> list[tuple[object, ...]]:
     """Insert the keys of a set table; return those that were not there."""
     cols = ", ".join(columns)
+    fresh = known.unknown(table, keys) if known is not None else list(keys)
     return _fetch_all(
         session,
         f"INSERT INTO {table} ({cols})",
-        sorted(keys),
+        sorted(fresh),
         f"ON CONFLICT ({cols}) DO NOTHING RETURNING {cols}",
     )
 
 
-def apply(session: Session, f: Fold) -> None:
+def apply(session: Session, f: Fold, known: KnownKeys | None = None) -> None:
     """Write one fold's counts, in the fixed table order."""
-    _apply_builds(session, f)
-    _apply_days(session, f)
+    if known is not None:
+        known.check_epoch(session)
+    _apply_builds(session, f, known)
+    _apply_days(session, f, known)
     if f.problems:
         _apply_problems(session, f)
 
 
-def _apply_builds(session: Session, f: Fold) -> None:
+def _apply_builds(session: Session, f: Fold, known: KnownKeys | None) -> None:
     if not f.builds:
         return
     new_machines = Counter(
         str(build)
         for build, _ in _new_keys(
-            session, "build_machines", ("build", "machine_id"), f.build_machines
+            session, "build_machines", ("build", "machine_id"), f.build_machines, known
         )
     )
     _execute_all(
@@ -197,7 +267,11 @@ def _apply_builds(session: Session, f: Fold) -> None:
     new_day_machines = Counter(
         (str(b), int(str(d)))
         for b, d, _ in _new_keys(
-            session, "build_day_machines", ("build", "day", "machine_id"), f.build_day_machines
+            session,
+            "build_day_machines",
+            ("build", "day", "machine_id"),
+            f.build_day_machines,
+            known,
         )
     )
     _execute_all(
@@ -210,10 +284,10 @@ def _apply_builds(session: Session, f: Fold) -> None:
     )
 
 
-def _apply_days(session: Session, f: Fold) -> None:
+def _apply_days(session: Session, f: Fold, known: KnownKeys | None) -> None:
     new_machines = Counter(
         int(str(d))
-        for d, _ in _new_keys(session, "day_machines", ("day", "machine_id"), f.day_machines)
+        for d, _ in _new_keys(session, "day_machines", ("day", "machine_id"), f.day_machines, known)
     )
     _execute_all(
         session,

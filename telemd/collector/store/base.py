@@ -135,6 +135,9 @@ MIGRATIONS: tuple[tuple[Statement, ...], ...] = (
             kind TEXT NOT NULL, day INTEGER NOT NULL, records BIGINT NOT NULL,
             PRIMARY KEY (kind, day)
         )""",
+        # Moved on by `reprocess`, so that writers forget the keys they knew.
+        "CREATE TABLE rollup_epoch (epoch BIGINT NOT NULL)",
+        "INSERT INTO rollup_epoch (epoch) VALUES (0)",
         "CREATE TABLE skip_frames (pattern TEXT PRIMARY KEY)",
         "INSERT INTO skip_frames (pattern) VALUES "
         + ", ".join(f"('{pattern}')" for pattern in FIRST_SKIP_FRAMES),
@@ -226,12 +229,13 @@ def open_engine(url: str) -> Engine:
 
 
 class Store:
-    def __init__(self, engine: Engine, readers: int = 4, rollups: bool = True) -> None:
+    def __init__(self, engine: Engine, readers: int = 4, with_rollups: bool = True) -> None:
         self.engine = engine
         self.readers = readers
         # Problems and their counts, kept in the transaction that stores the records.
-        self.rollups = rollups
+        self.with_rollups = with_rollups
         self.skip_frames = SkipFrames()
+        self.known_keys = rollups.KnownKeys()
         self._pool: queue.LifoQueue[Session] = queue.LifoQueue()
         self._free_slots = threading.BoundedSemaphore(readers)
         self._writer: Session | None = None
@@ -325,18 +329,34 @@ class Store:
 
     def write(self, batches: Sequence[Sequence[Row]], received_at: float) -> list[dict[str, int]]:
         """Store several batches in one transaction; per batch, {record_id: id} of the new."""
-        with self._transaction() as session:
-            stored = [session.insert(rows, received_at) if rows else {} for rows in batches]
-            if self.rollups:
-                new = [
-                    _stored(ids[str(row[0])], received_at, row)
-                    for rows, ids in zip(batches, stored, strict=True)
-                    for row in rows
-                    if str(row[0]) in ids
-                ]
-                if new:
-                    rollups.apply(session, rollups.fold(new, self.skip_frames.current(session)))
-            return stored
+        try:
+            with self._transaction() as session:
+                stored = [session.insert(rows, received_at) if rows else {} for rows in batches]
+                if self.with_rollups:
+                    self._count(session, batches, stored, received_at)
+        except BaseException:
+            self.known_keys.discard()
+            raise
+        self.known_keys.settle()
+        return stored
+
+    def _count(
+        self,
+        session: Session,
+        batches: Sequence[Sequence[Row]],
+        stored: list[dict[str, int]],
+        received_at: float,
+    ) -> None:
+        """Problems and counts of the rows just stored (not of duplicates)."""
+        new = [
+            _stored(ids[str(row[0])], received_at, row)
+            for rows, ids in zip(batches, stored, strict=True)
+            for row in rows
+            if str(row[0]) in ids
+        ]
+        if new:
+            fold = rollups.fold(new, self.skip_frames.current(session))
+            rollups.apply(session, fold, self.known_keys)
 
     def purge(self, retention: Retention, now: float) -> int:
         """Delete records and events past their retention; return how many went."""
@@ -420,18 +440,21 @@ class Store:
 
 
 _COLUMN = {name: i for i, name in enumerate(RECORD_COLUMNS)}
+_RECORD_ID, _CLASSIFICATION, _MACHINE_ID, _BUILD, _PAYLOAD = (
+    _COLUMN[name] for name in ("record_id", "classification", "machine_id", "build", "payload")
+)
 
 
 def _stored(record: int, received_at: float, row: Row) -> rollups.Stored:
     """What the counts need of a row in RECORD_COLUMNS order."""
     return rollups.Stored(
         record,
-        str(row[_COLUMN["record_id"]]),
+        str(row[_RECORD_ID]),
         received_at,
-        str(row[_COLUMN["classification"]]),
-        str(row[_COLUMN["machine_id"]]),
-        str(row[_COLUMN["build"]]),
-        str(row[_COLUMN["payload"]]),
+        str(row[_CLASSIFICATION]),
+        str(row[_MACHINE_ID]),
+        str(row[_BUILD]),
+        str(row[_PAYLOAD]),
     )
 
 
