@@ -52,6 +52,7 @@ bench: venv
 	$(BIN)/python bench/collector.py
 	$(BIN)/python bench/slowloris.py
 	$(BIN)/python bench/probes.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
