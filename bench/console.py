@@ -6,7 +6,8 @@
 For each engine, a database is filled through the store's own write (the
 problems and counts kept as at ingest) with RECORDS records over 30 days
 from MACHINES machines: heartbeats, and kernel oopses, warnings, hung tasks
-and failed units made by the probes' own code. A real collector then serves
+and failed units made by the probes' own code; 20,000 app events are posted
+to the running collector. A real collector then serves
 the console; a logged-in client fetches every page ROUNDS times, one at a
 time, and the median and slowest answer of each are printed, measured at the
 client (the HTTP round trip included). Baseline, in the same run: GET
@@ -17,6 +18,7 @@ page's median exceeds 200 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -41,6 +43,8 @@ from telemd.collector.store.base import Store, open_engine  # noqa: E402
 TARGET_MS = 200.0
 DAYS = 30
 BATCH = 5000
+EVENTS = 20_000
+EVENT_BATCH = 1000
 BUILDS = ("41200", "41210", "41220", "41230")
 UNITS = 200  # failed units of that many names: as many problems
 
@@ -74,6 +78,22 @@ def fill(db_url: str, records: int, machines: int) -> float:
     return records / (time.perf_counter() - start)
 
 
+def post_events(client: httpx.Client, count: int) -> None:
+    """`count` events of 20 apps through the generic protocol, one in ten a failure."""
+    for first in range(0, count, EVENT_BATCH):
+        lines = [
+            {"app": f"app{i % 20}", "event": "failed" if i % 10 == 0 else "done",
+             "level": "error" if i % 10 == 0 else "info", "timestamp": time.time(), "n": i}
+            for i in range(first, min(count, first + EVENT_BATCH))
+        ]  # fmt: skip
+        answer = client.post(
+            "/api/v1/events",
+            content=b"".join(json.dumps(line).encode() + b"\n" for line in lines),
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert answer.status_code == 200, answer.text
+
+
 def timed(client: httpx.Client, path: str, rounds: int) -> list[float]:
     answer = client.get(path)  # warm: templates compiled, connections pooled
     assert answer.status_code == 200, f"{path}: {answer.status_code} {answer.text[:200]}"
@@ -102,6 +122,9 @@ def pages(client: httpx.Client) -> list[str]:
         f"/console/records?build={BUILDS[-1]}&created_in_days=1",
         f"/console/records/{record['record_id']}",
         f"/console/machines/{record['machine_id']}",
+        "/console/apps",
+        "/console/apps/tail",
+        "/console/apps/tail?app=app7",
     ]
 
 
@@ -112,6 +135,8 @@ def run_engine(engine: str, db_url: str, args: argparse.Namespace, workdir: str)
     proc = CollectorProcess(db_url, workdir).wait_ready()
     medians = []
     try:
+        with proc.client(token=None) as poster:
+            post_events(poster, EVENTS)
         with proc.client(token=reader) as client:
             baseline = statistics.median(timed(client, "/healthz", args.rounds))
             assert log_in(client, reader).status_code == 303
