@@ -1,7 +1,7 @@
 """Benchmark the console: each page's answer time with a million records stored.
 
     python bench/console.py [--engines sqlite,postgresql] [--records 1000000]
-                            [--machines 5000] [--rounds 15] [--check]
+                            [--machines 5000] [--rounds 9] [--check]
 
 For each engine, a database is filled through the store's own write (the
 problems and counts kept as at ingest) with RECORDS records over 30 days
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--engines", default="sqlite")
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--machines", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     medians: list[float] = []
