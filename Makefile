@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 # programs, strace for the fsync-ordering test, setpriv and runuser for other
 # uids, PostgreSQL for the collector, eu-stack for crash backtraces, and
 # systemd's and D-Bus's own tools (systemd-analyze, systemd-socket-activate,
-# systemd-journal-remote, journalctl, dbus-daemon).
+# systemd-journal-remote, journalctl, dbus-daemon), and chromium with its
+# driver for the console's browser tests.
 APT_PACKAGES := gcc libc6-dev strace util-linux postgresql elfutils systemd \
-	systemd-journal-remote dbus-daemon
+	systemd-journal-remote dbus-daemon chromium chromium-driver
 
 .PHONY: deps system-deps venv test lint demo bench clean
 
@@ -52,6 +53,7 @@ bench: venv
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/slowloris.py
 	$(BIN)/python bench/probes.py
+	$(BIN)/python bench/console.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,7 @@
 # The main job on an embedded default, unprivileged, in a temporary directory:
 # a collector on SQLite, telemd delivering to it, telem-record-gen and hprobe
 # sending records, the journal showing them delivered, and the collector
-# read back over HTTP with a read token.
+# read back over HTTP with a read token, which also logs in to the console.
 set -euo pipefail
 
 demo=$(mktemp -d /tmp/telemd-demo.XXXXXX)
@@ -65,8 +65,9 @@ for record in json.load(urllib.request.urlopen(request))["records"]:
           f"  {record['payload'].strip()!r}")
 PY
 echo "== the collector, for you to query"
-echo "   API:   http://127.0.0.1:$port/api/records (and /api/v1/summary, /metrics)"
-echo "   token: $token"
+echo "   console: http://127.0.0.1:$port/console/ (log in with the token below)"
+echo "   API:     http://127.0.0.1:$port/api/records (and /api/v1/summary, /metrics)"
+echo "   token:   $token"
 echo "   curl -H 'Authorization: Bearer $token' http://127.0.0.1:$port/api/v1/summary"
 if [ -t 0 ]; then
     read -r -p "== press Enter to stop the demo " _

@@ -23,7 +23,12 @@ from collector_proc import BATCH_HEADERS, CollectorProcess, headers_request, ndj
 from telemd.collector.access.guard import Access, GuardedRoute, GuardedWebSocketRoute
 from telemd.collector.access.tokens import new_token
 from telemd.collector.cli import main as collector_main
+from telemd.collector.console.routes import CONSOLE_ROUTES
 from telemd.collector.server.app import ROUTES
+
+# The console's routes take a session, not a token: test_console_access tries them.
+API_ROUTES = [route for route in ROUTES if route not in CONSOLE_ROUTES]
+CONSOLE_OPEN = {"/", "/console/login", "/console/static/console.css"}
 
 SCOPE_OF = {Access.INGEST: "ingest", Access.READ: "read", Access.ADMIN: "admin"}
 _addresses = itertools.count(2)
@@ -60,6 +65,10 @@ REQUESTS: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/records/{token}"): ingest_batch,
     ("GET", "/api/records"): nothing,
     ("GET", "/api/v1/summary"): nothing,
+    ("GET", "/api/v1/problems"): nothing,
+    ("GET", "/api/v1/problems/{id}"): nothing,
+    ("GET", "/api/v1/builds"): nothing,
+    ("GET", "/api/v1/overview"): nothing,
     ("GET", "/api/v1/tokens"): nothing,
     ("GET", "/healthz"): nothing,
     ("GET", "/metrics"): nothing,
@@ -72,10 +81,6 @@ REQUESTS: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/events"): one_event,
     ("POST", "/api/v1/events/{token}"): one_event,
     ("GET", "/api/v1/events"): nothing,
-    ("GET", "/api/v1/problems"): nothing,
-    ("GET", "/api/v1/problems/{id}"): nothing,
-    ("GET", "/api/v1/builds"): nothing,
-    ("GET", "/api/v1/overview"): nothing,
 }
 # Open to anyone: the health check, and shuttle's availability check.
 OPEN = {("GET", "/healthz"), ("GET", "/publish")}
@@ -88,7 +93,11 @@ def key(route: GuardedRoute) -> tuple[str, str]:
 
 def test_every_route_declares_its_access_and_is_tried_here() -> None:
     """WebSocket routes are tried in test_jsonstream_websocket.py."""
-    for route in ROUTES:
+    for route in CONSOLE_ROUTES:
+        assert isinstance(route, GuardedRoute), f"{route.path} has no access rule"
+        if route.access is not Access.SESSION:
+            assert route.access is Access.OPEN and route.path in CONSOLE_OPEN, route.path
+    for route in API_ROUTES:
         assert isinstance(route, GuardedRoute | GuardedWebSocketRoute), (
             f"{route} has no access rule"
         )
@@ -101,7 +110,7 @@ def test_every_route_declares_its_access_and_is_tried_here() -> None:
             assert key(route) in OPEN, f"{route.path} is open to anyone: is that meant?"
         if "{token" in route.path:
             assert route.access is Access.INGEST, "only ingest takes a token in the URL"
-    assert set(REQUESTS) == {key(route) for route in ROUTES if isinstance(route, GuardedRoute)}
+    assert set(REQUESTS) == {key(route) for route in API_ROUTES if isinstance(route, GuardedRoute)}
 
 
 class Tokens:
@@ -152,7 +161,7 @@ def test_no_token_wrong_scope_revoked_and_right_scope(
     guarded: tuple[CollectorProcess, Tokens], method: str, path: str
 ) -> None:
     proc, tokens = guarded
-    [route] = [r for r in ROUTES if isinstance(r, GuardedRoute) and key(r) == (method, path)]
+    [route] = [r for r in API_ROUTES if isinstance(r, GuardedRoute) and key(r) == (method, path)]
     assert isinstance(route, GuardedRoute)
     if route.access is Access.OPEN:
         for token in (None, tokens.revoked, tokens.right["read"]):

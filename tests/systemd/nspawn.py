@@ -39,6 +39,7 @@ PACKAGES = (
     "python3-dbus-fast",
     # telemd-collector's Depends
     "python3-anyio",
+    "python3-jinja2",
     "python3-psycopg",
     "python3-starlette",
     "python3-uvicorn",

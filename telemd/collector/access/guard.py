@@ -48,6 +48,7 @@ class Access(enum.Enum):
     INGEST = "ingest"  # open, or an ingest token / client certificate (ingest_auth)
     READ = "read"  # a token with the read scope
     ADMIN = "admin"  # a token with the admin scope
+    SESSION = "session"  # a console login made from a read token (telemd.collector.console)
 
 
 SCOPE_OF = {Access.INGEST: Scope.INGEST, Access.READ: Scope.READ, Access.ADMIN: Scope.ADMIN}
@@ -139,9 +140,12 @@ class Guard:
         ingest_rate: float,
         find: Callable[[str], Awaitable[TokenInfo | None]],
         touch: Callable[[str], Awaitable[None]],
+        session: Callable[[Request], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`session` admits a request to an Access.SESSION route or raises Denied."""
         self.ingest_auth = ingest_auth
+        self.session = session
         self.find = find
         self.touch = touch
         self.clock = clock
@@ -155,7 +159,12 @@ class Guard:
     async def admit(
         self, request: HTTPConnection, route: str, access: Access, max_body: int
     ) -> None:
-        if access is not Access.OPEN:
+        if access is Access.SESSION:
+            if self.session is None:
+                raise Denied(404, f"{route} is not served here")
+            assert isinstance(request, Request)  # console pages are HTTP routes
+            await self.session(request)
+        elif access is not Access.OPEN:
             info = await self.authenticate(request, route)
             if access is Access.INGEST:
                 self.admit_ingest(request, info)

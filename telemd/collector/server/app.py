@@ -34,6 +34,8 @@ from telemd.collector.access.guard import (
 )
 from telemd.collector.access.tokens import TokenInfo
 from telemd.collector.config import CollectorConfig
+from telemd.collector.console import auth as console_auth
+from telemd.collector.console.routes import CONSOLE_ROUTES
 from telemd.collector.events.routes import EVENT_ROUTES
 from telemd.collector.ingest import records as ingest
 from telemd.collector.ingest.records import FieldError, Row, Rules
@@ -371,6 +373,7 @@ ROUTES: list[BaseRoute] = [
     GuardedRoute(
         TOKEN_PATH, ingest_root, methods=["POST"], access=Access.INGEST, max_body=UNBOUNDED
     ),
+    *CONSOLE_ROUTES,
 ]
 ROUTE_PATHS = frozenset(route.path for route in ROUTES if isinstance(route, GuardedRoute))
 
@@ -457,6 +460,7 @@ def make_guard(collector: Collector) -> Guard:
         ingest_rate=collector.config.ingest_rate_limit,
         find=find,
         touch=touch,
+        session=console_auth.admit,
     )
 
 

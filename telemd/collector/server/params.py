@@ -57,6 +57,9 @@ EVENT_FILTERS = (
 # How GET /api/records answers: a JSON page, or the whole result as a stream.
 RECORD_FORMATS = ("json", "csv", "ndjson")
 SUMMARY_PARAMS = ("since",)
+# The console's problems page (its form's names) and its exports: a whole search.
+CONSOLE_PROBLEM_PARAMS = ("kind", "build", "days", "sort", "after")
+EXPORT_FILTERS = tuple(name for name in RECORD_FILTERS if name not in ("limit", "before"))
 # Vrooli's upload names the scenario, deployment mode and source in the query.
 VROOLI_UPLOAD_PARAMS = ("scenario", "mode", "source")
 PROBLEM_PARAMS = ("kind", "build", "since", "sort", "limit", "after")
@@ -67,6 +70,11 @@ ROUTE_PARAMS: Mapping[str, tuple[str, ...]] = {
     "/api/v1/events": EVENT_FILTERS,
     "/api/v1/problems": PROBLEM_PARAMS,
     "/api/v1/builds": ("limit",),
+    "/console/records": RECORD_FILTERS,
+    "/console/records.csv": EXPORT_FILTERS,
+    "/console/records.ndjson": EXPORT_FILTERS,
+    "/console/problems": CONSOLE_PROBLEM_PARAMS,
+    "/console/apps/tail": ("source", "app"),
 }
 # The longest stored text field is 256 characters; a longer filter matches nothing.
 MAX_VALUE = 256

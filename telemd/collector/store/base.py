@@ -150,6 +150,20 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     search_migration,
     record_rollups.migration,
+    (
+        # The console's logins (telemd.collector.console.sessions): the
+        # session's hash and the hash of the token it was made from, so that
+        # revoking the token ends its sessions.
+        """CREATE TABLE console_sessions (
+            session_hash TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)",
+        # The console's machine page: the problems of one machine.
+        "CREATE INDEX problem_machines_machine ON problem_machines (machine_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
