@@ -74,6 +74,17 @@ def record(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def row(**overrides: Any) -> Any:
+    """`record(**overrides)` as ingest makes it a row for the store."""
+    from telemd.collector.ingest import records as ingest
+
+    rec = record(**overrides)
+    rules = ingest.Rules(frozenset({CLEAR_TID}), 32768)
+    return ingest.validate_record(
+        rec, rec["payload"], tid=CLEAR_TID, record_id=rec["record_id"], rules=rules
+    )
+
+
 def headers_request(rec: Mapping[str, Any], tid: str = CLEAR_TID) -> tuple[dict[str, str], bytes]:
     """The "headers" format of `rec`: (HTTP headers, body)."""
     headers = {"X-Telemetry-TID": tid, "User-Agent": "telemd/test"}

@@ -114,3 +114,14 @@ def server(
         proc.stop()
         if os.environ.get("TELEMD_TEST_SHOW_LOGS"):
             print(proc.log())
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Any]:
+    """A migrated store on a fresh database of each engine."""
+    from telemd.collector.store.base import Store, open_engine
+
+    opened = Store(open_engine(db_url))
+    opened.migrate()
+    yield opened
+    opened.close()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from collector_proc import CLEAR_TID, record
+from collector_proc import CLEAR_TID, row
 
 from telemd.collector.ingest import records as ingest
 from telemd.collector.store.base import (
@@ -25,21 +24,6 @@ from telemd.errors import ConfigError
 RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)
 NOW = 1_800_000_000.0
 DAY = 86400
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = Store(open_engine(db_url))
-    opened.migrate()
-    yield opened
-    opened.close()
-
-
-def row(**overrides: Any) -> ingest.Row:
-    rec = record(**overrides)
-    return ingest.validate_record(
-        rec, rec["payload"], tid=CLEAR_TID, record_id=rec["record_id"], rules=RULES
-    )
 
 
 def column(name: str, rows: list[tuple[Any, ...]]) -> list[Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,18 +15,10 @@ from telemd.collector.events.query import (
     events_sql,
 )
 from telemd.collector.events.store import store_batch, store_events, store_stream
-from telemd.collector.store.base import Retention, Store, open_engine
+from telemd.collector.store.base import Retention, Store
 
 NOW = 1_800_000_000.0
 DAY = 86400
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = Store(open_engine(db_url))
-    opened.migrate()
-    yield opened
-    opened.close()
 
 
 def shuttle_event(phase: str, context: str = "c1", **extra: str) -> dict[str, Any]:

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
-from collector_proc import CLEAR_TID, record
+from collector_proc import CLEAR_TID, row
 
 from telemd.collector.ingest import records as ingest
 from telemd.collector.store.base import Retention, Store, open_engine
@@ -19,21 +16,6 @@ from telemd.collector.store.query import RecordQuery
 RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)
 NOW = 1_800_000_000.0
 HOUR = 3600
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = Store(open_engine(db_url))
-    opened.migrate()
-    yield opened
-    opened.close()
-
-
-def row(**overrides: Any) -> ingest.Row:
-    rec = record(**overrides)
-    return ingest.validate_record(
-        rec, rec["payload"], tid=CLEAR_TID, record_id=rec["record_id"], rules=RULES
-    )
 
 
 def scanned(store: Store, since: float | None) -> tuple[Counter[tuple[str, int]], Counter[str]]:

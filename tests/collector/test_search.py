@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from collector_proc import CLEAR_TID, new_id, record
+from collector_proc import CLEAR_TID, new_id, row
 
 from telemd.collector.ingest import records as ingest
 from telemd.collector.ingest.records import FieldError
-from telemd.collector.store.base import Store, open_engine
+from telemd.collector.store.base import Store
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, parse_query
 from telemd.collector.store.search import glob_pattern, like_pattern
 
 RULES = ingest.Rules(frozenset({CLEAR_TID}), 32768)
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = Store(open_engine(db_url))
-    opened.migrate()
-    yield opened
-    opened.close()
-
-
-def row(**overrides: Any) -> ingest.Row:
-    rec = record(**overrides)
-    return ingest.validate_record(
-        rec, rec["payload"], tid=CLEAR_TID, record_id=rec["record_id"], rules=RULES
-    )
 
 
 def found(store: Store, **filters: Any) -> list[str]:
