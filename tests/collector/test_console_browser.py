@@ -28,8 +28,8 @@ from console_seed import (
 )
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (test extra) is missing")
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
@@ -95,10 +95,21 @@ def click_and_wait(driver: Any, css: str) -> None:
     """Click, then wait for the page it leads to: a click does not wait for the load."""
     old = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, css).click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 10).until(lambda _: _left(old))
     WebDriverWait(driver, 10).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
     )
+
+
+def _left(old: Any) -> bool:
+    """Whether the page holding `old` is gone. chromedriver may answer a
+    question about an element of a page being torn down with an inspector
+    error rather than a stale-element one: that page is leaving too."""
+    try:
+        old.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException included
+        return True
+    return False
 
 
 def visit(driver: Any, base: str, path: str, name: str) -> str:
@@ -216,6 +227,7 @@ def test_every_page_in_a_real_browser(
     refresh = driver.find_element(By.CSS_SELECTOR, "meta[http-equiv=refresh]")
     assert int(refresh.get_attribute("content")) > 0
 
+    driver.get(base + "/console/builds")  # a page that does not reload itself
     click_and_wait(driver, "form.logout button")
     assert driver.current_url == base + "/console/login"
     driver.get(base + "/console/")
