@@ -23,13 +23,23 @@ median is printed in milliseconds, and at the end the ratio of the largest
 size to the smallest. Targets: under 100 ms, no more than 2x slower at the
 largest size than at 100,000.
 
-The problem pages (overview, problems list, problem detail, builds) print
-as "n/a" until the problems part's reads are added to `queries()`.
+Payloads are the probes' own: crash reports laid out by crashprobe's
+report module (3,000 distinct stacks), the klog samples through
+klogscanner's parser, uncaught exceptions through the Python probe's hook
+and failed units through journalprobe's; which problem a record reports is
+drawn from a Zipf distribution, as a fleet's few top crashes dominate. With
+--bulk, `telemd-collector reprocess` then groups the loaded records into
+problems, as an upgrade to the problems schema would.
+
+The problem pages are timed through telemd.collector.problems.queries, as
+their routes call them: the overview, the first page of problems by
+occurrences, the detail of the top problem and the builds.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import shutil
@@ -49,6 +59,8 @@ import collector_pg  # noqa: E402
 
 from telemd.collector.ingest import records as ingest  # noqa: E402
 from telemd.collector.ingest.records import CLEAR_LINUX_TID, RECORD_COLUMNS  # noqa: E402
+from telemd.collector.problems import queries as problems  # noqa: E402
+from telemd.collector.problems.reprocess import reprocess  # noqa: E402
 from telemd.collector.store.base import Store, open_engine  # noqa: E402
 from telemd.collector.store.query import RecordQuery  # noqa: E402
 
@@ -60,29 +72,112 @@ RUNS = 5
 TARGET_MS = 100.0
 TARGET_GROWTH = 2.0
 DAY = 86400
-CLASSES = (
-    "org.clearlinux/crash/clr",
-    "org.clearlinux/crash/unknown",
-    "org.clearlinux/kernel/warning",
-    "org.clearlinux/kernel/bug",
-    "org.clearlinux/hello/world",
-    "org.clearlinux/journal/failed-unit",
-    "org.clearlinux/mce/corrected",
-    "org.clearlinux/python/exception",
-)
+CRASH_STACKS = 3000
+PYTHON_PROBLEMS = 50
+FAILED_UNITS = 100
 FUNCTIONS = [f"func_{i}" for i in range(2000)]
-PROBLEM_PAGES = ("overview", "problems list", "problem detail", "builds")
+# What each record of a round of 8 is: most report a problem, two do not.
+KINDS = ("crash/clr", "crash/unknown", "kernel", "kernel", "python", "unit", "hello", "mce")
+PLAIN_CLASSES = {
+    "hello": "org.clearlinux/hello/world",
+    "mce": "org.clearlinux/mce/corrected",
+}
+BUILDS_PAGE = 100  # the builds route's default limit
 # One payload in RARE_EVERY holds the rare word the full-text query looks for.
 RARE_EVERY = 10_000
+RARE_WORD = "zebrafish_overflow"
 
 
-def payload(rng: random.Random, i: int) -> str:
-    frames = "".join(
-        f"#{n} {rng.choice(FUNCTIONS)}() - [/usr/lib/libmod{rng.randrange(50)}.so.1]\n"
-        for n in range(4)
-    )
-    rare = "zebrafish_overflow\n" if i % RARE_EVERY == 0 else ""
-    return f"Process: /usr/bin/prog{i % 300}\nSignal: 11\n{rare}Backtrace (TID {i}):\n{frames}"
+def crash_payloads(rng: random.Random, kind: str) -> list[str]:
+    """Reports of distinct crashes, as crashprobe lays them out."""
+    from telemd_probes.crash.report import Crash, CrashKind, Frame, Thread
+    from telemd_probes.crash.report import payload as crash_payload
+
+    crash_kind = CrashKind.CLR if kind == "crash/clr" else CrashKind.UNKNOWN
+    texts = []
+    for n in range(CRASH_STACKS):
+        frames = [Frame("raise", "/usr/lib64/libc.so.6", 0x3F0A1)] + [
+            Frame(
+                rng.choice(FUNCTIONS),
+                f"/usr/lib64/libmod{rng.randrange(50)}.so.1",
+                rng.randrange(1 << 20),
+            )
+            for _ in range(5)
+        ]
+        program = f"/usr/bin/prog{n % 300}"
+        crash = Crash(program, program[9:], 1000 + n, 11, (Thread(1000 + n, tuple(frames)),))
+        texts.append(crash_payload(crash, crash_kind, 1 + n % 3))
+    return texts
+
+
+PYTHON_PROGRAM = """
+def handle_{n}(text):
+    return int(text)
+
+def main():
+    handle_{n}("not a number {n}")
+"""
+
+
+def python_payloads() -> list[str]:
+    """Uncaught exceptions of distinct programs, through the Python probe's payload."""
+    from telemd_probes.python import payload as python_payload
+
+    texts = []
+    for n in range(PYTHON_PROBLEMS):
+        scope: dict[str, Any] = {}
+        path = f"/usr/lib/app{n}/main.py"
+        exec(compile(PYTHON_PROGRAM.format(n=n), path, "exec"), scope)
+        try:
+            scope["main"]()
+        except ValueError as exc:
+            texts.append(python_payload(type(exc), exc, exc.__traceback__, None))
+    return texts
+
+
+class Payloads:
+    """Per kind, the (classification, payload) pairs and the Zipf weights to draw them."""
+
+    def __init__(self, rng: random.Random) -> None:
+        import probe_payloads
+
+        kernel = [
+            (event.classification, event.payload())
+            for sample in sorted((probe_payloads.DATA / "klog").glob("*.kmsg"))
+            for event in probe_payloads.kernel_events(sample.stem)
+        ]
+        units = [
+            probe_payloads.failed_unit(f"svc{n}.service", ("exit-code", "signal", "timeout")[n % 3])
+            for n in range(FAILED_UNITS)
+        ]
+        self.pools: dict[str, list[tuple[str, str]]] = {
+            "crash/clr": [
+                ("org.clearlinux/crash/clr", text) for text in crash_payloads(rng, "crash/clr")
+            ],
+            "crash/unknown": [
+                ("org.clearlinux/crash/unknown", text)
+                for text in crash_payloads(rng, "crash/unknown")
+            ],
+            "kernel": kernel,
+            "python": [("org.clearlinux/python/exception", text) for text in python_payloads()],
+            "unit": units,
+        }
+        self.weights = {
+            kind: list(itertools.accumulate(1 / (k + 1) for k in range(len(pool))))
+            for kind, pool in self.pools.items()
+        }
+
+    def draw(self, rng: random.Random, i: int) -> tuple[str, str]:
+        kind = KINDS[i % len(KINDS)]
+        if kind in PLAIN_CLASSES:
+            frames = " ".join(rng.choice(FUNCTIONS) + "()" for _ in range(4))
+            classification, text = PLAIN_CLASSES[kind], f"Status: ok\nSeen: {frames}\n"
+        else:
+            pool = self.pools[kind]
+            [(classification, text)] = rng.choices(pool, cum_weights=self.weights[kind])
+        if i % RARE_EVERY == 0:
+            text += f"\n{RARE_WORD}\n"
+        return classification, text
 
 
 class Loader:
@@ -105,12 +200,13 @@ class Loader:
         self.step = days * DAY / total
         self.total = total
         self.loaded = 0
+        self.payloads = Payloads(self.rng)
         self.template = self._checked_template()
 
     def _checked_template(self) -> dict[str, object]:
         fields: dict[str, object] = {
             "record_format_version": "4",
-            "classification": CLASSES[0],
+            "classification": "org.clearlinux/crash/clr",
             "severity": "1",
             "machine_id": self.machines[0],
             "creation_timestamp": "1700000000",
@@ -126,7 +222,7 @@ class Loader:
             "event_id": uuid.uuid4().hex,
         }
         rules = ingest.Rules(frozenset({CLEAR_LINUX_TID}), 8192)
-        text = payload(self.rng, 1)
+        text = self.payloads.pools["crash/clr"][0][1]
         row = ingest.validate_record(
             fields, text, tid=CLEAR_LINUX_TID, record_id=uuid.uuid4().hex, rules=rules
         )
@@ -158,12 +254,13 @@ class Loader:
             rows = []
             for i in range(self.loaded, self.loaded + n):
                 fields = dict(self.template)
-                fields["classification"] = CLASSES[i % len(CLASSES)]
+                classification, text = self.payloads.draw(rng, i)
+                fields["classification"] = classification
                 fields["severity"] = str(1 + rng.randrange(4))
                 fields["machine_id"] = rng.choice(self.machines)
                 fields["build"] = str(41000 + i * 20 // max(total, 1))
                 fields["event_id"] = uuid.uuid4().hex
-                rows.append(self._row(fields, i, payload(rng, i)))
+                rows.append(self._row(fields, i, text))
             received_at = self.start + self.loaded * self.step
             if self.bulk:
                 with self.store.transaction() as session:
@@ -190,18 +287,24 @@ def queries(store: Store, now: float) -> dict[str, Callable[[], Any] | None]:
     window = RecordQuery(
         classification="org.clearlinux/crash/*", since=now - 3 * DAY, until=now - DAY
     )
-    # The problem pages' reads join this table once they are in the tree.
-    hooks: dict[str, Callable[[], Any] | None] = dict.fromkeys(PROBLEM_PAGES)
+    top = problems.list_problems(store, problems.ProblemQuery(limit=1))["problems"]
+    top_id = int(top[0]["id"]) if top else None
+    pages: dict[str, Callable[[], Any] | None] = {
+        "overview": lambda: problems.overview(store, now),
+        "problems list": lambda: problems.list_problems(store, problems.ProblemQuery()),
+        "problem detail": (lambda: problems.problem_detail(store, top_id)) if top_id else None,
+        "builds": lambda: problems.list_builds(store, BUILDS_PAGE, now),
+    }
     return {
         "summary": lambda: store.summary(),
         "summary since 7 days": lambda: store.summary(week),
         "wildcard + time range": lambda: store.records(window),
-        "full text, rare word": lambda: store.records(RecordQuery(q="zebrafish_overflow")),
+        "full text, rare word": lambda: store.records(RecordQuery(q=RARE_WORD)),
         "full text, common word": lambda: store.records(RecordQuery(q="func_17(")),
         "severity_min + machine": lambda: store.records(
             RecordQuery(severity_min=3, machine_id=f"{7:032x}")
         ),
-        **hooks,
+        **pages,
     }
 
 
@@ -218,9 +321,13 @@ def run_engine(
             began = time.perf_counter()
             store.migrate()
             built = time.perf_counter() - began
+            began = time.perf_counter()
+            _, found = reprocess(store)
+            grouped = time.perf_counter() - began
             print(
                 f"  {engine}: {size:>10,} records inserted ({rate:,.0f} records/s), "
-                f"indexes and rollups built in {built:,.0f} s",
+                f"indexes and rollups built in {built:,.0f} s, "
+                f"grouped into {found:,} problems in {grouped:,.0f} s",
                 flush=True,
             )
             table[size] = measure(store, loader.start + size * loader.step)
