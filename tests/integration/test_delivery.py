@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -21,31 +20,6 @@ from telemd.frame import encode_frame
 from telemd.record import HEADER_NAMES, Record
 
 TID = "6907c830-eed9-4ce9-81ae-76daf8d88f0f"
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[HttpSink]:
-    server = HttpSink(tmp_path)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def delivering(tmp_path: Path, sink: HttpSink) -> Iterator[DaemonHarness]:
-    """A configured daemon pointed at the sink, with quick retries; not started."""
-    harness = DaemonHarness(
-        tmp_path / "telemd",
-        server=sink.url,
-        cainfo=str(sink.ca_file),
-        retry_initial=0.05,
-        retry_max=0.4,
-        connect_timeout=1.0,
-        request_timeout=1.0,
-        uid_records_per_minute=-1,
-    )
-    yield harness
-    if harness.proc is not None and harness.proc.poll() is None:
-        harness.kill()
 
 
 def send(harness: DaemonHarness, count: int = 1, payload: str = "hello") -> list[str]:

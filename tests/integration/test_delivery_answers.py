@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +21,6 @@ from http_sink import Behaviour, HttpSink
 from telemd import journal
 from telemd.frame import encode_frame
 from telemd.record import Record
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[HttpSink]:
-    server = HttpSink(tmp_path / "sink")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def delivering(tmp_path: Path, sink: HttpSink) -> Iterator[DaemonHarness]:
-    harness = DaemonHarness(
-        tmp_path / "telemd",
-        server=sink.url,
-        cainfo=str(sink.ca_file),
-        retry_initial=0.05,
-        retry_max=0.4,
-        connect_timeout=1.0,
-        request_timeout=1.0,
-        uid_records_per_minute=-1,
-    )
-    yield harness
-    if harness.proc is not None and harness.proc.poll() is None:
-        harness.kill()
 
 
 def send(harness: DaemonHarness, count: int) -> list[str]:
