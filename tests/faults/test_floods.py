@@ -16,6 +16,7 @@ import psutil
 import pytest
 from daemon_harness import AS_NOBODY, NOBODY_UID, DaemonHarness, directory_for_nobody
 from flooders import Attacker, victim_waits
+from log_capture import Clock, Lines
 from processes import report
 
 from telemd.daemon.budget import UidBudget
@@ -127,23 +128,6 @@ def test_idle_connections_beyond_the_descriptor_limit_do_not_shut_out_another_ui
 
 
 BAD_FRAMES = 10_000
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 def _send_bad_frames(path: str, count: int) -> int:
