@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from telemd.collector import json_codec
 from telemd.collector.events.model import ERROR_LEVELS
 from telemd.collector.events.protocols import VROOLI, iso_time
-from telemd.collector.events.schema import SEARCH_VECTOR
+from telemd.collector.events.schema import EVENT_FIELDS, SEARCH_VECTOR
 from telemd.collector.ingest.records import FieldError
 from telemd.collector.server.params import EVENT_FILTERS, integer, unix_time
 
@@ -27,19 +27,7 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 MAX_ID = 2**63 - 1
 RECENT_FAILURES = 10
-_COLUMNS = (
-    "id",
-    "stream_id",
-    "seq",
-    "received_at",
-    "source",
-    "app",
-    "event",
-    "event_time",
-    "context_id",
-    "level",
-    "CAST(payload AS TEXT)",
-)
+_COLUMNS = ("id", *EVENT_FIELDS, "CAST(payload AS TEXT)")
 
 
 @dataclass(frozen=True, slots=True)

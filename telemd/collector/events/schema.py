@@ -21,6 +21,21 @@ SEARCH_VECTOR = f"to_tsvector('simple', left(CAST(payload AS TEXT), {SEARCH_CHAR
 JSON_COLUMN = {"sqlite": "TEXT", "postgresql": "JSONB"}
 BLOB_COLUMN = {"sqlite": "BLOB", "postgresql": "BYTEA"}
 
+
+# The columns an event has beside its id, digest and payload: written by
+# events/store.py, read back by events/query.py.
+EVENT_FIELDS = (
+    "stream_id",
+    "seq",
+    "received_at",
+    "source",
+    "app",
+    "event",
+    "event_time",
+    "context_id",
+    "level",
+)
+
 EVENTS_MIGRATION: tuple[Statement, ...] = (
     # One row per request or connection that brought events; the headers
     # are kept without credentials (see telemd.collector.events.model).

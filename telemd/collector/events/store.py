@@ -13,24 +13,12 @@ from typing import TYPE_CHECKING
 
 from telemd.collector import json_codec
 from telemd.collector.events.model import Event
-from telemd.collector.events.schema import INDEX_NEW_EVENTS
+from telemd.collector.events.schema import EVENT_FIELDS, INDEX_NEW_EVENTS
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session, Store
 
-_COLUMNS = (
-    "stream_id",
-    "seq",
-    "received_at",
-    "source",
-    "app",
-    "event",
-    "event_time",
-    "context_id",
-    "level",
-    "digest",
-    "payload",
-)
+_COLUMNS = (*EVENT_FIELDS, "digest", "payload")
 # 50 rows of 11 values stay far below every SQLite's limit on bound parameters.
 ROWS_PER_STATEMENT = 50
 MAX_ID = 2**63 - 1
