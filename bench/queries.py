@@ -1,7 +1,7 @@
 """Benchmark the collector's read side as the database grows: 100k, 1M, 10M records.
 
     python bench/queries.py [--engines sqlite,postgresql] [--max 1000000]
-                            [--machines 5000] [--days 30] [--bulk]
+                            [--machines 5000] [--days 30] [--bulk] [--keep DIR]
 
 Records are the rows `telemd.collector.ingest.records.validate_record`
 produces (one row is checked against it; the rest are built in the same
@@ -17,6 +17,11 @@ two ways:
   `Store.migrate()`, whose migrations build the search indexes and fill the
   rollups from the records; a fresh database per size. Several times
   faster, for the 10,000,000 row.
+
+With --keep DIR, the databases (SQLite files, a PostgreSQL cluster) stay in
+DIR, and a later run with --bulk and the same DIR times the sizes already
+loaded there again instead of loading them (after `Store.migrate()`, so
+migrations added since apply): the 10,000,000 row is loaded once.
 
 At each size, every query runs once to warm the cache, then 5 times; the
 median is printed in milliseconds, and at the end the ratio of the largest
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import random
 import shutil
@@ -309,12 +315,25 @@ def queries(store: Store, now: float) -> dict[str, Callable[[], Any] | None]:
 
 
 def run_engine(
-    engine: str, new_url: Callable[[str], str], sizes: Sequence[int], args: argparse.Namespace
+    engine: str, new_url: Callable[[str, bool], str], sizes: Sequence[int], args: argparse.Namespace
 ) -> None:
     table: dict[int, dict[str, float | None]] = {}
     if args.bulk:
         for size in sizes:
-            store = Store(open_engine(new_url(f"queries{size}")))
+            marker = Path(args.keep or "/nonexistent") / f"{engine}-{size}.json"
+            if marker.exists():
+                store = Store(open_engine(new_url(f"queries{size}", True)))
+                began = time.perf_counter()
+                store.migrate()
+                print(
+                    f"  {engine}: {size:>10,} records kept in {args.keep}, "
+                    f"migrated in {time.perf_counter() - began:,.0f} s",
+                    flush=True,
+                )
+                table[size] = measure(store, json.loads(marker.read_text())["now"])
+                store.close()
+                continue
+            store = Store(open_engine(new_url(f"queries{size}", False)))
             store.migrate(BEFORE_SEARCH)
             loader = Loader(store, args.machines, args.days, size, bulk=True)
             rate = loader.load_to(size)
@@ -330,10 +349,13 @@ def run_engine(
                 f"grouped into {found:,} problems in {grouped:,.0f} s",
                 flush=True,
             )
-            table[size] = measure(store, loader.start + size * loader.step)
+            now = loader.start + size * loader.step
+            if args.keep:
+                marker.write_text(json.dumps({"now": now}))
+            table[size] = measure(store, now)
             store.close()
     else:
-        store = Store(open_engine(new_url("queries")))
+        store = Store(open_engine(new_url("queries", False)))
         store.migrate()
         loader = Loader(store, args.machines, args.days, sizes[-1])
         for size in sizes:
@@ -375,24 +397,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--machines", type=int, default=5000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--bulk", action="store_true", help="insert, then build (see above)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the databases in DIR, reuse them")
     args = parser.parse_args(argv)
     sizes = [s for s in SIZES if s <= args.max] or [args.max]
     print(f"telemd-collector queries bench: sizes {sizes}, {os.cpu_count()} CPUs")
-    workdir = tempfile.mkdtemp(prefix="telemd-bench-")
+    workdir = args.keep or tempfile.mkdtemp(prefix="telemd-bench-")
+    os.makedirs(workdir, exist_ok=True)
     for engine in args.engines.split(","):
         if engine == "sqlite":
-            run_engine(engine, lambda name: f"sqlite:///{workdir}/{name}.db", sizes, args)
+
+            def sqlite_url(name: str, exists: bool) -> str:
+                path = Path(workdir) / f"{name}.db"
+                if not exists:
+                    for stale in Path(workdir).glob(f"{name}.db*"):
+                        stale.unlink()
+                return f"sqlite:///{path}"
+
+            run_engine(engine, sqlite_url, sizes, args)
         elif engine == "postgresql":
             reason = collector_pg.missing_reason()
             if reason:
                 print(f"  postgresql skipped: {reason}")
                 continue
-            server = collector_pg.start(durable=True)
+            top = os.path.join(workdir, "pg") if args.keep else None
+            server = collector_pg.start(durable=True, top=top)
+
+            def pg_url(
+                name: str, exists: bool, server: collector_pg.PostgresServer = server
+            ) -> str:
+                import psycopg
+
+                if exists:
+                    return server.url(name)
+                with psycopg.connect(server.url(), autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                return server.create_database(name)
+
             try:
-                run_engine(engine, server.create_database, sizes, args)
+                run_engine(engine, pg_url, sizes, args)
             finally:
                 server.stop()
-    shutil.rmtree(workdir)
+    if not args.keep:
+        shutil.rmtree(workdir)
     return 0
 
 

@@ -64,9 +64,13 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    keep: bool = False  # a server on a directory of the caller's, left in place at stop
+
     def stop(self) -> None:
-        _run(["pg_ctl", "-D", self.datadir, "-m", "immediate", "-w", "stop"], check=False)
-        shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
+        mode = "fast" if self.keep else "immediate"
+        _run(["pg_ctl", "-D", self.datadir, "-m", mode, "-w", "stop"], check=False)
+        if not self.keep:
+            shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
 
 
 def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -82,15 +86,23 @@ def _run(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
-def start(*, durable: bool = False) -> PostgresServer:
-    """initdb and start a server on a free loopback port; `durable=False` turns fsync off."""
-    top = tempfile.mkdtemp(prefix="telemd-pg-")
+def start(*, durable: bool = False, top: str | None = None) -> PostgresServer:
+    """initdb and start a server on a free loopback port; `durable=False` turns fsync off.
+
+    With `top`, the cluster lives in that directory, is reused if it holds
+    one already, and stays there when stopped (benchmarks' databases).
+    """
+    keep = top is not None
+    if top is None:
+        top = tempfile.mkdtemp(prefix="telemd-pg-")
+    os.makedirs(top, exist_ok=True)
     os.chmod(top, 0o755)
     datadir = os.path.join(top, "data")
     if os.geteuid() == 0:
         record = pwd.getpwnam(SERVER_USER)
         os.chown(top, record.pw_uid, record.pw_gid)
-    _run(["initdb", "-D", datadir, "-A", "trust", "-U", "telemd", "-E", "UTF8", "--no-sync"])
+    if not os.path.exists(os.path.join(datadir, "PG_VERSION")):
+        _run(["initdb", "-D", datadir, "-A", "trust", "-U", "telemd", "-E", "UTF8", "--no-sync"])
     port = free_port()
     options = f"-p {port} -k {top} -c listen_addresses=127.0.0.1"
     if not durable:
@@ -101,4 +113,4 @@ def start(*, durable: bool = False) -> PostgresServer:
     except RuntimeError as exc:
         with open(log, errors="replace") as f:
             raise RuntimeError(f"{exc}\n{f.read()[-2000:]}") from None
-    return PostgresServer(datadir, port)
+    return PostgresServer(datadir, port, keep=keep)
