@@ -66,6 +66,11 @@ class ConfigError(TelemetryError):
     code = ErrorCode.CONFIG
 
 
+# The exit status of every command stopped by a ConfigError (sysexits.h
+# EX_CONFIG); systemd units do not restart a service on it.
+EX_CONFIG = 78
+
+
 class DaemonUnavailable(TelemetryError):
     """The client could not reach the daemon's socket."""
 

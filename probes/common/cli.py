@@ -13,7 +13,7 @@ import sys
 from telemd import __version__
 from telemd.cli.argv import UsageError, parse
 from telemd.client import send
-from telemd.errors import ConfigError, TelemetryError
+from telemd.errors import EX_CONFIG, ConfigError, TelemetryError
 from telemd.record import Record
 
 from .settings import ProbeSettings, load_probe_settings
@@ -89,7 +89,7 @@ def start_command(
         return parsed
     settings = load_settings(prog, parsed)
     if settings is None:
-        return 1
+        return EX_CONFIG
     return parsed, settings
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from telemd.cli.argv import UsageError
-from telemd.errors import DaemonUnavailable, TelemetryError
+from telemd.errors import EX_CONFIG, DaemonUnavailable, TelemetryError
 from telemd.record import Record
 
 from ..common.cli import (
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         crash, uid = (None, None) if from_journal else _crash_from_options(options)
         settings = load_settings(PROG, options)
         if settings is None:
-            return 1
+            return EX_CONFIG
         if not os.path.exists(settings.opt_in_file):
             return 0  # opted out: leave the core alone
         ledger = StormLedger(

@@ -28,10 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(options, int):
         return options
     from telemd.client import send
-    from telemd.errors import TelemetryError
+    from telemd.errors import EX_CONFIG, ConfigError, TelemetryError
 
     try:
         send(Record(CLASSIFICATION, 1, PAYLOAD), config_file=text_option(options, "config-file"))
+    except ConfigError as exc:
+        log(PROG, exc.message)
+        return EX_CONFIG
     except TelemetryError as exc:
         log(PROG, exc.message)
         return 1

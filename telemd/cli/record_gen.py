@@ -13,7 +13,7 @@ import sys
 from telemd import __version__
 from telemd.cli.argv import UsageError, parse
 from telemd.client import client_settings, send
-from telemd.errors import DaemonUnavailable, TelemetryError
+from telemd.errors import EX_CONFIG, ConfigError, DaemonUnavailable, TelemetryError
 from telemd.frame import encode_frame
 from telemd.record import (
     EVENT_ID_ENV,
@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: {exc}\nTry '{PROG} --help'.", file=sys.stderr)
         return 2
+    except ConfigError as exc:
+        print(f"{PROG}: {exc.message}", file=sys.stderr)
+        return EX_CONFIG
     except TelemetryError as exc:
         print(f"{PROG}: {exc.message}", file=sys.stderr)
         return 1

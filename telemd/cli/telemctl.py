@@ -16,9 +16,7 @@ from collections.abc import Callable
 from telemd import __version__
 from telemd.cli import control_client, journal_view, optin, services, spool_view, status_view
 from telemd.config import Settings, load_settings, setting_names, validate_file
-from telemd.errors import ConfigError, TelemetryError
-
-EX_CONFIG = 78
+from telemd.errors import EX_CONFIG, ConfigError, TelemetryError
 
 
 def config_show(settings: Settings, args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from telemd.daemon.spool import HostKey, Spool
 from telemd.daemon.status import snapshot, status_line
 from telemd.daemon.systemd import Notifier, activated_sockets, watchdog_interval
 from telemd.daemon.transport import Transport
-from telemd.errors import ConfigError, RecordError, TelemetryError
+from telemd.errors import EX_CONFIG, ConfigError, RecordError, TelemetryError
 from telemd.hostinfo import HostInfo, read_host_info
 from telemd.journal import JOURNAL_FILE
 from telemd.machineid import MachineId
@@ -43,7 +43,6 @@ log = logging.getLogger("telemd")
 
 GIL_SWITCH_INTERVAL = 0.0005  # seconds
 
-EX_CONFIG = 78
 # sysexits' internal software error: the spool writer is gone. Any failure
 # status makes systemd restart the unit (Restart=on-failure).
 EX_SOFTWARE = 70

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from daemon_harness import AS_NOBODY, DaemonHarness, directory_for_nobody
+from daemon_harness import AS_NOBODY, DaemonHarness, command, directory_for_nobody
 
 from telemd.client import Client
 from telemd.record import Record
@@ -255,3 +255,39 @@ def test_a_token_file_others_can_read_is_exit_78_naming_it(tmp_path: Path) -> No
     assert str(token_file) in result.stderr and "chmod o-rwx" in result.stderr
     assert "x" * 43 not in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
+
+
+PROBES = ["hprobe", "klogscanner", "pstoreprobe", "journalprobe"]
+
+
+@pytest.mark.parametrize(
+    ("program", "args"),
+    [
+        *((name, []) for name in PROBES),
+        ("crashprobe", ["-p", "victim", "-s", "11"]),
+        ("telem-record-gen", ["-c", "a/b/c", "-p", "x"]),
+    ],
+)
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [("socket_path = 3\n", "socket_path"), ('socket_path = "/run/x\n', None)],
+    ids=["bad value", "malformed toml"],
+)
+def test_a_probe_with_a_bad_configuration_says_so_and_exits_78(
+    tmp_path: Path, program: str, args: list[str], text: str, key: str | None
+) -> None:
+    config = tmp_path / "probe.toml"
+    config.write_text(text)
+    result = subprocess.run(
+        [command(program), "-f", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 78, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert str(config) in result.stderr
+    if key is not None:
+        assert key in result.stderr

@@ -80,10 +80,10 @@ def test_a_probe_keeping_its_position_can_write_it_and_is_not_restarted_without(
     unit: str,
 ) -> None:
     """As root with no capability it could not write /var/lib/telemetry
-    (0750 telemetry); exit 73 is a position it cannot save."""
+    (0750 telemetry); exit 73 is a position it cannot save, 78 a bad configuration."""
     text = (SYSTEMD / unit).read_text()
     assert "\nUser=telemetry\n" in text and "\nReadWritePaths=-/var/lib/telemetry\n" in text
-    assert "\nRestartPreventExitStatus=73\n" in text
+    assert "\nRestartPreventExitStatus=73 78\n" in text
 
 
 def test_klogscanner_waits_for_a_kernel_log() -> None:
