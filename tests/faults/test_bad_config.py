@@ -29,6 +29,17 @@ CASES = [
 ]
 
 
+def assert_one_line_exit_78(
+    result: subprocess.CompletedProcess[str], config: Path, key: str | None
+) -> None:
+    assert result.returncode == 78, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert str(config) in result.stderr
+    if key is not None:
+        assert key in result.stderr
+
+
 @pytest.mark.parametrize(("name", "text", "key"), CASES, ids=[case[0] for case in CASES])
 def test_bad_configuration_is_one_line_and_exit_78(
     tmp_path: Path, name: str, text: str, key: str | None
@@ -36,12 +47,7 @@ def test_bad_configuration_is_one_line_and_exit_78(
     config = tmp_path / "telemd.toml"
     config.write_bytes(text.encode("utf-8", "surrogateescape"))
     result = run(config)
-    assert result.returncode == 78, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert str(config) in result.stderr
-    if key is not None:
-        assert key in result.stderr
+    assert_one_line_exit_78(result, config, key)
 
 
 @pytest.mark.parametrize("kind", ["a directory", "missing"])
@@ -285,9 +291,4 @@ def test_a_probe_with_a_bad_configuration_says_so_and_exits_78(
         timeout=30,
         stdin=subprocess.DEVNULL,
     )
-    assert result.returncode == 78, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert str(config) in result.stderr
-    if key is not None:
-        assert key in result.stderr
+    assert_one_line_exit_78(result, config, key)
