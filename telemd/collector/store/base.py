@@ -164,6 +164,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         # The console's machine page: the problems of one machine.
         "CREATE INDEX problem_machines_machine ON problem_machines (machine_id)",
     ),
+    (
+        # The overview's top problems read each day's largest counts in order
+        # (telemd.collector.problems.top); the index serves lookups by day too.
+        "DROP INDEX problem_days_day",
+        "CREATE INDEX problem_days_top ON problem_days (day, n, problem_id)",
+        # A `reprocess` under way (telemd.collector.problems.reprocess): one
+        # row, its epoch, the last record it recounts and the last it has.
+        """CREATE TABLE reprocess_state (
+            epoch BIGINT NOT NULL, mark BIGINT NOT NULL, done BIGINT NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
