@@ -346,7 +346,7 @@ def _apply_problems(session: Session, f: Fold) -> None:
         session,
         "INSERT INTO problem_records (problem_id, record)",
         sorted((ids[sig], record) for sig, record in f.problem_records),
-        "ON CONFLICT (problem_id, record) DO NOTHING",
+        "ON CONFLICT (record) DO NOTHING",
     )
     _execute_all(
         session,
