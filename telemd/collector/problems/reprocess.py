@@ -118,8 +118,11 @@ def _start(store: Store) -> Progress:
             # until this one has: a record at or below the mark is then
             # counted by this reprocess alone, one above it by its writer alone.
             session.execute("LOCK TABLE records IN SHARE MODE")
-        for table in ROLLUP_TABLES:
-            session.execute(f"DELETE FROM {table}")
+            # At once rather than row by row; readers wait the few ms to the commit.
+            session.execute(f"TRUNCATE {', '.join(ROLLUP_TABLES)}")
+        else:
+            for table in ROLLUP_TABLES:
+                session.execute(f"DELETE FROM {table}")
         session.execute("UPDATE rollup_epoch SET epoch = epoch + 1")
         session.execute(
             "UPDATE problems SET occurrences = 0, machines = 0, builds = 0, first_seen = ?, "
