@@ -15,6 +15,7 @@ from telemd.collector.problems.signature import (
     MAX_SIGNATURE_CHARS,
     MAX_TITLE_CHARS,
     SkipList,
+    occurrences_of,
     problem_of,
 )
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, check_pattern
@@ -211,3 +212,5 @@ def test_any_payload_gives_a_bounded_problem_or_none(classification: str, parts:
         assert 0 < len(problem.signature) <= MAX_SIGNATURE_CHARS
         assert 0 < len(problem.title) <= MAX_TITLE_CHARS
         assert 1 <= problem.occurrences <= 1_000_000
+        # The retention purge counts a record out by occurrences_of alone.
+        assert occurrences_of(classification, "".join(parts)) == problem.occurrences

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from telemd.collector.ingest.records import FieldError
 from telemd.collector.problems.rollups import DAY, day_of
 from telemd.collector.problems.signature import ProblemKind
+from telemd.collector.problems.top import top_problems
 from telemd.collector.server import params
 from telemd.collector.store.query import SELECT_COLUMNS, record_json
 
@@ -209,13 +210,15 @@ def overview(store: Store, now: float) -> dict[str, Any]:
         kinds = session.fetch(
             "SELECT day, kind, records FROM kind_days WHERE day >= ?", (first_day,)
         )
-        top = session.fetch(
-            f"SELECT {columns}, t.n FROM (SELECT problem_id, CAST(sum(n) AS BIGINT) AS n "
-            "FROM problem_days WHERE day > ? GROUP BY problem_id "
-            "ORDER BY n DESC, problem_id DESC LIMIT ?) t "
-            "JOIN problems p ON p.id = t.problem_id ORDER BY t.n DESC, p.id DESC",
-            (today - TOP_DAYS, TOP_PROBLEMS),
-        )
+        ranked = top_problems(session, today - TOP_DAYS + 1, today, TOP_PROBLEMS)
+        found: dict[int, tuple[Any, ...]] = {}
+        if ranked:
+            marks = ", ".join("?" * len(ranked))
+            for row in session.fetch(
+                f"SELECT {columns} FROM problems p WHERE p.id IN ({marks})",
+                [problem for problem, _ in ranked],
+            ):
+                found[int(row[0])] = row
         latest = session.fetch("SELECT build FROM builds ORDER BY first_seen DESC, build LIMIT 1")
         new: list[tuple[Any, ...]] = []
         if latest:
@@ -237,7 +240,11 @@ def overview(store: Store, now: float) -> dict[str, Any]:
             }
             for day in range(first_day, today + 1)
         ],
-        "top_problems": [{**problem_json(row[:-1]), "recent_occurrences": row[-1]} for row in top],
+        "top_problems": [
+            {**problem_json(found[problem]), "recent_occurrences": n}
+            for problem, n in ranked
+            if problem in found
+        ],
         "latest_build": latest[0][0] if latest else None,
         "new_in_latest_build": [problem_json(row) for row in new],
     }

@@ -332,10 +332,11 @@ def _apply_problems(session: Session, f: Fold) -> None:
         "THEN excluded.last_seen ELSE problems.last_seen END, "
         "occurrences = problems.occurrences + excluded.occurrences, "
         "title = excluded.title, "
-        # Emptied by `reprocess`, so that the rebuild picks the earliest record again.
-        "record_id = CASE WHEN problems.record_id = '' "
+        # The earliest record: `reprocess` counts old records while writers
+        # count new ones, in either order.
+        "record_id = CASE WHEN excluded.first_seen < problems.first_seen "
         "THEN excluded.record_id ELSE problems.record_id END, "
-        "first_build = CASE WHEN problems.record_id = '' "
+        "first_build = CASE WHEN excluded.first_seen < problems.first_seen "
         "THEN excluded.first_build ELSE problems.first_build END "
         "RETURNING signature, id",
     )
@@ -345,7 +346,7 @@ def _apply_problems(session: Session, f: Fold) -> None:
         session,
         "INSERT INTO problem_records (problem_id, record)",
         sorted((ids[sig], record) for sig, record in f.problem_records),
-        "ON CONFLICT (problem_id, record) DO NOTHING",
+        "ON CONFLICT (record) DO NOTHING",
     )
     _execute_all(
         session,

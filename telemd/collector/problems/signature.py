@@ -322,6 +322,17 @@ def problem_of(classification: str, payload: str, skip: SkipList) -> Problem | N
     return None
 
 
+def occurrences_of(classification: str, payload: str) -> int:
+    """What a record of a problem counts, without its signature: a crash's `Crashes: N`, else 1."""
+    if classification not in CRASH_CLASSIFICATIONS:
+        return 1
+    head, _, _ = payload.partition("\nBacktrace ")
+    for line in head.split("\n"):
+        if line.startswith("Crashes: "):
+            return _count(line.removeprefix("Crashes: ").strip())
+    return 1
+
+
 def record_kind(classification: str) -> str:
     """What a record is about, for counts per kind: its classification's middle level."""
     parts = classification.split("/")

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from telemd.collector.events.schema import EVENTS_MIGRATION, Statement, statement_text
 from telemd.collector.events.store import purge_events
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
+from telemd.collector.problems import retention as problem_retention
 from telemd.collector.problems import rollups
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
 from telemd.collector.store import rollups as record_rollups
@@ -163,6 +164,34 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX console_sessions_expiry ON console_sessions (expires_at)",
         # The console's machine page: the problems of one machine.
         "CREATE INDEX problem_machines_machine ON problem_machines (machine_id)",
+    ),
+    (
+        # The overview's top problems read each day's largest counts in order
+        # (telemd.collector.problems.top); the index serves lookups by day too.
+        "DROP INDEX problem_days_day",
+        "CREATE INDEX problem_days_top ON problem_days (day, n, problem_id)",
+        # A `reprocess` under way (telemd.collector.problems.reprocess): one
+        # row, its epoch, the last record it recounts and the last it has.
+        """CREATE TABLE reprocess_state (
+            epoch BIGINT NOT NULL, mark BIGINT NOT NULL, done BIGINT NOT NULL
+        )""",
+    ),
+    (
+        # problem_records keyed by record, so that the retention purge finds
+        # the problems of the records it deletes (telemd.collector.problems.retention).
+        {
+            "sqlite": "CREATE TABLE problem_records_by_record "
+            "(record INTEGER PRIMARY KEY, problem_id BIGINT NOT NULL)",
+            "postgresql": "ALTER TABLE problem_records DROP CONSTRAINT problem_records_pkey",
+        },
+        {
+            "sqlite": "INSERT INTO problem_records_by_record (record, problem_id) "
+            "SELECT record, min(problem_id) FROM problem_records GROUP BY record",
+            "postgresql": "ALTER TABLE problem_records ADD PRIMARY KEY (record)",
+        },
+        {"sqlite": "DROP TABLE problem_records"},
+        {"sqlite": "ALTER TABLE problem_records_by_record RENAME TO problem_records"},
+        "CREATE INDEX problem_records_problem ON problem_records (problem_id, record)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -407,6 +436,7 @@ class Store:
                 deleted += purge_events(session, now - retention.days * 86400)
             for where, params in doomed:
                 record_rollups.forget(session, self.engine.name, where, params)
+                problem_retention.forget(session, self.engine.name, where, params)
                 deleted += session.execute(f"DELETE FROM records WHERE {where}", params)
         return deleted
 

@@ -1,0 +1,139 @@
+"""Benchmark the overview's top problems against their former query, in the same run.
+
+    python bench/problem_reads.py [--engines sqlite,postgresql] [--sizes 100000,1000000]
+
+Each size is loaded as `bench/queries.py --bulk` loads it (its Loader: the
+probes' payloads, problems drawn from a Zipf distribution, 5,000 machines
+over 30 days; then the migrations and `reprocess`). Then, ROUNDS times in
+turn so that the machine's load weighs on both alike, the former top of
+the week (the sum of every problem's `problem_days` rows of the last 7
+days) and the present one (`problems/top.py`, index walks per day); the
+answers must be equal. Prints each one's median in ms, their ratio and the
+load average. Last, the timing of `reprocess` (batches that each commit)
+and of a retention purge of the oldest day, problem counts included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT / "tests" / "collector")]
+
+import collector_pg  # noqa: E402
+import queries  # noqa: E402
+
+from telemd.collector.problems.queries import TOP_DAYS, TOP_PROBLEMS  # noqa: E402
+from telemd.collector.problems.reprocess import reprocess  # noqa: E402
+from telemd.collector.problems.rollups import day_of  # noqa: E402
+from telemd.collector.problems.top import top_problems  # noqa: E402
+from telemd.collector.store.base import Retention, Store, open_engine  # noqa: E402
+
+ROUNDS = 7
+CALLS_PER_ROUND = 5
+DAY = 86400
+
+
+def summed(store: Store, first: int, last: int) -> list[tuple[int, int]]:
+    """The former query: every problem of the window summed, then sorted."""
+    with store.reading() as session:
+        rows = session.fetch(
+            "SELECT problem_id, CAST(sum(n) AS BIGINT) AS total FROM problem_days "
+            "WHERE day >= ? AND day <= ? GROUP BY problem_id "
+            "ORDER BY total DESC, problem_id DESC LIMIT ?",
+            (first, last, TOP_PROBLEMS),
+        )
+    return [(int(p), int(n)) for p, n in rows]
+
+
+def walked(store: Store, first: int, last: int) -> list[tuple[int, int]]:
+    with store.reading() as session:
+        return top_problems(session, first, last, TOP_PROBLEMS)
+
+
+def median_ms(fn: Callable[[], Any]) -> float:
+    times = []
+    for _ in range(CALLS_PER_ROUND):
+        began = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
+def run(engine: str, url: str, size: int) -> None:
+    store = Store(open_engine(url))
+    store.migrate(queries.BEFORE_SEARCH)
+    loader = queries.Loader(store, 5000, 30, size, bulk=True)
+    loader.load_to(size)
+    store.migrate()
+    began = time.perf_counter()
+    _, found = reprocess(store)
+    grouped = time.perf_counter() - began
+    now = loader.start + size * loader.step
+    today = day_of(now)
+    first, last = today - TOP_DAYS + 1, today
+    if summed(store, first, last) != walked(store, first, last):
+        raise SystemExit(f"{engine} {size}: the walk and the sum disagree")
+    former: list[float] = []
+    present: list[float] = []
+    for _ in range(ROUNDS):
+        former.append(median_ms(lambda: summed(store, first, last)))
+        present.append(median_ms(lambda: walked(store, first, last)))
+    a, b = statistics.median(former), statistics.median(present)
+    load = os.getloadavg()[0]
+    print(
+        f"  {engine:<10} {size:>10,}  top of the week: sum {a:7.2f} ms, walk {b:6.2f} ms, "
+        f"walk/sum {b / a:5.2f}; reprocess into {found:,} problems {grouped:,.0f} s; "
+        f"load {load:.1f}",
+        flush=True,
+    )
+    began = time.perf_counter()
+    purged = store.purge(Retention(days=29), now)
+    print(
+        f"  {engine:<10} {size:>10,}  purge of the oldest day: {purged:,} records in "
+        f"{time.perf_counter() - began:,.1f} s; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--sizes", default="100000,1000000")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"problem reads bench: sizes {sizes}, {os.cpu_count()} CPUs")
+    workdir = tempfile.mkdtemp(prefix="telemd-bench-")
+    try:
+        for engine in args.engines.split(","):
+            if engine == "sqlite":
+                for size in sizes:
+                    run(engine, f"sqlite:///{workdir}/problems{size}.db", size)
+            elif engine == "postgresql":
+                reason = collector_pg.missing_reason()
+                if reason:
+                    print(f"  postgresql skipped: {reason}")
+                    continue
+                server = collector_pg.start(durable=True)
+                try:
+                    for size in sizes:
+                        run(engine, server.create_database(f"problems{size}"), size)
+                finally:
+                    server.stop()
+    finally:
+        shutil.rmtree(workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
