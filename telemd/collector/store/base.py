@@ -25,7 +25,11 @@ from telemd.collector.problems import rollups
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
 from telemd.collector.store import rollups as record_rollups
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
-from telemd.collector.store.search import search_migration, select_records
+from telemd.collector.store.search import (
+    STORED_WORDS_MIGRATION,
+    search_migration,
+    select_records,
+)
 from telemd.errors import ConfigError, TelemetryError
 
 SCHEMA_TABLE = "telemd_collector_schema"
@@ -164,6 +168,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         # The console's machine page: the problems of one machine.
         "CREATE INDEX problem_machines_machine ON problem_machines (machine_id)",
     ),
+    STORED_WORDS_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
