@@ -26,7 +26,11 @@ from telemd.collector.problems import rollups
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
 from telemd.collector.store import rollups as record_rollups
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
-from telemd.collector.store.search import search_migration, select_records
+from telemd.collector.store.search import (
+    STORED_WORDS_MIGRATION,
+    search_migration,
+    select_records,
+)
 from telemd.errors import ConfigError, TelemetryError
 
 SCHEMA_TABLE = "telemd_collector_schema"
@@ -193,6 +197,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         {"sqlite": "ALTER TABLE problem_records_by_record RENAME TO problem_records"},
         "CREATE INDEX problem_records_problem ON problem_records (problem_id, record)",
     ),
+    STORED_WORDS_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
