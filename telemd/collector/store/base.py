@@ -24,6 +24,7 @@ from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.problems import retention as problem_retention
 from telemd.collector.problems import rollups
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
+from telemd.collector.store import fulltext
 from telemd.collector.store import rollups as record_rollups
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
 from telemd.collector.store.search import (
@@ -198,6 +199,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX problem_records_problem ON problem_records (problem_id, record)",
     ),
     STORED_WORDS_MIGRATION,
+    fulltext.MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -381,6 +383,10 @@ class Store:
         try:
             with self._transaction() as session:
                 stored = [session.insert(rows, received_at) if rows else {} for rows in batches]
+                index_new = fulltext.INDEX_NEW_RECORDS.get(self.engine.name)
+                first_new = min((min(ids.values()) for ids in stored if ids), default=None)
+                if index_new is not None and first_new is not None:
+                    session.execute(index_new, (first_new,))
                 new_rows = (
                     row
                     for rows, ids in zip(batches, stored, strict=True)

@@ -5,8 +5,8 @@ The two engines say the same thing in their own words:
   literal prefix runs on the classification index) and a LIKE on PostgreSQL;
 - payload search finds the words of `q` in a row, in that order, ignoring
   case and whatever lies between words (`parse_header()` finds
-  "PARSE header"): an FTS5 table on SQLite (its unicode61 words), kept by
-  triggers, and on PostgreSQL a stored tsvector of the same words
+  "PARSE header"): an FTS5 table on SQLite (its unicode61 words; new
+  records enter it as store/fulltext.py says), and on PostgreSQL a stored tsvector of the same words
   (`payload_words`) with a GIN index on it. Words, not substrings: an index
   of character trigrams finds any substring, but cost ingest five times what
   a word index costs (see docs/performance.md).
