@@ -35,6 +35,8 @@ def summarised(store: Store, since: float | None) -> tuple[Counter[tuple[str, in
         assert entry["total"] == sum(entry["by_severity"].values())
         for severity, n in entry["by_severity"].items():
             classes[(entry["classification"], int(severity))] = n
+    assert all(m["count"] > 0 for m in report["machines"])  # no machine with nothing since
+    assert all(n > 0 for n in classes.values())
     return classes, Counter({m["machine_id"]: m["count"] for m in report["machines"]})
 
 
@@ -56,7 +58,11 @@ def load(store: Store, seed: int, batches: int = 40) -> None:
 
 def test_summary_counts_equal_a_scan_at_any_since(store: Store) -> None:
     load(store, seed=1)
-    for since in (None, NOW, NOW + 1, NOW + HOUR, NOW + 5 * HOUR + 17.25, NOW + 86400 + 3, 4e9):
+    # Moments near the start and near the end of their hour and of their day.
+    for since in (
+        None, NOW, NOW + 1, NOW + HOUR, NOW + 5 * HOUR + 17.25, NOW + 3 * HOUR + 3500.5,
+        NOW + 40000.5, NOW + 100000, NOW + 86400 + 3, 4e9,
+    ):  # fmt: skip
         assert summarised(store, since) == scanned(store, since), since
 
 

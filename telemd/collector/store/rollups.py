@@ -9,8 +9,9 @@ processes on one PostgreSQL database keep exact counts; keys go in sorted
 order, so two transactions take their row locks in the same order and
 cannot deadlock on them.
 
-A summary `since` a moment answers from the whole buckets after it and reads
-only the records of the bucket it falls in.
+A summary `since` a moment answers from whole buckets and reads the records
+of the nearer half of the bucket it falls in: added after `since`, or
+taken away from its bucket before it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.store.query import SELECT_COLUMNS
@@ -191,10 +192,27 @@ def forget(session: Session, engine: str, where: str, params: Sequence[object]) 
     session.execute(f"DELETE FROM {MACHINE_TOTAL_TABLE} WHERE n <= 0")
 
 
-def _edge(since: float, size: int) -> tuple[int, float]:
-    """The first whole bucket at or after `since`, and where the partial one before it ends."""
-    first = math.ceil(since / size)
-    return first, float(first * size)
+class _Edge(NamedTuple):
+    """How a summary `since` a moment meets the buckets: whole ones from `first`, then
+    the records from `low` to `high` added (`sign` "") or taken away (`sign` "-")."""
+
+    first: int
+    low: float
+    high: float
+    sign: str
+
+
+def _edge(since: float, size: int) -> _Edge:
+    """The nearer end of the bucket `since` falls in: at most half a bucket of records to read.
+
+    Nearer its start, the bucket counts whole and the records before `since`
+    are taken away; nearer its end, the records after `since` are added.
+    """
+    bucket = math.floor(since / size)
+    start, end = float(bucket * size), float((bucket + 1) * size)
+    if since - start <= end - since:
+        return _Edge(bucket, start, since, "-")
+    return _Edge(bucket + 1, since, end, "")
 
 
 def class_counts(session: Session, since: float | None) -> list[tuple[Any, ...]]:
@@ -204,14 +222,16 @@ def class_counts(session: Session, since: float | None) -> list[tuple[Any, ...]]
             f"SELECT classification, severity, sum(n), max(last_seen) FROM {CLASS_TABLE} "
             "GROUP BY classification, severity"
         )
-    first, edge_end = _edge(since, HOUR)
+    edge = _edge(since, HOUR)
+    # Records taken away are older than any kept: they bring no last_seen.
+    last = "max(received_at)" if edge.sign == "" else "NULL"
     return session.fetch(
         "SELECT classification, severity, sum(n), max(last_seen) FROM ("
         f"SELECT classification, severity, n, last_seen FROM {CLASS_TABLE} WHERE hour >= ? "
-        "UNION ALL SELECT classification, severity, count(*), max(received_at) FROM records "
+        f"UNION ALL SELECT classification, severity, {edge.sign}count(*), {last} FROM records "
         "WHERE received_at >= ? AND received_at < ? GROUP BY classification, severity"
-        ") AS parts GROUP BY classification, severity",
-        (first, since, edge_end),
+        ") AS parts GROUP BY classification, severity HAVING sum(n) > 0",
+        (edge.first, edge.low, edge.high),
     )
 
 
@@ -227,14 +247,15 @@ def machine_counts(session: Session, since: float | None) -> list[tuple[Any, ...
             f"SELECT machine_id, n FROM {MACHINE_TOTAL_TABLE} ORDER BY n DESC, machine_id LIMIT ?",
             (MAX_MACHINES,),
         )
-    first, edge_end = _edge(since, DAY)
+    edge = _edge(since, DAY)
     return session.fetch(
         "SELECT machine_id, sum(n) AS total FROM ("
         f"SELECT machine_id, n FROM {MACHINE_TABLE} WHERE day >= ? "
-        "UNION ALL SELECT machine_id, count(*) FROM records "
+        f"UNION ALL SELECT machine_id, {edge.sign}count(*) FROM records "
         "WHERE received_at >= ? AND received_at < ? GROUP BY machine_id"
-        ") AS parts GROUP BY machine_id ORDER BY total DESC, machine_id LIMIT ?",
-        (first, since, edge_end, MAX_MACHINES),
+        ") AS parts GROUP BY machine_id HAVING sum(n) > 0 "
+        "ORDER BY total DESC, machine_id LIMIT ?",
+        (edge.first, edge.low, edge.high, MAX_MACHINES),
     )
 
 
