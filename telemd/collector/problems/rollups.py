@@ -13,7 +13,7 @@ one per record.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -83,24 +83,42 @@ class Fold:
     kind_days: Counter[tuple[str, int]] = field(default_factory=Counter)
 
 
+# Records per (build, machine_id, received_at, classification).
+HostCounts = Mapping[tuple[str, str, float, str], int]
+
+
 def fold(records: Iterable[Stored], skip: SkipList) -> Fold:
+    """The counts of `records`, signatures made here."""
+    records = list(records)
+    return fold_counted(
+        Counter((r.build, r.machine_id, r.received_at, r.classification) for r in records),
+        (
+            (r, problem_of(r.classification, r.payload, skip))
+            for r in records
+            if r.classification.startswith(PROBLEM_PREFIX)
+        ),
+    )
+
+
+def fold_counted(hosts: HostCounts, problems: Iterable[tuple[Stored, Problem | None]]) -> Fold:
+    """The counts of records already counted per host and signed where they may report one.
+
+    Records of one batch share few (build, machine, time, classification)
+    values: the sets and counters below cost per value, not per record.
+    """
     f = Fold()
-    # Records of one batch share few (build, machine, time, classification)
-    # values: count those first, so that the sets and counters below cost per
-    # value, not per record.
-    hosts: dict[tuple[str, str, float, str], int] = {}
-    for r in records:
-        key = (r.build, r.machine_id, r.received_at, r.classification)
-        hosts[key] = hosts.get(key, 0) + 1
-        if r.classification.startswith(PROBLEM_PREFIX):
-            problem = problem_of(r.classification, r.payload, skip)
-            if problem is not None:
-                _fold_problem(f, problem, r, day_of(r.received_at))
+    for r, problem in problems:
+        if problem is not None:
+            _fold_problem(f, problem, r, day_of(r.received_at))
     machines: dict[tuple[str, str, float], int] = {}
+    kinds: dict[str, str] = {}
     for (build, machine, moment, classification), n in hosts.items():
         host = (build, machine, moment)
         machines[host] = machines.get(host, 0) + n
-        f.kind_days[record_kind(classification), day_of(moment)] += n
+        kind = kinds.get(classification)
+        if kind is None:
+            kind = kinds[classification] = record_kind(classification)
+        f.kind_days[kind, day_of(moment)] += n
     for (build, machine, moment), n in machines.items():
         day = day_of(moment)
         span = f.build_seen.get(build)

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 from telemd.collector.events.schema import EVENTS_MIGRATION, Statement, statement_text
 from telemd.collector.events.store import purge_events
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.problems import rollups
+from telemd.collector.problems.signature import PROBLEM_PREFIX, reader_of
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
 from telemd.collector.store import fulltext
 from telemd.collector.store import rollups as record_rollups
@@ -349,42 +352,59 @@ class Store:
         try:
             with self._transaction() as session:
                 stored = [session.insert(rows, received_at) if rows else {} for rows in batches]
-                index_new = fulltext.INDEX_NEW_RECORDS.get(self.engine.name)
-                first_new = min((min(ids.values()) for ids in stored if ids), default=None)
-                if index_new is not None and first_new is not None:
-                    session.execute(index_new, (first_new,))
-                new_rows = (
-                    row
-                    for rows, ids in zip(batches, stored, strict=True)
-                    for row in rows
-                    if row[0] in ids
-                )
-                record_rollups.add(session, self.engine.name, new_rows, received_at)
-                if self.with_rollups:
-                    self._count(session, batches, stored, received_at)
+                new_rows: list[Row] = []
+                for rows, ids in zip(batches, stored, strict=True):
+                    # Record ids are unique within a batch: all stored, all new.
+                    new_rows += rows if len(ids) == len(rows) else [r for r in rows if r[0] in ids]
+                if new_rows:
+                    self._index_and_count(session, new_rows, stored, received_at)
         except BaseException:
             self.known_keys.discard()
             raise
         self.known_keys.settle()
         return stored
 
-    def _count(
+    def _index_and_count(
         self,
         session: Session,
-        batches: Sequence[Sequence[Row]],
+        new_rows: list[Row],
         stored: list[dict[str, int]],
         received_at: float,
     ) -> None:
+        index_new = fulltext.INDEX_NEW_RECORDS.get(self.engine.name)
+        if index_new is not None:
+            session.execute(index_new, (min(min(ids.values()) for ids in stored if ids),))
+        # Counted in C, once: the rollups below cost per distinct value, not per record.
+        tally: Counter[tuple[str, int, str, str]] = Counter(map(_TALLY_KEY, new_rows))
+        record_rollups.add(session, self.engine.name, tally, received_at)
+        if self.with_rollups:
+            self._count(session, new_rows, stored, tally, received_at)
+
+    def _count(
+        self,
+        session: Session,
+        new_rows: list[Row],
+        stored: list[dict[str, int]],
+        tally: record_rollups.Tally,
+        received_at: float,
+    ) -> None:
         """Problems and counts of the rows just stored (not of duplicates)."""
-        new = [
-            _stored(ids[str(row[0])], received_at, row)
-            for rows, ids in zip(batches, stored, strict=True)
-            for row in rows
-            if str(row[0]) in ids
-        ]
-        if new:
-            fold = rollups.fold(new, self.skip_frames.current(session))
-            rollups.apply(session, fold, self.known_keys)
+        hosts: Counter[tuple[str, str, float, str]] = Counter()
+        for (classification, _, machine, build), n in tally.items():
+            hosts[build, machine, received_at, classification] += n
+        classifications = {key[0] for key in tally}
+        readers = {c: reader_of(c) for c in classifications if c.startswith(PROBLEM_PREFIX)}
+        ids: dict[str, int] = {}
+        for batch_ids in stored:
+            ids.update(batch_ids)
+        skip = self.skip_frames.current(session)
+        signed = []
+        for row in new_rows:
+            read = readers.get(str(row[_CLASSIFICATION]))
+            if read is not None:
+                record = _stored(ids[str(row[_RECORD_ID])], received_at, row)
+                signed.append((record, read(record.payload, skip)))
+        rollups.apply(session, rollups.fold_counted(hosts, signed), self.known_keys)
 
     def purge(self, retention: Retention, now: float) -> int:
         """Delete records and events past their retention; return how many went."""
@@ -450,9 +470,11 @@ class Store:
 
 
 _COLUMN = {name: i for i, name in enumerate(RECORD_COLUMNS)}
-_RECORD_ID, _CLASSIFICATION, _MACHINE_ID, _BUILD, _PAYLOAD = (
-    _COLUMN[name] for name in ("record_id", "classification", "machine_id", "build", "payload")
+_RECORD_ID, _CLASSIFICATION, _SEVERITY, _MACHINE_ID, _BUILD, _PAYLOAD = (
+    _COLUMN[name]
+    for name in ("record_id", "classification", "severity", "machine_id", "build", "payload")
 )
+_TALLY_KEY = itemgetter(_CLASSIFICATION, _SEVERITY, _MACHINE_ID, _BUILD)
 
 
 def _stored(record: int, received_at: float, row: Row) -> rollups.Stored:

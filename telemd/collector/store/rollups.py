@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.store.query import SELECT_COLUMNS
 
 if TYPE_CHECKING:
@@ -31,9 +30,6 @@ DAY = 86400
 CLASS_TABLE = "rollup_class_hours"
 MACHINE_TABLE = "rollup_machine_days"
 MACHINE_TOTAL_TABLE = "rollup_machines"
-_CLASSIFICATION = RECORD_COLUMNS.index("classification")
-_SEVERITY = RECORD_COLUMNS.index("severity")
-_MACHINE = RECORD_COLUMNS.index("machine_id")
 # Rows per upsert statement: far below either engine's limit on parameters.
 ROWS_PER_STATEMENT = 500
 RECENT_SEVERE = 5
@@ -110,13 +106,17 @@ def _upsert(
         session.execute(f"{head} VALUES {', '.join([marks] * len(chunk))} {conflict}", params)
 
 
-def add(session: Session, engine: str, rows: Iterable[Row], received_at: float) -> None:
-    """Count new `rows`, received at `received_at`, into the rollups."""
+# A write's new records per (classification, severity, machine_id, build).
+Tally = Mapping[tuple[str, int, str, str], int]
+
+
+def add(session: Session, engine: str, tally: Tally, received_at: float) -> None:
+    """Count a write's new records, received at `received_at`, into the rollups."""
     classes: Counter[tuple[str, int]] = Counter()
     machines: Counter[str] = Counter()
-    for row in rows:
-        classes[(str(row[_CLASSIFICATION]), int(str(row[_SEVERITY])))] += 1
-        machines[str(row[_MACHINE])] += 1
+    for (classification, severity, machine, _), n in tally.items():
+        classes[classification, int(severity)] += n
+        machines[machine] += n
     hour, day = int(received_at // HOUR), int(received_at // DAY)
     add_counts(
         session,
