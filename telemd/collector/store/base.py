@@ -24,7 +24,7 @@ from telemd.collector.events.schema import EVENTS_MIGRATION, Statement, statemen
 from telemd.collector.events.store import purge_events
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.problems import rollups
-from telemd.collector.problems.signature import PROBLEM_PREFIX, reader_of
+from telemd.collector.problems.signature import Problem, Reader, reader_of
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
 from telemd.collector.store import fulltext
 from telemd.collector.store import rollups as record_rollups
@@ -184,6 +184,12 @@ class Session(Protocol):
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """Run a statement; return the number of rows it changed."""
+
+    def run_all(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
+        """Run statements in order whose results nobody reads.
+
+        PostgreSQL takes them in one round trip (pipeline mode), not one each.
+        """
 
     def begin(self) -> None:
         """Open a write transaction (taking the database's write lock where it has one).
@@ -347,8 +353,36 @@ class Store:
 
     # -- writes (the writer thread only) -------------------------------------
 
-    def write(self, batches: Sequence[Sequence[Row]], received_at: float) -> list[dict[str, int]]:
-        """Store several batches in one transaction; per batch, {record_id: id} of the new."""
+    def sign(self, rows: Sequence[Row]) -> rollups.Signed | None:
+        """The problems of rows about to be written, read in the caller's thread.
+
+        Any thread may call it, so that the one writer thread does not spend
+        its time on signatures; None until the writer has read the skip list.
+        """
+        skip = self.skip_frames.latest
+        if skip is None or not self.with_rollups:
+            return None
+        readers: dict[str, Reader | None] = {}
+        problems: dict[str, Problem | None] = {}
+        for row in rows:
+            classification = str(row[_CLASSIFICATION])
+            if classification not in readers:
+                readers[classification] = reader_of(classification)
+            read = readers[classification]
+            if read is not None:
+                problems[str(row[_RECORD_ID])] = read(str(row[_PAYLOAD]), skip)
+        return rollups.Signed(skip, problems)
+
+    def write(
+        self,
+        batches: Sequence[Sequence[Row]],
+        received_at: float,
+        signed: Sequence[rollups.Signed | None] = (),
+    ) -> list[dict[str, int]]:
+        """Store several batches in one transaction; per batch, {record_id: id} of the new.
+
+        `signed`, per batch, holds what `sign` read of it; the rest is read here.
+        """
         try:
             with self._transaction() as session:
                 stored = [session.insert(rows, received_at) if rows else {} for rows in batches]
@@ -357,7 +391,7 @@ class Store:
                     # Record ids are unique within a batch: all stored, all new.
                     new_rows += rows if len(ids) == len(rows) else [r for r in rows if r[0] in ids]
                 if new_rows:
-                    self._index_and_count(session, new_rows, stored, received_at)
+                    self._index_and_count(session, batches, stored, new_rows, signed, received_at)
         except BaseException:
             self.known_keys.discard()
             raise
@@ -367,8 +401,10 @@ class Store:
     def _index_and_count(
         self,
         session: Session,
-        new_rows: list[Row],
+        batches: Sequence[Sequence[Row]],
         stored: list[dict[str, int]],
+        new_rows: list[Row],
+        signed: Sequence[rollups.Signed | None],
         received_at: float,
     ) -> None:
         index_new = fulltext.INDEX_NEW_RECORDS.get(self.engine.name)
@@ -376,35 +412,44 @@ class Store:
             session.execute(index_new, (min(min(ids.values()) for ids in stored if ids),))
         # Counted in C, once: the rollups below cost per distinct value, not per record.
         tally: Counter[tuple[str, int, str, str]] = Counter(map(_TALLY_KEY, new_rows))
-        record_rollups.add(session, self.engine.name, tally, received_at)
+        later = record_rollups.additions(self.engine.name, tally, received_at)
         if self.with_rollups:
-            self._count(session, new_rows, stored, tally, received_at)
+            hosts: Counter[tuple[str, str, float, str]] = Counter()
+            for (classification, _, machine, build), n in tally.items():
+                hosts[build, machine, received_at, classification] += n
+            problems = self._problems(session, batches, stored, signed, received_at)
+            rollups.apply(session, rollups.fold_counted(hosts, problems), self.known_keys, later)
+        session.run_all(later)
 
-    def _count(
+    def _problems(
         self,
         session: Session,
-        new_rows: list[Row],
+        batches: Sequence[Sequence[Row]],
         stored: list[dict[str, int]],
-        tally: record_rollups.Tally,
+        signed: Sequence[rollups.Signed | None],
         received_at: float,
-    ) -> None:
-        """Problems and counts of the rows just stored (not of duplicates)."""
-        hosts: Counter[tuple[str, str, float, str]] = Counter()
-        for (classification, _, machine, build), n in tally.items():
-            hosts[build, machine, received_at, classification] += n
-        classifications = {key[0] for key in tally}
-        readers = {c: reader_of(c) for c in classifications if c.startswith(PROBLEM_PREFIX)}
-        ids: dict[str, int] = {}
-        for batch_ids in stored:
-            ids.update(batch_ids)
+    ) -> list[tuple[rollups.Stored, Problem | None]]:
+        """The new records that may report a problem, each with the one it reports."""
         skip = self.skip_frames.current(session)
-        signed = []
-        for row in new_rows:
-            read = readers.get(str(row[_CLASSIFICATION]))
-            if read is not None:
-                record = _stored(ids[str(row[_RECORD_ID])], received_at, row)
-                signed.append((record, read(record.payload, skip)))
-        rollups.apply(session, rollups.fold_counted(hosts, signed), self.known_keys)
+        readers: dict[str, Reader | None] = {}
+        found: list[tuple[rollups.Stored, Problem | None]] = []
+        for i, (rows, ids) in enumerate(zip(batches, stored, strict=True)):
+            pre = signed[i] if i < len(signed) else None
+            # Read with another skip list: `reprocess` or an edit came between.
+            known = pre.problems if pre is not None and pre.skip is skip else {}
+            for row in rows:
+                classification = str(row[_CLASSIFICATION])
+                if classification not in readers:
+                    readers[classification] = reader_of(classification)
+                read, record_id = readers[classification], str(row[_RECORD_ID])
+                if read is None or record_id not in ids:
+                    continue
+                record = _stored(ids[record_id], received_at, row)
+                if record_id in known:
+                    found.append((record, known[record_id]))
+                else:
+                    found.append((record, read(record.payload, skip)))
+        return found
 
     def purge(self, retention: Retention, now: float) -> int:
         """Delete records and events past their retention; return how many went."""
