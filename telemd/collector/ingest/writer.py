@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from telemd.collector.ingest.records import Row
+from telemd.collector.problems.rollups import Signed
 from telemd.collector.store.base import Store
 
 log = logging.getLogger("telemd.collector")
@@ -26,7 +27,7 @@ MAX_GROUP_ROWS = 20_000
 
 
 class _Job:
-    __slots__ = ("future", "loop", "rows", "task")
+    __slots__ = ("future", "loop", "rows", "signed", "task")
 
     def __init__(
         self,
@@ -34,11 +35,13 @@ class _Job:
         future: asyncio.Future[Any],
         rows: Sequence[Row] | None,
         task: Callable[[], Any] | None,
+        signed: Signed | None = None,
     ) -> None:
         self.loop = loop
         self.future = future
         self.rows = rows
         self.task = task
+        self.signed = signed
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
         def apply() -> None:
@@ -67,14 +70,16 @@ class Writer:
         self._jobs.put(None)
         self._thread.join()
 
-    async def insert(self, rows: Sequence[Row]) -> tuple[dict[str, int], float]:
-        """Store rows (record ids unique among them).
+    async def insert(
+        self, rows: Sequence[Row], signed: Signed | None = None
+    ) -> tuple[dict[str, int], float]:
+        """Store rows (record ids unique among them), with what `Store.sign` read of them.
 
         Return {record_id: id} of those that were new, and their received_at.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[dict[str, int], float]] = loop.create_future()
-        self._jobs.put(_Job(loop, future, rows, None))
+        self._jobs.put(_Job(loop, future, rows, None, signed))
         return await future
 
     async def call(self, task: Callable[[], T]) -> T:
@@ -118,7 +123,9 @@ class Writer:
     def _commit(self, group: list[_Job]) -> None:
         received_at = self.clock()
         try:
-            stored = self.store.write([job.rows or () for job in group], received_at)
+            stored = self.store.write(
+                [job.rows or () for job in group], received_at, [job.signed for job in group]
+            )
         except Exception as exc:
             if len(group) == 1:
                 group[0].settle(error=exc)

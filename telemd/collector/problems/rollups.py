@@ -7,13 +7,16 @@ database count exactly: a row another transaction is inserting is waited
 for, never counted twice. Keys are written in one order (table by table,
 sorted within each), so two transactions never wait for each other in a
 circle. A batch is folded in memory first: one statement per table, not
-one per record.
+one per record. The statements whose results are not read come after the
+ones whose are, and go to PostgreSQL in one round trip (`Session.run_all`).
+Signatures may be read before the writer takes the batch (`Signed`, made in
+the request's thread), so that the one writer thread spends its time on SQL.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -32,6 +35,19 @@ if TYPE_CHECKING:
 DAY = 86400
 # Rows per multi-row statement: far below SQLite's and PostgreSQL's bound-parameter limits.
 ROWS_PER_STATEMENT = 500
+# Statements whose results nobody reads, to run in one round trip.
+Later = list[tuple[str, Sequence[object]]]
+
+
+class Signed(NamedTuple):
+    """A batch's problems, read before the writer takes it (in the request's thread).
+
+    By record id, for the records whose classification reports problems;
+    valid while `skip` is the writer's current skip list.
+    """
+
+    skip: SkipList
+    problems: dict[str, Problem | None]
 
 
 class Stored(NamedTuple):
@@ -83,24 +99,42 @@ class Fold:
     kind_days: Counter[tuple[str, int]] = field(default_factory=Counter)
 
 
+# Records per (build, machine_id, received_at, classification).
+HostCounts = Mapping[tuple[str, str, float, str], int]
+
+
 def fold(records: Iterable[Stored], skip: SkipList) -> Fold:
+    """The counts of `records`, signatures made here."""
+    records = list(records)
+    return fold_counted(
+        Counter((r.build, r.machine_id, r.received_at, r.classification) for r in records),
+        (
+            (r, problem_of(r.classification, r.payload, skip))
+            for r in records
+            if r.classification.startswith(PROBLEM_PREFIX)
+        ),
+    )
+
+
+def fold_counted(hosts: HostCounts, problems: Iterable[tuple[Stored, Problem | None]]) -> Fold:
+    """The counts of records already counted per host and signed where they may report one.
+
+    Records of one batch share few (build, machine, time, classification)
+    values: the sets and counters below cost per value, not per record.
+    """
     f = Fold()
-    # Records of one batch share few (build, machine, time, classification)
-    # values: count those first, so that the sets and counters below cost per
-    # value, not per record.
-    hosts: dict[tuple[str, str, float, str], int] = {}
-    for r in records:
-        key = (r.build, r.machine_id, r.received_at, r.classification)
-        hosts[key] = hosts.get(key, 0) + 1
-        if r.classification.startswith(PROBLEM_PREFIX):
-            problem = problem_of(r.classification, r.payload, skip)
-            if problem is not None:
-                _fold_problem(f, problem, r, day_of(r.received_at))
+    for r, problem in problems:
+        if problem is not None:
+            _fold_problem(f, problem, r, day_of(r.received_at))
     machines: dict[tuple[str, str, float], int] = {}
+    kinds: dict[str, str] = {}
     for (build, machine, moment, classification), n in hosts.items():
         host = (build, machine, moment)
         machines[host] = machines.get(host, 0) + n
-        f.kind_days[record_kind(classification), day_of(moment)] += n
+        kind = kinds.get(classification)
+        if kind is None:
+            kind = kinds[classification] = record_kind(classification)
+        f.kind_days[kind, day_of(moment)] += n
     for (build, machine, moment), n in machines.items():
         day = day_of(moment)
         span = f.build_seen.get(build)
@@ -164,9 +198,8 @@ def _fetch_all(
     return out
 
 
-def _execute_all(session: Session, head: str, rows: Sequence[Sequence[object]], tail: str) -> None:
-    for sql, params in _rows(head, rows, tail):
-        session.execute(sql, params)
+def _later(later: Later, head: str, rows: Sequence[Sequence[object]], tail: str) -> None:
+    later += _rows(head, rows, tail)
 
 
 class KnownKeys:
@@ -229,17 +262,27 @@ def _new_keys(
     )
 
 
-def apply(session: Session, f: Fold, known: KnownKeys | None = None) -> None:
-    """Write one fold's counts, in the fixed table order."""
+def apply(
+    session: Session, f: Fold, known: KnownKeys | None = None, later: Later | None = None
+) -> None:
+    """Write one fold's counts, in the fixed table order.
+
+    The statements whose results are not read come last; given `later`,
+    they are left there for the caller to run with its own, in one round
+    trip; else they run before this returns.
+    """
+    deferred: Later = [] if later is None else later
     if known is not None:
         known.check_epoch(session)
-    _apply_builds(session, f, known)
-    _apply_days(session, f, known)
+    _apply_builds(session, f, known, deferred)
+    _apply_days(session, f, known, deferred)
     if f.problems:
-        _apply_problems(session, f)
+        _apply_problems(session, f, deferred)
+    if later is None:
+        session.run_all(deferred)
 
 
-def _apply_builds(session: Session, f: Fold, known: KnownKeys | None) -> None:
+def _apply_builds(session: Session, f: Fold, known: KnownKeys | None, later: Later) -> None:
     if not f.builds:
         return
     new_machines = Counter(
@@ -248,8 +291,8 @@ def _apply_builds(session: Session, f: Fold, known: KnownKeys | None) -> None:
             session, "build_machines", ("build", "machine_id"), f.build_machines, known
         )
     )
-    _execute_all(
-        session,
+    _later(
+        later,
         "INSERT INTO builds (build, first_seen, last_seen, machines, records, problems, crashes)",
         [
             (b, f.build_seen[b][0], f.build_seen[b][1], new_machines[b], n, 0, f.build_crashes[b])
@@ -274,8 +317,8 @@ def _apply_builds(session: Session, f: Fold, known: KnownKeys | None) -> None:
             known,
         )
     )
-    _execute_all(
-        session,
+    _later(
+        later,
         "INSERT INTO build_days (build, day, machines, records)",
         [(b, d, new_day_machines[b, d], n) for (b, d), n in sorted(f.build_days.items())],
         "ON CONFLICT (build, day) DO UPDATE SET "
@@ -284,27 +327,27 @@ def _apply_builds(session: Session, f: Fold, known: KnownKeys | None) -> None:
     )
 
 
-def _apply_days(session: Session, f: Fold, known: KnownKeys | None) -> None:
+def _apply_days(session: Session, f: Fold, known: KnownKeys | None, later: Later) -> None:
     new_machines = Counter(
         int(str(d))
         for d, _ in _new_keys(session, "day_machines", ("day", "machine_id"), f.day_machines, known)
     )
-    _execute_all(
-        session,
+    _later(
+        later,
         "INSERT INTO days (day, machines, records)",
         [(d, new_machines[d], n) for d, n in sorted(f.days.items())],
         "ON CONFLICT (day) DO UPDATE SET machines = days.machines + excluded.machines, "
         "records = days.records + excluded.records",
     )
-    _execute_all(
-        session,
+    _later(
+        later,
         "INSERT INTO kind_days (kind, day, records)",
         [(k, d, n) for (k, d), n in sorted(f.kind_days.items())],
         "ON CONFLICT (kind, day) DO UPDATE SET records = kind_days.records + excluded.records",
     )
 
 
-def _apply_problems(session: Session, f: Fold) -> None:
+def _apply_problems(session: Session, f: Fold, later: Later) -> None:
     ids: dict[str, int] = {}
     returned = _fetch_all(
         session,
@@ -342,14 +385,14 @@ def _apply_problems(session: Session, f: Fold) -> None:
     )
     for sig, problem_id in returned:
         ids[str(sig)] = int(str(problem_id))
-    _execute_all(
-        session,
+    _later(
+        later,
         "INSERT INTO problem_records (problem_id, record)",
         sorted((ids[sig], record) for sig, record in f.problem_records),
         "ON CONFLICT (record) DO NOTHING",
     )
-    _execute_all(
-        session,
+    _later(
+        later,
         "INSERT INTO problem_days (problem_id, day, n)",
         sorted((ids[sig], day, n) for (sig, day), n in f.problem_days.items()),
         "ON CONFLICT (problem_id, day) DO UPDATE SET n = problem_days.n + excluded.n",
@@ -384,13 +427,15 @@ def _apply_problems(session: Session, f: Fold) -> None:
     for problem_id, _ in added_machines:
         per_problem[problem_id][1] += 1
     for problem_id, (builds, machines) in sorted(per_problem.items()):
-        session.execute(
-            "UPDATE problems SET builds = builds + ?, machines = machines + ? WHERE id = ?",
-            (builds, machines, problem_id),
+        later.append(
+            (
+                "UPDATE problems SET builds = builds + ?, machines = machines + ? WHERE id = ?",
+                (builds, machines, problem_id),
+            )
         )
     problems_per_build = Counter(build for _, build in added_builds)
     for build, n in sorted(problems_per_build.items()):
-        session.execute("UPDATE builds SET problems = problems + ? WHERE build = ?", (n, build))
+        later.append(("UPDATE builds SET problems = problems + ? WHERE build = ?", (n, build)))
 
 
 def _was_new(

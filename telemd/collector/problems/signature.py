@@ -14,7 +14,7 @@ import fnmatch
 import functools
 import re
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -305,20 +305,23 @@ def unit_problem(payload: str) -> Problem | None:
 # -- dispatch --------------------------------------------------------------------
 
 
-def problem_of(classification: str, payload: str, skip: SkipList) -> Problem | None:
-    """The problem a record reports, or None."""
+Reader = Callable[[str, SkipList], "Problem | None"]
+
+
+def reader_of(classification: str) -> Reader | None:
+    """What reads a problem out of this classification's payloads; None: none reports one."""
     if classification in CRASH_CLASSIFICATIONS:
-        return crash_problem(payload, skip)
+        return crash_problem
     if classification == "org.clearlinux/kernel/mce":
-        return mce_problem(payload)
+        return lambda payload, _: mce_problem(payload)
     if classification.startswith("org.clearlinux/kernel/") or classification == (
         "org.clearlinux/bert/debug"
     ):
-        return kernel_problem(payload, skip)
+        return kernel_problem
     if classification == "org.clearlinux/python/exception":
-        return python_problem(payload)
+        return lambda payload, _: python_problem(payload)
     if classification == "org.clearlinux/journal/error":
-        return unit_problem(payload)
+        return lambda payload, _: unit_problem(payload)
     return None
 
 
@@ -331,6 +334,12 @@ def occurrences_of(classification: str, payload: str) -> int:
         if line.startswith("Crashes: "):
             return _count(line.removeprefix("Crashes: ").strip())
     return 1
+
+
+def problem_of(classification: str, payload: str, skip: SkipList) -> Problem | None:
+    """The problem a record reports, or None."""
+    read = reader_of(classification)
+    return read(payload, skip) if read is not None else None
 
 
 def record_kind(classification: str) -> str:

@@ -74,6 +74,11 @@ class SkipFrames:
         self._list: SkipList | None = None
         self._read_at = 0.0
 
+    @property
+    def latest(self) -> SkipList | None:
+        """The list as last read, for signing outside the writer (any thread); None: not yet."""
+        return self._list
+
     def current(self, session: Session) -> SkipList:
         now = self.clock()
         if self._list is None or now - self._read_at >= REFRESH_SECONDS:

@@ -43,6 +43,7 @@ from telemd.collector.ingest.writer import Writer
 from telemd.collector.jsonstream.post import STREAM_TYPES, post_stream
 from telemd.collector.jsonstream.websocket import TOKEN_PATH, WebSocketIngest
 from telemd.collector.problems import routes as problem_routes
+from telemd.collector.problems.rollups import Signed
 from telemd.collector.server.http import (
     DRAIN_LIMIT,
     JSONResponse,
@@ -90,9 +91,11 @@ class Collector:
             self.metrics.count_storage_error()
             raise Refused(503, f"storage unavailable: {exc.message}") from None
 
-    async def write(self, rows: Sequence[Row]) -> tuple[dict[str, int], float]:
+    async def write(
+        self, rows: Sequence[Row], signed: Signed | None = None
+    ) -> tuple[dict[str, int], float]:
         try:
-            return await self.writer.insert(rows)
+            return await self.writer.insert(rows, signed)
         except StorageError as exc:
             self.metrics.count_storage_error()
             raise Refused(503, f"storage unavailable: {exc.message}") from None
@@ -172,19 +175,12 @@ async def ingest_batch(request: Request) -> Response:
         raise Refused.from_field(exc) from None
     body = await read_body(request)
     try:
-        lines = await anyio.to_thread.run_sync(
-            _parse_batch, body, content_type, tid, c.rules, int(c.clock())
+        lines, rows, signed = await anyio.to_thread.run_sync(
+            _prepare_batch, body, content_type, tid, c, int(c.clock())
         )
     except FieldError as exc:
         raise Refused.from_field(exc) from None
-
-    seen: set[str] = set()
-    rows = []
-    for line in lines:
-        if line.row is not None and line.record_id not in seen:
-            seen.add(str(line.record_id))
-            rows.append(line.row)
-    stored, _ = await c.write(rows) if rows else ({}, 0.0)
+    stored, _ = await c.write(rows, signed) if rows else ({}, 0.0)
 
     results: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -214,6 +210,21 @@ async def ingest_batch(request: Request) -> Response:
     return JSONResponse(
         {"accepted": accepted, "duplicates": duplicates, "rejected": rejected, "results": results}
     )
+
+
+def _prepare_batch(
+    body: bytes, content_type: str, tid: str, c: Collector, now: int
+) -> tuple[list[ingest.BatchLine], list[Row], Signed | None]:
+    """In a worker thread: the batch's lines, its rows to store (the first of
+    each record id) and their problems, which the writer thread need not read."""
+    lines = _parse_batch(body, content_type, tid, c.rules, now)
+    seen: set[str] = set()
+    rows = []
+    for line in lines:
+        if line.row is not None and line.record_id not in seen:
+            seen.add(str(line.record_id))
+            rows.append(line.row)
+    return lines, rows, c.store.sign(rows)
 
 
 def _parse_batch(

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 from telemd.collector.events.schema import EVENTS_MIGRATION, Statement, statement_text
@@ -23,6 +25,7 @@ from telemd.collector.events.store import purge_events
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.problems import retention as problem_retention
 from telemd.collector.problems import rollups
+from telemd.collector.problems.signature import Problem, Reader, reader_of
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
 from telemd.collector.store import fulltext
 from telemd.collector.store import rollups as record_rollups
@@ -216,6 +219,12 @@ class Session(Protocol):
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """Run a statement; return the number of rows it changed."""
 
+    def run_all(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
+        """Run statements in order whose results nobody reads.
+
+        PostgreSQL takes them in one round trip (pipeline mode), not one each.
+        """
+
     def begin(self) -> None:
         """Open a write transaction (taking the database's write lock where it has one).
 
@@ -378,47 +387,103 @@ class Store:
 
     # -- writes (the writer thread only) -------------------------------------
 
-    def write(self, batches: Sequence[Sequence[Row]], received_at: float) -> list[dict[str, int]]:
-        """Store several batches in one transaction; per batch, {record_id: id} of the new."""
+    def sign(self, rows: Sequence[Row]) -> rollups.Signed | None:
+        """The problems of rows about to be written, read in the caller's thread.
+
+        Any thread may call it, so that the one writer thread does not spend
+        its time on signatures; None until the writer has read the skip list.
+        """
+        skip = self.skip_frames.latest
+        if skip is None or not self.with_rollups:
+            return None
+        readers: dict[str, Reader | None] = {}
+        problems: dict[str, Problem | None] = {}
+        for row in rows:
+            classification = str(row[_CLASSIFICATION])
+            if classification not in readers:
+                readers[classification] = reader_of(classification)
+            read = readers[classification]
+            if read is not None:
+                problems[str(row[_RECORD_ID])] = read(str(row[_PAYLOAD]), skip)
+        return rollups.Signed(skip, problems)
+
+    def write(
+        self,
+        batches: Sequence[Sequence[Row]],
+        received_at: float,
+        signed: Sequence[rollups.Signed | None] = (),
+    ) -> list[dict[str, int]]:
+        """Store several batches in one transaction; per batch, {record_id: id} of the new.
+
+        `signed`, per batch, holds what `sign` read of it; the rest is read here.
+        """
         try:
             with self._transaction() as session:
                 stored = [session.insert(rows, received_at) if rows else {} for rows in batches]
-                index_new = fulltext.INDEX_NEW_RECORDS.get(self.engine.name)
-                first_new = min((min(ids.values()) for ids in stored if ids), default=None)
-                if index_new is not None and first_new is not None:
-                    session.execute(index_new, (first_new,))
-                new_rows = (
-                    row
-                    for rows, ids in zip(batches, stored, strict=True)
-                    for row in rows
-                    if row[0] in ids
-                )
-                record_rollups.add(session, self.engine.name, new_rows, received_at)
-                if self.with_rollups:
-                    self._count(session, batches, stored, received_at)
+                new_rows: list[Row] = []
+                for rows, ids in zip(batches, stored, strict=True):
+                    # Record ids are unique within a batch: all stored, all new.
+                    new_rows += rows if len(ids) == len(rows) else [r for r in rows if r[0] in ids]
+                if new_rows:
+                    self._index_and_count(session, batches, stored, new_rows, signed, received_at)
         except BaseException:
             self.known_keys.discard()
             raise
         self.known_keys.settle()
         return stored
 
-    def _count(
+    def _index_and_count(
         self,
         session: Session,
         batches: Sequence[Sequence[Row]],
         stored: list[dict[str, int]],
+        new_rows: list[Row],
+        signed: Sequence[rollups.Signed | None],
         received_at: float,
     ) -> None:
-        """Problems and counts of the rows just stored (not of duplicates)."""
-        new = [
-            _stored(ids[str(row[0])], received_at, row)
-            for rows, ids in zip(batches, stored, strict=True)
-            for row in rows
-            if str(row[0]) in ids
-        ]
-        if new:
-            fold = rollups.fold(new, self.skip_frames.current(session))
-            rollups.apply(session, fold, self.known_keys)
+        index_new = fulltext.INDEX_NEW_RECORDS.get(self.engine.name)
+        if index_new is not None:
+            session.execute(index_new, (min(min(ids.values()) for ids in stored if ids),))
+        # Counted in C, once: the rollups below cost per distinct value, not per record.
+        tally: Counter[tuple[str, int, str, str]] = Counter(map(_TALLY_KEY, new_rows))
+        later = record_rollups.additions(self.engine.name, tally, received_at)
+        if self.with_rollups:
+            hosts: Counter[tuple[str, str, float, str]] = Counter()
+            for (classification, _, machine, build), n in tally.items():
+                hosts[build, machine, received_at, classification] += n
+            problems = self._problems(session, batches, stored, signed, received_at)
+            rollups.apply(session, rollups.fold_counted(hosts, problems), self.known_keys, later)
+        session.run_all(later)
+
+    def _problems(
+        self,
+        session: Session,
+        batches: Sequence[Sequence[Row]],
+        stored: list[dict[str, int]],
+        signed: Sequence[rollups.Signed | None],
+        received_at: float,
+    ) -> list[tuple[rollups.Stored, Problem | None]]:
+        """The new records that may report a problem, each with the one it reports."""
+        skip = self.skip_frames.current(session)
+        readers: dict[str, Reader | None] = {}
+        found: list[tuple[rollups.Stored, Problem | None]] = []
+        for i, (rows, ids) in enumerate(zip(batches, stored, strict=True)):
+            pre = signed[i] if i < len(signed) else None
+            # Read with another skip list: `reprocess` or an edit came between.
+            known = pre.problems if pre is not None and pre.skip is skip else {}
+            for row in rows:
+                classification = str(row[_CLASSIFICATION])
+                if classification not in readers:
+                    readers[classification] = reader_of(classification)
+                read, record_id = readers[classification], str(row[_RECORD_ID])
+                if read is None or record_id not in ids:
+                    continue
+                record = _stored(ids[record_id], received_at, row)
+                if record_id in known:
+                    found.append((record, known[record_id]))
+                else:
+                    found.append((record, read(record.payload, skip)))
+        return found
 
     def purge(self, retention: Retention, now: float) -> int:
         """Delete records and events past their retention; return how many went."""
@@ -485,9 +550,11 @@ class Store:
 
 
 _COLUMN = {name: i for i, name in enumerate(RECORD_COLUMNS)}
-_RECORD_ID, _CLASSIFICATION, _MACHINE_ID, _BUILD, _PAYLOAD = (
-    _COLUMN[name] for name in ("record_id", "classification", "machine_id", "build", "payload")
+_RECORD_ID, _CLASSIFICATION, _SEVERITY, _MACHINE_ID, _BUILD, _PAYLOAD = (
+    _COLUMN[name]
+    for name in ("record_id", "classification", "severity", "machine_id", "build", "payload")
 )
+_TALLY_KEY = itemgetter(_CLASSIFICATION, _SEVERITY, _MACHINE_ID, _BUILD)
 
 
 def _stored(record: int, received_at: float, row: Row) -> rollups.Stored:

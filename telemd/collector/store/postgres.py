@@ -58,6 +58,19 @@ class PostgresSession:
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         return self.conn.execute(sql.replace("?", "%s"), params).rowcount
 
+    def run_all(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
+        if not statements:
+            return
+        if not psycopg.Pipeline.is_supported():  # libpq older than 14
+            for sql, params in statements:
+                self.execute(sql, params)
+            return
+        # The server runs them as they arrive; leaving the block waits for
+        # the last and raises the first error, which aborts the transaction.
+        with self.conn.pipeline():
+            for sql, params in statements:
+                self.conn.execute(sql.replace("?", "%s"), params)
+
     def begin(self) -> None:
         self.conn.execute("BEGIN")
 

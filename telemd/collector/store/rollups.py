@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.store.query import SELECT_COLUMNS
 
 if TYPE_CHECKING:
@@ -32,9 +31,6 @@ DAY = 86400
 CLASS_TABLE = "rollup_class_hours"
 MACHINE_TABLE = "rollup_machine_days"
 MACHINE_TOTAL_TABLE = "rollup_machines"
-_CLASSIFICATION = RECORD_COLUMNS.index("classification")
-_SEVERITY = RECORD_COLUMNS.index("severity")
-_MACHINE = RECORD_COLUMNS.index("machine_id")
 # Rows per upsert statement: far below either engine's limit on parameters.
 ROWS_PER_STATEMENT = 500
 RECENT_SEVERE = 5
@@ -88,58 +84,65 @@ def migration(engine: str) -> tuple[str, ...]:
     )
 
 
+Statement = tuple[str, Sequence[object]]
+
+
 def _upsert(
-    session: Session,
     engine: str,
     head: str,
     types: Sequence[str],
     conflict: str,
     rows: Sequence[tuple[object, ...]],
-) -> None:
+) -> list[Statement]:
     """INSERT `rows` ... ON CONFLICT: PostgreSQL takes them as arrays, in one statement."""
     if engine != "sqlite":
         arrays = ", ".join(f"?::{kind}[]" for kind in types)
-        session.execute(
-            f"{head} SELECT * FROM unnest({arrays}) {conflict}",
-            [list(column) for column in zip(*rows, strict=True)],
-        )
-        return
+        return [
+            (
+                f"{head} SELECT * FROM unnest({arrays}) {conflict}",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+        ]
     marks = "(" + ", ".join("?" * len(types)) + ")"
+    statements: list[Statement] = []
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
         params = [value for row in chunk for value in row]
-        session.execute(f"{head} VALUES {', '.join([marks] * len(chunk))} {conflict}", params)
+        statements.append((f"{head} VALUES {', '.join([marks] * len(chunk))} {conflict}", params))
+    return statements
 
 
-def add(session: Session, engine: str, rows: Iterable[Row], received_at: float) -> None:
-    """Count new `rows`, received at `received_at`, into the rollups."""
+# A write's new records per (classification, severity, machine_id, build).
+Tally = Mapping[tuple[str, int, str, str], int]
+
+
+def additions(engine: str, tally: Tally, received_at: float) -> list[Statement]:
+    """The upserts that count a write's new records, received at `received_at`."""
     classes: Counter[tuple[str, int]] = Counter()
     machines: Counter[str] = Counter()
-    for row in rows:
-        classes[(str(row[_CLASSIFICATION]), int(str(row[_SEVERITY])))] += 1
-        machines[str(row[_MACHINE])] += 1
+    for (classification, severity, machine, _), n in tally.items():
+        classes[classification, int(severity)] += n
+        machines[machine] += n
     hour, day = int(received_at // HOUR), int(received_at // DAY)
-    add_counts(
-        session,
+    return count_statements(
         engine,
         [(c, s, hour, n, received_at) for (c, s), n in classes.items()],
         [(m, day, n) for m, n in machines.items()],
     )
 
 
-def add_counts(
-    session: Session,
+def count_statements(
     engine: str,
     class_rows: list[tuple[str, int, int, int, float]],
     machine_rows: list[tuple[str, int, int]],
-) -> None:
-    """Upsert (classification, severity, hour, n, last_seen) and (machine_id, day, n) deltas.
+) -> list[Statement]:
+    """Upserts of (classification, severity, hour, n, last_seen) and (machine_id, day, n) deltas.
 
     A machine's day deltas also go to its total.
     """
+    statements: list[Statement] = []
     if class_rows:
-        _upsert(
-            session,
+        statements += _upsert(
             engine,
             f"INSERT INTO {CLASS_TABLE} AS r (classification, severity, hour, n, last_seen)",
             ("text", "integer", "bigint", "bigint", "double precision"),
@@ -148,8 +151,7 @@ def add_counts(
             sorted(class_rows),
         )
     if machine_rows:
-        _upsert(
-            session,
+        statements += _upsert(
             engine,
             f"INSERT INTO {MACHINE_TABLE} AS r (machine_id, day, n)",
             ("text", "bigint", "bigint"),
@@ -159,14 +161,14 @@ def add_counts(
         totals: Counter[str] = Counter()
         for machine, _, n in machine_rows:
             totals[machine] += n
-        _upsert(
-            session,
+        statements += _upsert(
             engine,
             f"INSERT INTO {MACHINE_TOTAL_TABLE} AS r (machine_id, n)",
             ("text", "bigint"),
             "ON CONFLICT (machine_id) DO UPDATE SET n = r.n + excluded.n",
             sorted(totals.items()),
         )
+    return statements
 
 
 def forget(session: Session, engine: str, where: str, params: Sequence[object]) -> None:
@@ -181,11 +183,12 @@ def forget(session: Session, engine: str, where: str, params: Sequence[object]) 
         f"WHERE {where} GROUP BY machine_id, day",
         params,
     )
-    add_counts(
-        session,
-        engine,
-        [(c, int(s), int(h), -int(n), float(last)) for c, s, h, n, last in class_rows],
-        [(m, int(d), -int(n)) for m, d, n in machine_rows],
+    session.run_all(
+        count_statements(
+            engine,
+            [(c, int(s), int(h), -int(n), float(last)) for c, s, h, n, last in class_rows],
+            [(m, int(d), -int(n)) for m, d, n in machine_rows],
+        )
     )
     session.execute(f"DELETE FROM {CLASS_TABLE} WHERE n <= 0")
     session.execute(f"DELETE FROM {MACHINE_TABLE} WHERE n <= 0")

@@ -90,6 +90,10 @@ class SqliteSession:
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         return self.conn.execute(sql, params).rowcount
 
+    def run_all(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
+        for sql, params in statements:
+            self.conn.execute(sql, params)
+
     def begin(self) -> None:
         # IMMEDIATE takes the write lock now rather than at the first write,
         # so a busy database is waited for here, not failed in the middle.
