@@ -9,7 +9,15 @@ from collections.abc import Callable
 
 import pytest
 from collector_proc import CollectorProcess, headers_request, record
-from gostream import chunk, memory_kib, post_head, read_answer, slog_line, stored_events
+from gostream import (
+    chunk,
+    events_once_stored,
+    memory_kib,
+    post_head,
+    read_answer,
+    slog_line,
+    stored_events,
+)
 
 
 def send_stream(server: CollectorProcess, chunks: list[bytes], path: str = "/", extra: str = ""):
@@ -81,6 +89,20 @@ def test_an_oversized_value_answers_413_without_reading_it_whole(
     status, headers, body = send_stream(server, [slog_line(1), huge])
     assert (status, body) == (413, b"1")
     assert "larger than 1048576 bytes" in headers["x-telemetry-error"]
+
+
+def test_a_trickle_is_stored_as_it_comes_while_the_body_stays_open(
+    start_collector: Callable[..., CollectorProcess],
+) -> None:
+    server = start_collector()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(post_head(server.port))
+        for n in range(1, 4):
+            sock.sendall(chunk(slog_line(n)))
+            assert len(events_once_stored(server, n)) == n  # no timer, no batch to fill
+        sock.sendall(b"0\r\n\r\n")
+        status, _, body = read_answer(sock)
+    assert (status, body) == (200, b"3")
 
 
 def test_clear_records_on_root_still_work(

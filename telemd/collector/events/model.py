@@ -6,10 +6,10 @@ Pure code: no I/O, no clock (the received time is passed in).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from hashlib import sha256
 from typing import Any
 
 from telemd.collector import json_codec
@@ -71,29 +71,40 @@ def parse_time(value: object) -> float | None:
     RFC 3339 allows nine decimals (shuttle sends nanoseconds); datetime
     takes six, so the rest is cut, which loses under a microsecond.
     """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
+    if isinstance(value, str):
+        if len(value) > 64:
+            return None
+        try:
+            # Python 3.11 reads most texts as they come ("Z", nine decimals).
+            moment: datetime | None = datetime.fromisoformat(value)
+        except ValueError:
+            moment = _normalised_time(value)
+        if moment is None:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        try:
+            seconds = moment.timestamp()
+        except (OverflowError, ValueError):
+            return None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-        return seconds if 0 <= seconds <= MAX_UNIX_TIME else None
-    if not isinstance(value, str) or len(value) > 64:
+    else:
         return None
+    return seconds if 0 <= seconds <= MAX_UNIX_TIME else None
+
+
+def _normalised_time(value: str) -> datetime | None:
+    """What fromisoformat reads once the text is made plain: spaces, "z", extra decimals."""
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
     if "." in text:
         head, _, rest = text.partition(".")
         digits = len(rest) - len(rest.lstrip("0123456789"))
         text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if digits else text
     try:
-        moment = datetime.fromisoformat(text)
+        return datetime.fromisoformat(text)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    try:
-        seconds = moment.timestamp()
-    except (OverflowError, ValueError):
-        return None
-    return seconds if 0 <= seconds <= MAX_UNIX_TIME else None
 
 
 def text_field(obj: Mapping[str, Any], key: str, index: int | None) -> str | None:
@@ -130,24 +141,29 @@ def make_event(
     if b"\\u0000" in payload:
         # PostgreSQL's JSONB cannot hold it; refused on every engine alike.
         raise EventError("strings must not hold the NUL character (\\u0000)", index)
-    for key, value in (("app", app), ("event", name), ("context id", context_id)):
-        if value is not None and len(value) > MAX_FIELD:
-            raise EventError(f"{key} is longer than {MAX_FIELD} characters", index)
-    if level is not None and len(level) > MAX_FIELD:
-        raise EventError(f"level is longer than {MAX_FIELD} characters", index)
-    seconds = parse_time(timestamp)
-    digest = hashlib.sha256(
-        (app or "").encode() + b"\n" + (payload if identity is None else identity)
+    if app is not None and len(app) > MAX_FIELD:
+        raise EventError(f"app is longer than {MAX_FIELD} characters", index)
+    if name is not None and len(name) > MAX_FIELD:
+        raise EventError(f"event is longer than {MAX_FIELD} characters", index)
+    if context_id is not None and len(context_id) > MAX_FIELD:
+        raise EventError(f"context id is longer than {MAX_FIELD} characters", index)
+    if level is not None:
+        if len(level) > MAX_FIELD:
+            raise EventError(f"level is longer than {MAX_FIELD} characters", index)
+        level = level.lower()
+    seconds = None if timestamp is None else parse_time(timestamp)
+    digest = sha256(
+        (app.encode() if app else b"") + b"\n" + (payload if identity is None else identity)
     ).digest()[:DIGEST_BYTES]
     return Event(
-        source=source,
-        payload=payload,
-        time=received_at if seconds is None else seconds,
-        digest=digest,
-        app=app,
-        name=name,
-        context_id=context_id,
-        level=level.lower() if level is not None else None,
+        source,
+        payload,
+        received_at if seconds is None else seconds,
+        digest,
+        app,
+        name,
+        context_id,
+        level,
     )
 
 

@@ -9,6 +9,7 @@ called again with the next `first_seq` as a stream goes on).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from telemd.collector import json_codec
@@ -58,28 +59,43 @@ def insert_events(
     first_seq: int = 0,
 ) -> int:
     """Insert the events not stored before; return how many were new."""
+    return insert_event_runs(session, engine, [(stream_id, first_seq, events)], now)
+
+
+def insert_event_runs(
+    session: Session,
+    engine: str,
+    runs: Sequence[tuple[int, int, Sequence[Event]]],
+    now: float,
+) -> int:
+    """Insert several streams' runs of events (stream id, first seq, events) at once.
+
+    Return how many were new. The full-text index and the counts take one
+    statement set for all the runs.
+    """
     seen: set[tuple[str, bytes]] = set()
     params_of_new: list[list[object]] = []
-    for seq, event in enumerate(events, start=first_seq):
-        key = (event.source, event.digest)
-        if key in seen:
-            continue
-        seen.add(key)
-        params_of_new.append(
-            [
-                stream_id,
-                seq,
-                now,
-                event.source,
-                event.app,
-                event.name,
-                event.time,
-                event.context_id,
-                event.level,
-                event.digest,
-                event.payload.decode(),
-            ]
-        )
+    for stream_id, first_seq, events in runs:
+        for seq, event in enumerate(events, start=first_seq):
+            key = (event.source, event.digest)
+            if key in seen:
+                continue
+            seen.add(key)
+            params_of_new.append(
+                [
+                    stream_id,
+                    seq,
+                    now,
+                    event.source,
+                    event.app,
+                    event.name,
+                    event.time,
+                    event.context_id,
+                    event.level,
+                    event.digest,
+                    event.payload.decode(),
+                ]
+            )
     added: dict[tuple[str, str, str], tuple[int, float]] = {}
     low, high = MAX_ID, 0
     values = _values(engine)
@@ -154,6 +170,33 @@ def store_events(
     """Store a stream's next events in one transaction; return how many were new."""
     with store.transaction() as session:
         return insert_events(session, store.engine.name, stream_id, events, now, first_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPart:
+    """A stream's next events; a stream without an id yet is opened with them."""
+
+    protocol: str
+    remote: str
+    headers: Mapping[str, str]
+    stream_id: int | None
+    first_seq: int
+    events: Sequence[Event]
+
+
+def store_parts(store: Store, parts: Sequence[StreamPart], now: float) -> list[int]:
+    """Several streams' next events in one transaction; return each part's stream id."""
+    engine = store.engine.name
+    with store.transaction() as session:
+        ids = [
+            part.stream_id
+            if part.stream_id is not None
+            else insert_stream(session, engine, part.protocol, part.remote, part.headers, now)
+            for part in parts
+        ]
+        runs = [(id_, part.first_seq, part.events) for id_, part in zip(ids, parts, strict=True)]
+        insert_event_runs(session, engine, runs, now)
+    return ids
 
 
 def store_batch(

@@ -14,22 +14,23 @@ from telemd.collector.events.model import MAX_FIELD, Event, make_event
 SOURCE = "telemetry"
 
 
-def _short_text(obj: dict[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    return value if isinstance(value, str) and len(value) <= MAX_FIELD else None
-
-
 def to_event(value: Any, *, index: int, received_at: float) -> Event:
     """The Event of one stream value; EventError when it cannot be stored (a NUL in a text)."""
     if not isinstance(value, dict):
         return make_event(SOURCE, value, received_at=received_at, index=index)
+    # The hot path of every stream: one lookup a key, no call a field.
+    app, name, level = value.get("app"), value.get("msg"), value.get("level")
+    if not (isinstance(name, str) and len(name) <= MAX_FIELD):
+        name = value.get("event")
+        if not (isinstance(name, str) and len(name) <= MAX_FIELD):
+            name = None
     return make_event(
         SOURCE,
         value,
         received_at=received_at,
         index=index,
-        app=_short_text(value, "app"),
-        name=_short_text(value, "msg") or _short_text(value, "event"),
-        timestamp=value.get("time", value.get("timestamp")),
-        level=_short_text(value, "level"),
+        app=app if isinstance(app, str) and len(app) <= MAX_FIELD else None,
+        name=name,
+        timestamp=value["time"] if "time" in value else value.get("timestamp"),
+        level=level if isinstance(level, str) and len(level) <= MAX_FIELD else None,
     )

@@ -1,22 +1,22 @@
 """Where a stream's events go: one stream row, then its events in order.
 
 Shared by the WebSocket and the chunked POST. Values are turned into events
-in a worker thread and stored by the writer thread, so the event loop never
-waits on JSON or the database. A value that cannot be an event (a NUL in a
-text, which PostgreSQL refuses) ends the stream there: the events before it
-are stored, it and those after are not.
+in a worker thread and handed to the collector's group commit
+(`commit.StreamCommitter`), so the event loop never waits on JSON or the
+database, and the next values are read while the last are committed. A
+value that cannot be an event (a NUL in a text, which PostgreSQL refuses)
+ends the stream there: the events before it are stored, it and those after
+are not.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
 from telemd.collector.events.model import Event, EventError
-from telemd.collector.events.store import store_events, store_stream
 from telemd.collector.jsonstream.events import to_event
 
 if TYPE_CHECKING:
@@ -25,15 +25,19 @@ if TYPE_CHECKING:
 
 def convert(
     values: list[Any], first_index: int, received_at: float
-) -> tuple[list[Event], str | None]:
-    """The events of `values` up to the first that cannot be one, and why it cannot."""
-    events = []
+) -> tuple[list[Event], int, str | None]:
+    """The events of `values` up to the first that cannot be one, their payloads' size,
+    and why that one cannot."""
+    events: list[Event] = []
+    size = 0
     for offset, value in enumerate(values):
         try:
-            events.append(to_event(value, index=first_index + offset, received_at=received_at))
+            event = to_event(value, index=first_index + offset, received_at=received_at)
         except EventError as exc:
-            return events, f"value {first_index + offset + 1}: {exc.message}"
-    return events, None
+            return events, size, f"value {first_index + offset + 1}: {exc.message}"
+        events.append(event)
+        size += len(event.payload)
+    return events, size, None
 
 
 class StreamSink:
@@ -43,46 +47,34 @@ class StreamSink:
         self, collector: Collector, protocol: str, remote: str, headers: Mapping[str, str]
     ) -> None:
         self.collector = collector
-        self.protocol = protocol
-        self.remote = remote
-        self.headers = dict(headers)
-        self.stored = 0
-        self.taken = 0  # values handed over so far, stored or on their way
-        self._stream_id: int | None = None
-        self._pending: asyncio.Task[None] | None = None
+        self.stream = collector.stream_commits.stream(protocol, remote, headers)
+
+    @property
+    def stored(self) -> int:
+        return self.stream.stored
+
+    @property
+    def taken(self) -> int:
+        """Values handed over so far, stored or on their way."""
+        return self.stream.handed
 
     async def add(self, values: list[Any]) -> str | None:
-        """Convert `values` and start storing them; the error of a value that is no event.
+        """Convert `values`, hand them to the group commit; the error of a value that is no event.
 
-        The previous batch is awaited first, so at most one batch waits for
-        the writer while the next is read: memory stays bounded.
+        StorageError when an earlier batch of this stream failed to commit.
         """
         c = self.collector
-        events, error = await anyio.to_thread.run_sync(convert, values, self.taken, c.clock())
-        self.taken += len(events)
-        await self.flush()
+        events, size, error = await anyio.to_thread.run_sync(
+            convert, values, self.stream.handed, c.clock()
+        )
         if events:
-            self._pending = asyncio.ensure_future(self._store(events))
+            await self.stream.hand(events, size)
         return error
 
     async def flush(self) -> None:
-        """Wait for the batch on its way; StorageError if it failed."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await pending
-
-    async def _store(self, events: list[Event]) -> None:
-        c = self.collector
-        if self._stream_id is None:
-            self._stream_id = await c.writer.call(
-                lambda: store_stream(c.store, self.protocol, self.remote, self.headers, c.clock())
-            )
-        stream_id, first = self._stream_id, self.stored
-        await c.writer.call(lambda: store_events(c.store, stream_id, events, c.clock(), first))
-        self.stored += len(events)
+        """Wait until every event handed over is committed; StorageError if one failed."""
+        await self.stream.flush()
 
     async def close(self) -> None:
-        """Let the batch on its way finish, whatever became of the request."""
-        if self._pending is not None:
-            await asyncio.gather(self._pending, return_exceptions=True)
-            self._pending = None
+        """Let the events on their way finish, whatever became of the request."""
+        await self.stream.close()

@@ -40,6 +40,7 @@ from telemd.collector.events.routes import EVENT_ROUTES
 from telemd.collector.ingest import records as ingest
 from telemd.collector.ingest.records import FieldError, Row, Rules
 from telemd.collector.ingest.writer import Writer
+from telemd.collector.jsonstream.commit import StreamCommitter
 from telemd.collector.jsonstream.post import STREAM_TYPES, post_stream
 from telemd.collector.jsonstream.websocket import TOKEN_PATH, WebSocketIngest
 from telemd.collector.problems import routes as problem_routes
@@ -77,6 +78,8 @@ class Collector:
         self.retention = Retention(config.retention_days, dict(config.retention))
         self.metrics = Metrics()
         self.writer = Writer(store, clock)
+        # The event streams' group commit, through the same writer.
+        self.stream_commits = StreamCommitter(self.writer, store, clock)
         self._readers: anyio.CapacityLimiter | None = None
 
     async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
