@@ -19,7 +19,7 @@ from collector_proc import row
 from telemd.collector.store import export
 from telemd.collector.store.base import Store, open_engine
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery
-from telemd.collector.store.search import WALK_ROWS_PER_MATCH
+from telemd.collector.store.search import WALK_ROWS_PER_MATCH, select_records
 
 NOW = 1_800_000_000.0
 PAYLOAD = SELECT_COLUMNS.index("payload")
@@ -169,10 +169,18 @@ def test_stale_statistics_do_not_send_a_page_through_the_table(
     """
     if engine != "postgresql":
         pytest.skip("plans from statistics are PostgreSQL's; FTS5 yields matches newest first")
-    from telemd.collector.store.search import select_records
-
     store = Store(open_engine(new_db_url(engine)))
-    store.migrate()
+    try:
+        store.migrate()
+        _stale_statistics(store)
+    finally:
+        store.close()
+
+
+def _stale_statistics(store: Store) -> None:
+    with store.reading() as session:
+        if int(session.fetch("SHOW server_version_num")[0][0]) < 150000:
+            pytest.skip("counting a session's rows read needs pg_stat_force_next_flush (15+)")
     limit, table = 10, 3000
     with store.transaction() as session:
         session.execute("ALTER TABLE records SET (autovacuum_enabled = false)")
@@ -185,12 +193,11 @@ def test_stale_statistics_do_not_send_a_page_through_the_table(
 
     with store.reading() as session:
         before = rows_read(session)
-        found = select_records(session, RecordQuery(q="needle", limit=limit), engine)
+        found = select_records(session, RecordQuery(q="needle", limit=limit), "postgresql")
         assert sorted(r[PAYLOAD] for r in found) == [f"needle {n}" for n in range(3)]
         assert rows_read(session) - before <= limit * WALK_ROWS_PER_MATCH + 3
 
         before = rows_read(session)
-        found = select_records(session, RecordQuery(q="now", limit=limit), engine)
+        found = select_records(session, RecordQuery(q="now", limit=limit), "postgresql")
         assert len(found) == limit
         assert rows_read(session) - before <= limit
-    store.close()

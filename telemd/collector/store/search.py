@@ -77,9 +77,9 @@ def fts_phrase(text: str) -> str:
 PG_WORDS = "to_tsvector('simple', regexp_replace({text}, '[^[:alnum:]]+', ' ', 'g'))"
 PG_QUERY = "phraseto_tsquery('simple', regexp_replace({text}, '[^[:alnum:]]+', ' ', 'g'))"
 # PG_WORDS of the payload, stored: telling whether a row holds a phrase then
-# reads its words instead of parsing its payload again (0.5 us against 50-100
-# us a row), which a walk down the ids and the GIN index's recheck of a phrase
-# both do for every row they consider.
+# reads its words instead of parsing its payload again (under 1 us against
+# 50-100 us a row), which a walk down the ids and the GIN index's recheck
+# of a phrase both do for every row they consider.
 WORDS_COLUMN = "payload_words"
 # A page of `limit` matches is first looked for among the newest
 # `limit * WALK_ROWS_PER_MATCH` rows (see _select_words).
@@ -272,8 +272,8 @@ def search_migration(engine: str) -> tuple[str, ...]:
 
 # Migration 8: PostgreSQL's words of each payload, stored and indexed. The
 # expression index goes first, so that the table's rewrite does not rebuild
-# it; the rewrite parses every payload once (about 4 minutes a million
-# records on the 2-core bench machine), with the table locked.
+# it; the rewrite parses every payload once, with the table locked (see
+# docs/deployment.md for how long).
 STORED_WORDS_MIGRATION: tuple[dict[str, str], ...] = (
     {"postgresql": "DROP INDEX records_payload_words"},
     {
