@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from telemd.collector.store.base import Session
 
 DAY = 86400
-# Rows per multi-row statement: far below SQLite's and PostgreSQL's bound-parameter limits.
-ROWS_PER_STATEMENT = 500
 # Statements whose results nobody reads, to run in one round trip.
 Later = list[tuple[str, Sequence[object]]]
 
@@ -176,30 +174,19 @@ def _fold_problem(f: Fold, problem: Problem, r: Stored, day: int) -> None:
         f.build_crashes[r.build] += n
 
 
-def _rows(
-    sql_head: str, rows: Sequence[Sequence[object]], tail: str = ""
-) -> Iterable[tuple[str, list[object]]]:
-    """Multi-row statements of at most ROWS_PER_STATEMENT rows each."""
-    if not rows:
-        return
-    marks = "(" + ", ".join("?" * len(rows[0])) + ")"
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        params = [value for row in chunk for value in row]
-        yield f"{sql_head} VALUES {', '.join([marks] * len(chunk))} {tail}", params
-
-
 def _fetch_all(
     session: Session, head: str, rows: Sequence[Sequence[object]], tail: str
 ) -> list[tuple[object, ...]]:
     out: list[tuple[object, ...]] = []
-    for sql, params in _rows(head, rows, tail):
+    for sql, params in session.many(head, rows, tail):
         out += session.fetch(sql, params)
     return out
 
 
-def _later(later: Later, head: str, rows: Sequence[Sequence[object]], tail: str) -> None:
-    later += _rows(head, rows, tail)
+def _later(
+    session: Session, later: Later, head: str, rows: Sequence[Sequence[object]], tail: str
+) -> None:
+    later += session.many(head, rows, tail)
 
 
 class KnownKeys:
@@ -292,6 +279,7 @@ def _apply_builds(session: Session, f: Fold, known: KnownKeys | None, later: Lat
         )
     )
     _later(
+        session,
         later,
         "INSERT INTO builds (build, first_seen, last_seen, machines, records, problems, crashes)",
         [
@@ -318,6 +306,7 @@ def _apply_builds(session: Session, f: Fold, known: KnownKeys | None, later: Lat
         )
     )
     _later(
+        session,
         later,
         "INSERT INTO build_days (build, day, machines, records)",
         [(b, d, new_day_machines[b, d], n) for (b, d), n in sorted(f.build_days.items())],
@@ -333,6 +322,7 @@ def _apply_days(session: Session, f: Fold, known: KnownKeys | None, later: Later
         for d, _ in _new_keys(session, "day_machines", ("day", "machine_id"), f.day_machines, known)
     )
     _later(
+        session,
         later,
         "INSERT INTO days (day, machines, records)",
         [(d, new_machines[d], n) for d, n in sorted(f.days.items())],
@@ -340,6 +330,7 @@ def _apply_days(session: Session, f: Fold, known: KnownKeys | None, later: Later
         "records = days.records + excluded.records",
     )
     _later(
+        session,
         later,
         "INSERT INTO kind_days (kind, day, records)",
         [(k, d, n) for (k, d), n in sorted(f.kind_days.items())],
@@ -386,12 +377,14 @@ def _apply_problems(session: Session, f: Fold, later: Later) -> None:
     for sig, problem_id in returned:
         ids[str(sig)] = int(str(problem_id))
     _later(
+        session,
         later,
         "INSERT INTO problem_records (problem_id, record)",
         sorted((ids[sig], record) for sig, record in f.problem_records),
         "ON CONFLICT (record) DO NOTHING",
     )
     _later(
+        session,
         later,
         "INSERT INTO problem_days (problem_id, day, n)",
         sorted((ids[sig], day, n) for (sig, day), n in f.problem_days.items()),

@@ -219,6 +219,14 @@ class Session(Protocol):
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """Run a statement; return the number of rows it changed."""
 
+    def many(
+        self, head: str, rows: Sequence[Sequence[object]], tail: str
+    ) -> list[tuple[str, Sequence[object]]]:
+        """`head` (INSERT INTO t (columns)) of `rows`, then `tail`, as the engine takes it best.
+
+        Values are str, int or float, one type per column.
+        """
+
     def run_all(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
         """Run statements in order whose results nobody reads.
 

@@ -7,7 +7,7 @@ says which record ids were new.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -27,6 +27,12 @@ _INSERT = (
     f"SELECT %s, * FROM unnest({_UNNEST}) "
     "ON CONFLICT (record_id) DO NOTHING RETURNING record_id, id"
 )
+# Python types of `many`'s values: their SQL array type and how to make each one so.
+_ARRAY_TYPES: dict[type, tuple[str, Callable[[Any], object]]] = {
+    str: ("text", str),
+    int: ("bigint", int),
+    float: ("double precision", float),
+}
 # Any constants will do, as long as they are this collector's own.
 _MIGRATION_LOCK = 0x74656C656D64
 _PURGE_LOCK = 0x74656C656D65
@@ -57,6 +63,24 @@ class PostgresSession:
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         return self.conn.execute(sql.replace("?", "%s"), params).rowcount
+
+    def many(
+        self, head: str, rows: Sequence[Sequence[object]], tail: str
+    ) -> list[tuple[str, Sequence[object]]]:
+        """One statement of arrays, whatever the number of rows.
+
+        Its text depends on the column types alone, so psycopg parses it
+        once; multi-row VALUES would be a new text, parsed again, per size.
+        """
+        if not rows:
+            return []
+        arrays: list[str] = []
+        columns: list[list[object]] = []
+        for column in zip(*rows, strict=True):
+            kind, cast = _ARRAY_TYPES[type(column[0])]
+            arrays.append(f"%b::{kind}[]")
+            columns.append([cast(value) for value in column])
+        return [(f"{head} SELECT * FROM unnest({', '.join(arrays)}) {tail}", columns)]
 
     def run_all(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
         if not statements:

@@ -96,7 +96,7 @@ def _upsert(
 ) -> list[Statement]:
     """INSERT `rows` ... ON CONFLICT: PostgreSQL takes them as arrays, in one statement."""
     if engine != "sqlite":
-        arrays = ", ".join(f"?::{kind}[]" for kind in types)
+        arrays = ", ".join(f"%b::{kind}[]" for kind in types)  # binary: no quoting of text
         return [
             (
                 f"{head} SELECT * FROM unnest({arrays}) {conflict}",

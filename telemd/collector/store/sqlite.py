@@ -90,6 +90,20 @@ class SqliteSession:
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         return self.conn.execute(sql, params).rowcount
 
+    def many(
+        self, head: str, rows: Sequence[Sequence[object]], tail: str
+    ) -> list[tuple[str, Sequence[object]]]:
+        """Multi-row VALUES, ROWS_PER_STATEMENT rows each."""
+        if not rows:
+            return []
+        marks = "(" + ", ".join("?" * len(rows[0])) + ")"
+        statements: list[tuple[str, Sequence[object]]] = []
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            params = [value for row in chunk for value in row]
+            statements.append((f"{head} VALUES {', '.join([marks] * len(chunk))} {tail}", params))
+        return statements
+
     def run_all(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
         for sql, params in statements:
             self.conn.execute(sql, params)
