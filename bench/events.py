@@ -1,13 +1,16 @@
 """Benchmark the Go client's transports and the event queries of telemd-collector.
 
     python bench/events.py [--events 100000] [--sizes 100000,1000000] [--quick] [--check]
+                           [--ingest-only]
 
 Ingest: EVENTS slog lines (the Go client's, about 90 bytes each) through
 the chunked `POST /` (application/jsonl, 64 KiB chunks) and through the
 WebSocket on `/` (one message a line, sent as fast as the socket takes
 them, then the empty binary message), into a real collector on SQLite,
 and in the same run into a bare server of the same stack that parses and
-discards (bench/bare_events_server.py). Prints events/s and the ratio.
+discards (bench/bare_events_server.py). Prints events/s and the ratio,
+and the CPU time each server spent an event (user + system, from /proc):
+the figure that moves least when other work shares the cores.
 
 Queries: the collector's database is filled with Vrooli events (20
 scenarios, 1 in 10 a failure, 100 events a context id) up to each size in
@@ -21,6 +24,7 @@ and `GET /api/v1/events?context_id=` is printed at each, over HTTP.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import struct
@@ -65,6 +69,13 @@ def unmasked_frame(opcode: int, payload: bytes) -> bytes:
     else:
         head = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", size)
     return head + b"\0\0\0\0" + payload
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def post(port: int, lines: list[bytes]) -> float:
@@ -126,7 +137,10 @@ def start_bare() -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("the bare server did not start")
 
 
-def ingest(events: int, workdir: str) -> list[tuple[str, float, float]]:
+Ingest = tuple[str, float, float, float, float]  # transport, stored/s, bare/s, CPU s of each
+
+
+def ingest(events: int, workdir: str) -> list[Ingest]:
     lines = slog_lines(events)
     bare, bare_port = start_bare()
     results = []
@@ -135,11 +149,15 @@ def ingest(events: int, workdir: str) -> list[tuple[str, float, float]]:
             collector = CollectorProcess(f"sqlite:///{workdir}/{len(results)}.db", workdir)
             try:
                 collector.wait_ready()
+                cpu = cpu_seconds(collector.proc.pid)
                 stored = send(collector.port, lines)
+                cpu = cpu_seconds(collector.proc.pid) - cpu
             finally:
                 collector.stop()
+            bare_cpu = cpu_seconds(bare.pid)
             baseline = send(bare_port, lines)
-            results.append((name, stored, baseline))
+            bare_cpu = cpu_seconds(bare.pid) - bare_cpu
+            results.append((name, stored, baseline, cpu / events, bare_cpu / events))
     finally:
         bare.terminate()
         bare.wait(10)
@@ -210,38 +228,55 @@ def queries(sizes: list[int], workdir: str) -> list[tuple[int, float, float, flo
     return results
 
 
+def query_figures(sizes: list[int], workdir: str) -> list[str]:
+    """Print the query times at each size; return the targets missed."""
+    missed = []
+    print()
+    print("queries (median of 21, over HTTP):")
+    print(f"{'stored events':>14} {'Vrooli summary ms':>18} {'?context_id= ms':>16}")
+    rows = queries(sizes, workdir)
+    for size, summary, by_context, _ in rows:
+        print(f"{size:>14,} {summary:>18.1f} {by_context:>16.1f}")
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print(
+            f"growth x{last[0] / first[0]:g} events: summary x{last[1] / first[1]:.2f}, "
+            f"context x{last[2] / first[2]:.2f}"
+        )
+    for size, summary, by_context, _ in rows[-1:]:
+        if summary > QUERY_TARGET_MS or by_context > QUERY_TARGET_MS:
+            missed.append(f"queries at {size}: {summary:.1f} / {by_context:.1f} ms")
+    return missed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--quick", action="store_true", help="20,000 events; sizes 10,000,100,000")
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--ingest-only", action="store_true", help="no query figures")
     args = parser.parse_args()
     events = 20_000 if args.quick else args.events
     sizes = [10_000, 100_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     missed = []
     with tempfile.TemporaryDirectory(prefix="bench-events-") as workdir:
         print(f"ingest: {events} slog lines, SQLite, in the same run as the bare server")
-        print(f"{'transport':<26} {'stored/s':>10} {'bare/s':>10} {'ratio':>6}")
-        for name, stored, bare in ingest(events, workdir):
-            print(f"{name:<26} {stored:>10,.0f} {bare:>10,.0f} {stored / bare:>6.2f}")
+        print(f"load average: {os.getloadavg()[0]:.2f}")
+        print(
+            f"{'transport':<26} {'stored/s':>10} {'bare/s':>10} {'ratio':>6}"
+            f" {'CPU us/event':>13} {'bare':>6}"
+        )
+        for name, stored, bare, cpu, bare_cpu in ingest(events, workdir):
+            print(
+                f"{name:<26} {stored:>10,.0f} {bare:>10,.0f} {stored / bare:>6.2f}"
+                f" {cpu * 1e6:>13.1f} {bare_cpu * 1e6:>6.1f}"
+            )
             if stored < INGEST_TARGET or stored / bare < RATIO_TARGET:
                 missed.append(f"{name}: {stored:,.0f}/s, {stored / bare:.2f}x bare")
-        print()
-        print("queries (median of 21, over HTTP):")
-        print(f"{'stored events':>14} {'Vrooli summary ms':>18} {'?context_id= ms':>16}")
-        rows = queries(sizes, workdir)
-        for size, summary, by_context, _ in rows:
-            print(f"{size:>14,} {summary:>18.1f} {by_context:>16.1f}")
-        if len(rows) > 1:
-            first, last = rows[0], rows[-1]
-            print(
-                f"growth x{last[0] / first[0]:g} events: summary x{last[1] / first[1]:.2f}, "
-                f"context x{last[2] / first[2]:.2f}"
-            )
-        for size, summary, by_context, _ in rows[-1:]:
-            if summary > QUERY_TARGET_MS or by_context > QUERY_TARGET_MS:
-                missed.append(f"queries at {size}: {summary:.1f} / {by_context:.1f} ms")
+        print(f"load average: {os.getloadavg()[0]:.2f}")
+        if not args.ingest_only:
+            missed += query_figures(sizes, workdir)
     if args.check and missed:
         print("missed: " + "; ".join(missed), file=sys.stderr)
         return 1

@@ -85,6 +85,20 @@ def test_a_file_posted_twice_is_stored_once(store: Store) -> None:
     assert fetch(store, "SELECT total FROM event_counts")[0][0] == 2
 
 
+def test_a_batch_partly_stored_before_counts_only_its_new_events(store: Store) -> None:
+    def named(name: str, run: int) -> Any:
+        event = shuttle_event("start", run=str(run))
+        return make_event("shuttle", event, received_at=NOW, app="shuttle", name=name)
+
+    store_batch(store, "shuttle", "::1", {}, [named("a", 0), named("b", 1)], NOW)
+    # 200 events over three statements, the first and last holding one stored before.
+    again = [named("a", 0), *[named("c", i) for i in range(2, 200)], named("b", 1)]
+    assert store_batch(store, "shuttle", "::1", {}, again, NOW)[1] == 198
+    counts = fetch(store, "SELECT event, total FROM event_counts ORDER BY event")
+    assert counts == [("a", 1), ("b", 1), ("c", 198)]
+    assert fetch(store, "SELECT count(*) FROM events")[0][0] == 200
+
+
 def test_a_stream_grows_in_several_batches(store: Store) -> None:
     stream = store_stream(store, "jsonl", "::1", {}, NOW)
     first = [as_event(shuttle_event("start", run=str(i))) for i in range(3)]

@@ -3,6 +3,8 @@ the cumulative count after each burst, the empty binary message that ends it."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import struct
 import zlib
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from gostream import (
 )
 
 from telemd.collector.cli import main as collector_main
+from telemd.collector.jsonstream.websocket import Inbox
 
 websockets_sync = pytest.importorskip("websockets.sync.client", reason="needs websockets >= 11")
 from websockets.exceptions import ConnectionClosedOK  # noqa: E402 (after the skip)
@@ -95,6 +98,25 @@ def test_a_close_frame_keeps_the_events_of_its_burst(
     ws.close()
     # uvicorn answers the close itself, before the handler has stored the burst.
     assert [e["payload"]["n"] for e in events_once_stored(server, 1)] == [1]
+
+
+def test_a_connection_reset_midway_keeps_every_event_counted_before(
+    start_collector: Callable[..., CollectorProcess],
+) -> None:
+    server = start_collector()
+    ws = RawWebSocket(server.port, deflate=False)
+    ws.send(frame(TEXT, slog_line(1)), frame(TEXT, slog_line(2)))
+    assert ws.receive() == (TEXT, b"2")
+    ws.send(*[frame(TEXT, slog_line(n)) for n in range(3, 3000)])
+    # A reset, no close frame: the events on their way may be lost, not those counted.
+    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ws.sock.close()
+    events = events_once_stored(server, 2)
+    assert [e["payload"]["n"] for e in events] == list(range(1, len(events) + 1))
+    ws = RawWebSocket(server.port, deflate=False)  # and the collector takes the next stream
+    ws.send(frame(TEXT, slog_line(1)), frame(BINARY, b""))
+    assert ws.receive() == (TEXT, b"2")
+    ws.close()
 
 
 def test_a_silent_connection_is_closed_after_the_body_timeout(
@@ -197,3 +219,19 @@ def test_a_deflate_bomb_is_closed_with_1009_without_inflating_it_whole(
     # A read of up to 256 KiB inflated at once would be 256 MiB.
     assert peak - before < 64 * 1024, f"RSS from {before} KiB to a peak of {peak} KiB"
     assert RawWebSocket(server.port).status == 101  # and the collector serves on
+
+
+def test_the_inbox_stops_pulling_at_its_bound_in_messages_or_bytes() -> None:
+    async def scenario(size: int) -> list[int]:
+        waiting = [{"type": "websocket.receive", "text": "x" * size} for _ in range(50)]
+
+        async def receive() -> dict[str, object]:  # a client faster than the handler
+            return waiting.pop()
+
+        inbox = Inbox(receive, limit=20, max_bytes=100_000)  # type: ignore[arg-type]
+        bursts = [len(await inbox.take()) for _ in range(2)]
+        inbox.close()
+        return bursts
+
+    assert asyncio.run(scenario(10)) == [20, 20]  # small messages: the count bounds a burst
+    assert asyncio.run(scenario(40_000)) == [3, 3]  # large: the bytes (3 x 40,000 >= 100,000)

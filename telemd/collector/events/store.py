@@ -8,9 +8,10 @@ called again with the next `first_seq` as a stream goes on).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from telemd.collector import json_codec
 from telemd.collector.events.model import Event
@@ -20,8 +21,14 @@ if TYPE_CHECKING:
     from telemd.collector.store.base import Session, Store
 
 _COLUMNS = (*EVENT_FIELDS, "digest", "payload")
-# 50 rows of 11 values stay far below every SQLite's limit on bound parameters.
-ROWS_PER_STATEMENT = 50
+_WIDTH = len(_COLUMNS)
+# Where a row's fields the counts need sit among its values.
+_SOURCE, _APP, _NAME, _TIME = (
+    _COLUMNS.index(column) for column in ("source", "app", "event", "event_time")
+)
+# 90 rows of 11 values stay below every SQLite's limit on bound parameters (999
+# before 3.32); one statement a row would cost a round trip through the driver each.
+ROWS_PER_STATEMENT = 90
 MAX_ID = 2**63 - 1
 _JSON_PARAM = {"postgresql": "CAST(? AS jsonb)"}
 
@@ -30,8 +37,15 @@ def _json_param(engine: str) -> str:
     return _JSON_PARAM.get(engine, "?")
 
 
-def _values(engine: str) -> str:
-    return "(" + ", ".join([*["?"] * (len(_COLUMNS) - 1), _json_param(engine)]) + ")"
+@functools.lru_cache(maxsize=2 * ROWS_PER_STATEMENT)
+def _insert_sql(engine: str, rows: int) -> str:
+    """INSERT of `rows` events, skipping those stored before, returning the ids of the new."""
+    values = "(" + ", ".join([*["?"] * (_WIDTH - 1), _json_param(engine)]) + ")"
+    return (
+        f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES "
+        + ", ".join([values] * rows)
+        + " ON CONFLICT (source, digest) DO NOTHING RETURNING id"
+    )
 
 
 def insert_stream(
@@ -74,42 +88,49 @@ def insert_event_runs(
     statement set for all the runs.
     """
     seen: set[tuple[str, bytes]] = set()
-    params_of_new: list[list[object]] = []
+    params: list[object] = []  # a row's values after another's, as the INSERT binds them
     for stream_id, first_seq, events in runs:
         for seq, event in enumerate(events, start=first_seq):
             key = (event.source, event.digest)
             if key in seen:
                 continue
             seen.add(key)
-            params_of_new.append(
-                [
-                    stream_id,
-                    seq,
-                    now,
-                    event.source,
-                    event.app,
-                    event.name,
-                    event.time,
-                    event.context_id,
-                    event.level,
-                    event.digest,
-                    event.payload.decode(),
-                ]
+            params += (
+                stream_id,
+                seq,
+                now,
+                event.source,
+                event.app,
+                event.name,
+                event.time,
+                event.context_id,
+                event.level,
+                event.digest,
+                event.payload.decode(),
             )
     added: dict[tuple[str, str, str], tuple[int, float]] = {}
     low, high = MAX_ID, 0
-    values = _values(engine)
-    for start in range(0, len(params_of_new), ROWS_PER_STATEMENT):
-        chunk = params_of_new[start : start + ROWS_PER_STATEMENT]
-        rows = session.fetch(
-            f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES "
-            + ", ".join([values] * len(chunk))
-            + " ON CONFLICT (source, digest) DO NOTHING "
-            "RETURNING id, source, app, event, event_time",
-            [value for row in chunk for value in row],
-        )
-        for id_, source, app, name, moment in rows:
-            low, high = min(low, id_), max(high, id_)
+    step = ROWS_PER_STATEMENT * _WIDTH
+    for start in range(0, len(params), step):
+        chunk = params[start : start + step]
+        rows = len(chunk) // _WIDTH
+        ids = [id_ for (id_,) in session.fetch(_insert_sql(engine, rows), chunk)]
+        if not ids:
+            continue
+        low, high = min(low, *ids), max(high, *ids)
+        fields: Iterable[Any]
+        if len(ids) == rows:  # all new, the common case: count them from what was sent
+            fields = zip(
+                chunk[_SOURCE::_WIDTH], chunk[_APP::_WIDTH], chunk[_NAME::_WIDTH],
+                chunk[_TIME::_WIDTH], strict=True,
+            )  # fmt: skip
+        else:
+            fields = session.fetch(
+                "SELECT source, app, event, event_time FROM events "
+                f"WHERE id IN ({', '.join('?' * len(ids))})",
+                ids,
+            )
+        for source, app, name, moment in fields:
             key3 = (source, app or "", name or "")
             total, last = added.get(key3, (0, moment))
             added[key3] = (total + 1, max(last, moment))

@@ -1,7 +1,8 @@
 """The Go client's WebSocket on `/`: one JSON event a message, a count after each burst.
 
 The connection's messages are pulled by one task into an inbox of at most
-MAX_BURST messages; the handler takes what the inbox holds as one burst,
+MAX_BURST messages or MAX_BURST_BYTES; the handler takes what the inbox
+holds as one burst (what came while the last was committed),
 stores its events, and answers the cumulative count (`burst.py` says what
 counts). The empty binary message ends the stream: the count is sent, then
 a normal close. A message that is not JSON: the events before it are
@@ -25,6 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 from telemd.collector.access.tokens import TOKEN_PATTERN
 from telemd.collector.events.model import stored_headers
 from telemd.collector.jsonstream.burst import read_burst
+from telemd.collector.jsonstream.commit import MAX_WAITING_BYTES, MAX_WAITING_EVENTS
 from telemd.collector.jsonstream.sink import StreamSink
 from telemd.collector.store.base import StorageError
 
@@ -33,8 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("telemd.collector")
 PROTOCOL = "telemetry-websocket"
-# The Go client buffers up to 1,024 messages; a burst takes at most as many.
-MAX_BURST = 1024
+# A burst is what came while the last was stored, bounded as a stream's
+# waiting events are (commit.py): the more a burst holds, the fewer commits.
+MAX_BURST = MAX_WAITING_EVENTS
+MAX_BURST_BYTES = MAX_WAITING_BYTES
 
 
 class TokenConvertor(Convertor[str]):
@@ -55,11 +59,15 @@ TOKEN_PATH = "/{token:token}"
 
 
 class Inbox:
-    """The connection's messages, pulled as they come, at most `limit` waiting."""
+    """The connection's messages, pulled as they come, at most `limit` or `max_bytes` waiting."""
 
-    def __init__(self, receive: Receive, limit: int = MAX_BURST) -> None:
+    def __init__(
+        self, receive: Receive, limit: int = MAX_BURST, max_bytes: int = MAX_BURST_BYTES
+    ) -> None:
         self._receive = receive
         self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._items: list[Message] = []
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
@@ -71,8 +79,9 @@ class Inbox:
             await self._room.wait()
             message = await self._receive()
             self._items.append(message)
+            self._bytes += len(message.get("bytes") or message.get("text") or "")
             self._ready.set()
-            if len(self._items) >= self._limit:
+            if len(self._items) >= self._limit or self._bytes >= self._max_bytes:
                 self._room.clear()
             if message["type"] == "websocket.disconnect":
                 return
@@ -81,6 +90,7 @@ class Inbox:
         """Every message waiting, once there is at least one."""
         await self._ready.wait()
         items, self._items = self._items, []
+        self._bytes = 0
         self._ready.clear()
         self._room.set()
         return items
