@@ -33,6 +33,7 @@ from telemd.collector.problems.signature import (
     occurrences_of,
     record_kind,
 )
+from telemd.collector.store.rollups import doomed_records
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session
@@ -51,13 +52,13 @@ def forget(session: Session, engine: str, where: str, params: Sequence[object]) 
     if state is not None:
         where = f"({where}) AND NOT (id > ? AND id <= ?)"
         params = (*params, state.done, state.mark)
-    day = _day(engine)
+    day, records = _day(engine), doomed_records(engine)
     build_days = session.fetch(
-        f"SELECT build, {day} AS day, count(*) FROM records WHERE {where} GROUP BY build, day",
+        f"SELECT build, {day} AS day, count(*) FROM {records} WHERE {where} GROUP BY build, day",
         params,
     )
     class_days = session.fetch(
-        f"SELECT classification, {day} AS day, count(*) FROM records WHERE {where} "
+        f"SELECT classification, {day} AS day, count(*) FROM {records} WHERE {where} "
         "GROUP BY classification, day",
         params,
     )
