@@ -14,8 +14,8 @@ counts. Writers forget the machine keys they knew when any go
 (`rollup_epoch`). While a `reprocess` is under way, the records it has not
 counted yet are not subtracted.
 
-Every change is an upsert that adds (a negative count) or an update of a
-row this transaction has locked by changing it, in the writers' table
+Every change is an upsert that adds a negative count, or an update or
+delete of a row this transaction has locked, in the writers' table and key
 order, so a purge and collectors sharing a PostgreSQL database neither lose
 an update nor wait for each other in a circle.
 """
@@ -27,12 +27,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from telemd.collector.problems.reprocess import under_way
-from telemd.collector.problems.rollups import day_of
+from telemd.collector.problems.rollups import ROWS_PER_STATEMENT, day_of
 from telemd.collector.problems.signature import (
     CRASH_CLASSIFICATIONS,
     occurrences_of,
     record_kind,
 )
+from telemd.collector.store.rollups import doomed_records
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session
@@ -51,13 +52,13 @@ def forget(session: Session, engine: str, where: str, params: Sequence[object]) 
     if state is not None:
         where = f"({where}) AND NOT (id > ? AND id <= ?)"
         params = (*params, state.done, state.mark)
-    day = _day(engine)
+    day, records = _day(engine), doomed_records(engine)
     build_days = session.fetch(
-        f"SELECT build, {day} AS day, count(*) FROM records WHERE {where} GROUP BY build, day",
+        f"SELECT build, {day} AS day, count(*) FROM {records} WHERE {where} GROUP BY build, day",
         params,
     )
     class_days = session.fetch(
-        f"SELECT classification, {day} AS day, count(*) FROM records WHERE {where} "
+        f"SELECT classification, {day} AS day, count(*) FROM {records} WHERE {where} "
         "GROUP BY classification, day",
         params,
     )
@@ -104,8 +105,8 @@ def _forget_builds_and_days(
             "UPDATE builds SET records = records - ?, crashes = crashes - ? WHERE build = ?",
             (n, crashes[build], build),
         )
-    _subtract(session, "build_days", ("build", "day"), "records", per_build_day)
-    _subtract(session, "days", ("day",), "records", days)
+    _subtract(session, "build_days", ("build", "day"), "records", per_build_day, (("machines", 0),))
+    _subtract(session, "days", ("day",), "records", days, (("machines", 0),))
     _subtract(session, "kind_days", ("kind", "day"), "records", kinds)
     gone = False
     for build, d in sorted(per_build_day):
@@ -151,7 +152,14 @@ def _forget_problems(session: Session, problem_rows: list[tuple[object, ...]]) -
         )
     _subtract(session, "problem_days", ("problem_id", "day"), "n", per_day)
     _subtract(session, "problem_builds", ("problem_id", "build"), "n", per_build)
-    _subtract(session, "problem_machines", ("problem_id", "machine_id"), "n", per_machine)
+    _subtract(
+        session,
+        "problem_machines",
+        ("problem_id", "machine_id"),
+        "n",
+        per_machine,
+        (("last_seen", 0.0),),
+    )
     _delete_empty(session, "problem_days", ("problem_id", "day"), per_day)
     lost_builds = _delete_empty(session, "problem_builds", ("problem_id", "build"), per_build)
     lost_machines = _delete_empty(
@@ -179,21 +187,42 @@ def _subtract(
     keys: tuple[str, ...],
     column: str,
     counts: Mapping[Any, int],
+    filler: tuple[tuple[str, object], ...] = (),
 ) -> None:
-    """UPDATE ... SET column = column - n, key by key in sorted order."""
-    match = " AND ".join(f"{key} = ?" for key in keys)
-    for key, n in sorted(counts.items()):
-        values = key if isinstance(key, tuple) else (key,)
-        session.execute(f"UPDATE {table} SET {column} = {column} - ? WHERE {match}", (n, *values))
+    """Take `counts` away, key by key in sorted order, ROWS_PER_STATEMENT keys a statement.
+
+    An upsert of the negative count, as writers add theirs (a key that is
+    missing becomes a row at or below 0, deleted with the others);
+    `filler` gives the other columns an inserted row needs.
+    """
+    columns = (*keys, column, *(name for name, _ in filler))
+    rows = sorted(
+        (*(key if isinstance(key, tuple) else (key,)), -n, *(value for _, value in filler))
+        for key, n in counts.items()
+    )
+    marks = "(" + ", ".join("?" * len(columns)) + ")"
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        session.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * len(chunk))} "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            f"{column} = {table}.{column} + excluded.{column}",
+            [value for row in chunk for value in row],
+        )
 
 
 def _delete_empty(
     session: Session, table: str, keys: tuple[str, ...], counts: Mapping[Any, int]
 ) -> list[tuple[Any, ...]]:
     """Delete the rows of `counts`' keys whose n reached 0; return their keys."""
-    match = " AND ".join(f"{key} = ?" for key in keys)
+    marks = "(" + ", ".join("?" * len(keys)) + ")"
     gone: list[tuple[Any, ...]] = []
-    for key in sorted(counts):
-        if session.execute(f"DELETE FROM {table} WHERE {match} AND n <= 0", key):
-            gone.append(key)
+    ordered = sorted(counts)
+    for start in range(0, len(ordered), ROWS_PER_STATEMENT):
+        chunk = ordered[start : start + ROWS_PER_STATEMENT]
+        gone += session.fetch(
+            f"DELETE FROM {table} WHERE n <= 0 AND ({', '.join(keys)}) IN "
+            f"(VALUES {', '.join([marks] * len(chunk))}) RETURNING {', '.join(keys)}",
+            [value for key in chunk for value in key],
+        )
     return gone
