@@ -27,13 +27,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from telemd.collector.problems.reprocess import under_way
-from telemd.collector.problems.rollups import ROWS_PER_STATEMENT, day_of
+from telemd.collector.problems.rollups import day_of
 from telemd.collector.problems.signature import (
     CRASH_CLASSIFICATIONS,
     occurrences_of,
     record_kind,
 )
-from telemd.collector.store.rollups import doomed_records
+from telemd.collector.store.rollups import ROWS_PER_STATEMENT, doomed_records
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session
