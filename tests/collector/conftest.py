@@ -125,3 +125,22 @@ def store(db_url: str) -> Iterator[Any]:
     opened.migrate()
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def stores(db_url: str) -> Iterator[Callable[[], Any]]:
+    """Opens migrated stores on one fresh database of each engine, as several
+    collector processes (or a collector and the CLI) would; closes them after."""
+    from telemd.collector.store.base import Store, open_engine
+
+    opened: list[Store] = []
+
+    def make() -> Store:
+        store = Store(open_engine(db_url))
+        store.migrate()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()

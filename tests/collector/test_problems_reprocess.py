@@ -19,7 +19,7 @@ from collector_proc import row
 from problems_counts import crash_payload, record_counts, stored_counts
 
 from telemd.collector.problems import reprocess as rebuild
-from telemd.collector.store.base import Store, open_engine
+from telemd.collector.store.base import Store
 
 NOW = 1_800_000_000.0
 DAY = 86400
@@ -55,21 +55,6 @@ def write(
 def skip(store: Store, pattern: str) -> None:
     with store.transaction() as session:
         session.execute("INSERT INTO skip_frames (pattern) VALUES (?)", (pattern,))
-
-
-@pytest.fixture
-def stores(db_url: str) -> Callable[[], Store]:
-    opened: list[Store] = []
-
-    def make() -> Store:
-        store = Store(open_engine(db_url))
-        store.migrate()
-        opened.append(store)
-        return store
-
-    yield make  # type: ignore[misc]
-    for store in opened:
-        store.close()
 
 
 def test_a_stopped_and_raced_reprocess_counts_exactly(stores: Callable[[], Store]) -> None:

@@ -10,7 +10,7 @@ a machine key of a build the purge emptied counts it again.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -60,21 +60,6 @@ def load(store: Store, seed: int, days: int = 4) -> None:
             for _ in range(rng.randint(5, 15))
         ]
         store.write([rows], NOW + i * DAY / 6 + 17.5)
-
-
-@pytest.fixture
-def stores(db_url: str) -> Iterator[Callable[[], Store]]:
-    opened: list[Store] = []
-
-    def make() -> Store:
-        store = Store(open_engine(db_url))
-        store.migrate()
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
 
 
 def no_empty_rows(store: Store) -> None:
