@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telemd.collector.events.model import MAX_UNIX_TIME, _normalised_time, parse_time
+from telemd.collector.events.model import MAX_UNIX_TIME, _normalised_time, parse_time, seconds_of
 
 MOMENT = 1719983815.123456  # 2024-07-03T05:16:55.123456Z
 
@@ -45,15 +45,7 @@ def slow_path(text: str) -> float | None:
     if len(text) > 64:
         return None
     moment = _normalised_time(text)
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    try:
-        seconds = moment.timestamp()
-    except (OverflowError, ValueError):
-        return None
-    return seconds if 0 <= seconds <= MAX_UNIX_TIME else None
+    return None if moment is None else seconds_of(moment)
 
 
 @given(

@@ -79,17 +79,20 @@ def parse_time(value: object) -> float | None:
             moment: datetime | None = datetime.fromisoformat(value)
         except ValueError:
             moment = _normalised_time(value)
-        if moment is None:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        try:
-            seconds = moment.timestamp()
-        except (OverflowError, ValueError):
-            return None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return None if moment is None else seconds_of(moment)
+    if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    else:
+        return seconds if 0 <= seconds <= MAX_UNIX_TIME else None
+    return None
+
+
+def seconds_of(moment: datetime) -> float | None:
+    """Unix seconds of `moment` (UTC when it has no zone); None outside 1970..9999."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, ValueError):
         return None
     return seconds if 0 <= seconds <= MAX_UNIX_TIME else None
 
