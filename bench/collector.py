@@ -306,21 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     workdir = tempfile.mkdtemp(prefix="telemd-bench-")
     results: list[tuple[str, str, int, float]] = []
-    for engine in args.engines.split(","):
-        if engine == "sqlite":
-            results += run_engine(
-                engine, lambda name: f"sqlite:///{workdir}/{name}.db", args, workdir
-            )
-        elif engine == "postgresql":
-            reason = collector_pg.missing_reason()
-            if reason:
-                print(f"  postgresql skipped: {reason}")
-                continue
-            server = collector_pg.start(durable=True)
-            try:
-                results += run_engine(engine, server.create_database, args, workdir)
-            finally:
-                server.stop()
+    for engine, new_url in collector_pg.each_engine(args.engines.split(","), workdir):
+        results += run_engine(engine, new_url, args, workdir)
     return report(results, args.check)
 
 

@@ -167,21 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"problem reads bench: sizes {sizes}, {os.cpu_count()} CPUs")
     workdir = tempfile.mkdtemp(prefix="telemd-bench-")
     try:
-        for engine in args.engines.split(","):
-            if engine == "sqlite":
-                for size in sizes:
-                    run(engine, f"sqlite:///{workdir}/problems{size}.db", size)
-            elif engine == "postgresql":
-                reason = collector_pg.missing_reason()
-                if reason:
-                    print(f"  postgresql skipped: {reason}")
-                    continue
-                server = collector_pg.start(durable=True)
-                try:
-                    for size in sizes:
-                        run(engine, server.create_database(f"problems{size}"), size)
-                finally:
-                    server.stop()
+        for engine, new_url in collector_pg.each_engine(args.engines.split(","), workdir):
+            for size in sizes:
+                run(engine, new_url(f"problems{size}"), size)
     finally:
         shutil.rmtree(workdir)
     return 0

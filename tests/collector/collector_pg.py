@@ -13,7 +13,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ports import free_port
@@ -114,3 +114,22 @@ def start(*, durable: bool = False, top: str | None = None) -> PostgresServer:
         with open(log, errors="replace") as f:
             raise RuntimeError(f"{exc}\n{f.read()[-2000:]}") from None
     return PostgresServer(datadir, port, keep=keep)
+
+
+def each_engine(engines: Iterable[str], workdir: str) -> Iterator[tuple[str, Callable[[str], str]]]:
+    """For benchmarks: each engine named with a function from a database name to a
+    new database's URL; SQLite files in `workdir`, PostgreSQL on a server of its
+    own, stopped once its turn ends. An engine that cannot run here is said and skipped."""
+    for engine in engines:
+        if engine == "sqlite":
+            yield engine, lambda name: f"sqlite:///{workdir}/{name}.db"
+        elif engine == "postgresql":
+            reason = missing_reason()
+            if reason:
+                print(f"  postgresql skipped: {reason}")
+                continue
+            server = start(durable=True)
+            try:
+                yield engine, server.create_database
+            finally:
+                server.stop()
