@@ -25,7 +25,7 @@ from telemd.collector.events import cli as events_cli
 from telemd.collector.ingest.records import FieldError
 from telemd.collector.problems import cli as problems_cli
 from telemd.collector.store import export
-from telemd.collector.store.base import StorageError, Store, open_engine
+from telemd.collector.store.base import SearchTimeout, StorageError, Store, open_engine
 from telemd.collector.store.export import EXPORT_FORMATS
 from telemd.collector.store.query import (
     FILTER_NAMES,
@@ -447,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:
         print(f"telemd-collector: database error: {exc.message}", file=sys.stderr)
         return EXIT_FAILURE
-    except token_store.TokenError as exc:
+    except (SearchTimeout, token_store.TokenError) as exc:
         print(f"telemd-collector: {exc.message}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:  # `telemd-collector query | head`

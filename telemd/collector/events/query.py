@@ -19,6 +19,7 @@ from telemd.collector.events.protocols import VROOLI, iso_time
 from telemd.collector.events.schema import EVENT_FIELDS, SEARCH_VECTOR
 from telemd.collector.ingest.records import FieldError
 from telemd.collector.server.params import EVENT_FILTERS, integer, unix_time
+from telemd.collector.store.search import within_search_limit
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session, Store
@@ -141,7 +142,7 @@ def find_events(store: Store, query: EventQuery, failures: Collection[str]) -> l
     """The events matching `query`: newest first, or oldest first after `after`."""
     with store.reading() as session:
         if store.engine.name == "postgresql" and query.text is not None and query.text.split():
-            rows = _search_postgres(session, query, failures)
+            rows = within_search_limit(session, lambda: _search_postgres(session, query, failures))
         else:
             sql, params = events_sql(query, store.engine.name, failures)
             rows = session.fetch(sql, params)
@@ -159,7 +160,8 @@ def _search_postgres(
     goes first, and goes on if its matches say the page fills soon; a walk
     that cannot fill the page gives way to the index, with index and
     sequential scans off so the planner cannot walk again. Words without
-    phrases need no recheck: the index's part reads its matches only.
+    phrases need no recheck: the index's part reads its matches only. Runs
+    inside within_search_limit.
     """
     first_rows = query.limit * FIRST_WALK
     rows = _walk(session, query, failures, first_rows)
@@ -180,16 +182,9 @@ def _search_postgres(
             if len(rows) == query.limit:
                 return rows
     sql, params = events_sql(query, "postgresql", failures)
-    session.begin()
-    try:
-        session.execute("SET LOCAL enable_indexscan = off")
-        session.execute("SET LOCAL enable_seqscan = off")
-        rows = session.fetch(sql, params)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return rows
+    session.execute("SET LOCAL enable_indexscan = off")
+    session.execute("SET LOCAL enable_seqscan = off")
+    return session.fetch(sql, params)
 
 
 def _walk(

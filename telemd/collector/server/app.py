@@ -55,7 +55,7 @@ from telemd.collector.server.http import (
 from telemd.collector.server.metrics import Metrics
 from telemd.collector.server.params import RECORD_FORMATS, ROUTE_PARAMS, choice, read_query
 from telemd.collector.store import export
-from telemd.collector.store.base import Retention, StorageError, Store
+from telemd.collector.store.base import Retention, SearchTimeout, StorageError, Store
 from telemd.collector.store.query import RecordQuery, parse_query, parse_since, record_json
 
 log = logging.getLogger("telemd.collector")
@@ -90,6 +90,8 @@ class Collector:
             self._readers = anyio.CapacityLimiter(self.store.readers)
         try:
             return await anyio.to_thread.run_sync(fn, *args, limiter=self._readers)
+        except SearchTimeout as exc:
+            raise Refused(400, exc.message) from None
         except StorageError as exc:
             self.metrics.count_storage_error()
             raise Refused(503, f"storage unavailable: {exc.message}") from None

@@ -31,6 +31,7 @@ from telemd.collector.store import fulltext
 from telemd.collector.store import rollups as record_rollups
 from telemd.collector.store.query import SELECT_COLUMNS, RecordQuery, summary_json
 from telemd.collector.store.search import (
+    SEARCH_TIMEOUT_MS,
     STORED_WORDS_MIGRATION,
     search_migration,
     select_records,
@@ -211,6 +212,10 @@ class StorageError(TelemetryError):
     """The database failed or cannot be reached."""
 
 
+class SearchTimeout(TelemetryError):
+    """A search ran past its time limit (SEARCH_TIMEOUT_MS) and was cancelled."""
+
+
 class Session(Protocol):
     """One connection, used by one thread at a time. SQL uses `?` placeholders."""
 
@@ -264,6 +269,8 @@ class Engine(Protocol):
     id_column: str
     # The driver's exception classes, turned into StorageError by the Store.
     errors: tuple[type[Exception], ...]
+    # Those of a statement cancelled at its time limit: SearchTimeout.
+    timeouts: tuple[type[Exception], ...]
 
     def connect(self) -> Session: ...
 
@@ -326,6 +333,11 @@ class Store:
         """Driver errors become StorageError, which the app answers with 503."""
         try:
             yield
+        except self.engine.timeouts as exc:
+            raise SearchTimeout(
+                f"the search took longer than {SEARCH_TIMEOUT_MS / 1000:g} s and was stopped;"
+                " narrow it with since, until or other filters, or more words"
+            ) from exc
         except self.engine.errors as exc:
             raise StorageError(f"{self.engine.name}: {exc}".strip()) from exc
 

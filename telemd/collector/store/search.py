@@ -22,14 +22,17 @@ text and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from telemd.collector.store.query import EXACT_FILTERS, SELECT_COLUMNS, WILDCARD, RecordQuery
 from telemd.collector.store.rollups import CLASS_TABLE
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session
+
+T = TypeVar("T")
 
 # Ids grow in commit order and received_at is read just before the commit,
 # so the two agree but for the writers of several processes interleaving
@@ -84,6 +87,13 @@ WORDS_COLUMN = "payload_words"
 # A page of `limit` matches is first looked for among the newest
 # `limit * WALK_ROWS_PER_MATCH` rows (see _select_words).
 WALK_ROWS_PER_MATCH = 100
+# The index's step of a search on PostgreSQL reads every record holding all
+# its words: a phrase of two words each in most records but never side by
+# side reads nearly the table (8.7 s at 1,000,000 records). It is stopped
+# here, so that no reader holds a connection of the pool longer; the client
+# hears SearchTimeout (400) and how to narrow the search.
+SEARCH_TIMEOUT_MS = 10_000
+SEARCH_TIME_LIMIT = f"SET LOCAL statement_timeout = {SEARCH_TIMEOUT_MS}"
 
 
 def record_where(query: RecordQuery, engine: str) -> Where:
@@ -197,7 +207,7 @@ def _select(session: Session, query: RecordQuery, engine: str) -> list[tuple[obj
             (fts_phrase(query.q), *where.params, query.limit),
         )
     if query.q is not None:
-        return _select_words(session, query)
+        return within_search_limit(session, lambda: _select_words(session, query))
     where = record_where(query, engine)
     return session.fetch(
         f"SELECT {', '.join(SELECT_COLUMNS)} FROM records{where.sql} ORDER BY id DESC LIMIT ?",
@@ -216,7 +226,8 @@ def _select_words(session: Session, query: RecordQuery) -> list[tuple[object, ..
     that did not fill the page gives way to the index, with the planner kept
     from walking again (index and sequential scans off): its estimate of a
     phrase's frequency, from statistics that may be stale or missing, chose
-    the unbounded walk for `func_17(` (17 s at 1,000,000 records).
+    the unbounded walk for `func_17(` (17 s at 1,000,000 records). Runs
+    inside within_search_limit.
     """
     columns = ", ".join(SELECT_COLUMNS)
     others = record_where(replace(query, q=None), "postgresql")
@@ -229,19 +240,27 @@ def _select_words(session: Session, query: RecordQuery) -> list[tuple[object, ..
     if len(rows) == query.limit:
         return rows
     where = record_where(query, "postgresql")
+    session.execute("SET LOCAL enable_indexscan = off")
+    session.execute("SET LOCAL enable_seqscan = off")
+    return session.fetch(
+        f"SELECT {columns} FROM records{where.sql} ORDER BY id DESC LIMIT ?",
+        (*where.params, query.limit),
+    )
+
+
+def within_search_limit(session: Session, search: Callable[[], T]) -> T:
+    """Run `search` in a transaction of its own whose statements stop at SEARCH_TIMEOUT_MS
+    (the driver's error becomes SearchTimeout in the Store); the planner settings it
+    makes end with it."""
     session.begin()
     try:
-        session.execute("SET LOCAL enable_indexscan = off")
-        session.execute("SET LOCAL enable_seqscan = off")
-        rows = session.fetch(
-            f"SELECT {columns} FROM records{where.sql} ORDER BY id DESC LIMIT ?",
-            (*where.params, query.limit),
-        )
+        session.execute(SEARCH_TIME_LIMIT)
+        found = search()
         session.commit()
     except BaseException:
         session.rollback()
         raise
-    return rows
+    return found
 
 
 # Migration 3: the search filters' indexes and the payload's full-text index.

@@ -54,6 +54,8 @@ class SqliteEngine:
     name = "sqlite"
     id_column = "INTEGER PRIMARY KEY AUTOINCREMENT"
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    # FTS5 yields a page's matches newest first and stops: no search runs long.
+    timeouts: tuple[type[Exception], ...] = ()
 
     def __init__(self, path: str) -> None:
         if not path or path == ":memory:" or path.startswith("file:"):
