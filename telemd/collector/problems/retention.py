@@ -33,17 +33,10 @@ from telemd.collector.problems.signature import (
     occurrences_of,
     record_kind,
 )
-from telemd.collector.store.rollups import ROWS_PER_STATEMENT, doomed_records
+from telemd.collector.store.rollups import DAY, ROWS_PER_STATEMENT, bucket_sql, doomed_records
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session
-
-
-def _day(engine: str) -> str:
-    """SQL for received_at's day; CAST rounds on PostgreSQL, truncates on SQLite."""
-    if engine == "sqlite":
-        return "CAST(received_at / 86400 AS INTEGER)"
-    return "CAST(floor(received_at / 86400) AS BIGINT)"
 
 
 def forget(session: Session, engine: str, where: str, params: Sequence[object]) -> None:
@@ -52,7 +45,7 @@ def forget(session: Session, engine: str, where: str, params: Sequence[object]) 
     if state is not None:
         where = f"({where}) AND NOT (id > ? AND id <= ?)"
         params = (*params, state.done, state.mark)
-    day, records = _day(engine), doomed_records(engine)
+    day, records = bucket_sql(engine, DAY), doomed_records(engine)
     build_days = session.fetch(
         f"SELECT build, {day} AS day, count(*) FROM {records} WHERE {where} GROUP BY build, day",
         params,

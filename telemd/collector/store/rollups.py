@@ -38,7 +38,7 @@ SEVERE = (3, 4)
 MAX_MACHINES = 1000
 
 
-def _bucket(engine: str, seconds: int) -> str:
+def bucket_sql(engine: str, seconds: int) -> str:
     """SQL for received_at's bucket number; CAST rounds on PostgreSQL, truncates on SQLite."""
     if engine == "sqlite":
         return f"CAST(received_at / {seconds} AS INTEGER)"
@@ -74,11 +74,11 @@ def migration(engine: str) -> tuple[str, ...]:
         f"CREATE INDEX {MACHINE_TABLE}_day ON {MACHINE_TABLE} (day, machine_id, n)",
         f"CREATE INDEX {CLASS_TABLE}_hour ON {CLASS_TABLE} (hour)",
         f"INSERT INTO {CLASS_TABLE} (classification, severity, hour, n, last_seen) "
-        f"SELECT classification, severity, {_bucket(engine, HOUR)}, count(*), max(received_at) "
-        f"FROM records GROUP BY classification, severity, {_bucket(engine, HOUR)}",
+        f"SELECT classification, severity, {bucket_sql(engine, HOUR)}, count(*), max(received_at) "
+        f"FROM records GROUP BY classification, severity, {bucket_sql(engine, HOUR)}",
         f"INSERT INTO {MACHINE_TABLE} (machine_id, day, n) "
-        f"SELECT machine_id, {_bucket(engine, DAY)}, count(*) "
-        f"FROM records GROUP BY machine_id, {_bucket(engine, DAY)}",
+        f"SELECT machine_id, {bucket_sql(engine, DAY)}, count(*) "
+        f"FROM records GROUP BY machine_id, {bucket_sql(engine, DAY)}",
         f"INSERT INTO {MACHINE_TOTAL_TABLE} (machine_id, n) "
         "SELECT machine_id, count(*) FROM records GROUP BY machine_id",
     )
@@ -184,12 +184,12 @@ def forget(session: Session, engine: str, where: str, params: Sequence[object]) 
     """Before records matching `where` (a range of received_at) are deleted: take them out."""
     records = doomed_records(engine)
     class_rows = session.fetch(
-        f"SELECT classification, severity, {_bucket(engine, HOUR)} AS hour, count(*), "
+        f"SELECT classification, severity, {bucket_sql(engine, HOUR)} AS hour, count(*), "
         f"max(received_at) FROM {records} WHERE {where} GROUP BY classification, severity, hour",
         params,
     )
     machine_rows = session.fetch(
-        f"SELECT machine_id, {_bucket(engine, DAY)} AS day, count(*) FROM {records} "
+        f"SELECT machine_id, {bucket_sql(engine, DAY)} AS day, count(*) FROM {records} "
         f"WHERE {where} GROUP BY machine_id, day",
         params,
     )
