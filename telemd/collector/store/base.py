@@ -25,7 +25,7 @@ from telemd.collector.events.store import purge_events
 from telemd.collector.ingest.records import RECORD_COLUMNS, Row
 from telemd.collector.problems import retention as problem_retention
 from telemd.collector.problems import rollups
-from telemd.collector.problems.signature import Problem, Reader, reader_of
+from telemd.collector.problems.signature import Problem, reader_of
 from telemd.collector.problems.skip_frames import FIRST_SKIP_FRAMES, SkipFrames
 from telemd.collector.store import fulltext
 from telemd.collector.store import rollups as record_rollups
@@ -416,13 +416,9 @@ class Store:
         skip = self.skip_frames.latest
         if skip is None or not self.with_rollups:
             return None
-        readers: dict[str, Reader | None] = {}
         problems: dict[str, Problem | None] = {}
         for row in rows:
-            classification = str(row[_CLASSIFICATION])
-            if classification not in readers:
-                readers[classification] = reader_of(classification)
-            read = readers[classification]
+            read = reader_of(str(row[_CLASSIFICATION]))
             if read is not None:
                 problems[str(row[_RECORD_ID])] = read(str(row[_PAYLOAD]), skip)
         return rollups.Signed(skip, problems)
@@ -485,17 +481,13 @@ class Store:
     ) -> list[tuple[rollups.Stored, Problem | None]]:
         """The new records that may report a problem, each with the one it reports."""
         skip = self.skip_frames.current(session)
-        readers: dict[str, Reader | None] = {}
         found: list[tuple[rollups.Stored, Problem | None]] = []
         for i, (rows, ids) in enumerate(zip(batches, stored, strict=True)):
             pre = signed[i] if i < len(signed) else None
             # Read with another skip list: `reprocess` or an edit came between.
             known = pre.problems if pre is not None and pre.skip is skip else {}
             for row in rows:
-                classification = str(row[_CLASSIFICATION])
-                if classification not in readers:
-                    readers[classification] = reader_of(classification)
-                read, record_id = readers[classification], str(row[_RECORD_ID])
+                read, record_id = reader_of(str(row[_CLASSIFICATION])), str(row[_RECORD_ID])
                 if read is None or record_id not in ids:
                     continue
                 record = _stored(ids[record_id], received_at, row)
