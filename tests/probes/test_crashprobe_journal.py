@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -149,10 +150,13 @@ def test_a_cursor_that_stops_saving_stops_the_probe(
     follower = Running("crashprobe", "--from-journal", "-f", str(config), "-D", str(journal))
     assert len(follower.wait_for(" sent ")) == 1
     # From here on the cursor cannot be saved (whether the first entry's
-    # save came before this or not).
+    # save came before this or not): the probe may put the file back between
+    # our unlink and mkdir, so take the path until a directory holds it.
     cursor = daemon.state_dir / "crashprobe-journal.cursor"
-    cursor.unlink()
-    cursor.mkdir()
+    while not cursor.is_dir():
+        cursor.unlink(missing_ok=True)
+        with contextlib.suppress(FileExistsError):
+            cursor.mkdir()
     write_journal(journal, [coredump_entry(2, function="later")])
     assert follower.proc.wait(20) == 73
     assert follower.wait_for("; stopping"), follower.lines
