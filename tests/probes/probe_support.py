@@ -6,6 +6,7 @@ directory's conftest shares.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -37,6 +38,15 @@ def probe(name: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[s
     kwargs.setdefault("text", True)
     kwargs.setdefault("timeout", 60)
     return subprocess.run([command(name), *args], check=False, **kwargs)
+
+
+def block_with_a_directory(path: Path) -> None:
+    """Make `path` unsavable by a running probe: it may put the file back
+    between our unlink and mkdir, so retake it until a directory holds it."""
+    while not path.is_dir():
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()
 
 
 def need(tool: str, package: str) -> str:

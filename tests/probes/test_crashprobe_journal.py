@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
 from daemon_harness import DaemonHarness
 from journal_files import coredump_entry, write_journal
-from probe_support import ProbeConfig, Running, need, probe
+from probe_support import ProbeConfig, Running, block_with_a_directory, need, probe
 from telemd_probes.crash.coredump_entry import crash_from_entry, field, parse_stack_trace
 
 OTHER_ENTRY = {"MESSAGE": "Started demo.service.", "PRIORITY": "6"}
@@ -150,13 +149,8 @@ def test_a_cursor_that_stops_saving_stops_the_probe(
     follower = Running("crashprobe", "--from-journal", "-f", str(config), "-D", str(journal))
     assert len(follower.wait_for(" sent ")) == 1
     # From here on the cursor cannot be saved (whether the first entry's
-    # save came before this or not): the probe may put the file back between
-    # our unlink and mkdir, so take the path until a directory holds it.
-    cursor = daemon.state_dir / "crashprobe-journal.cursor"
-    while not cursor.is_dir():
-        cursor.unlink(missing_ok=True)
-        with contextlib.suppress(FileExistsError):
-            cursor.mkdir()
+    # save came before this or not).
+    block_with_a_directory(daemon.state_dir / "crashprobe-journal.cursor")
     write_journal(journal, [coredump_entry(2, function="later")])
     assert follower.proc.wait(20) == 73
     assert follower.wait_for("; stopping"), follower.lines

@@ -12,7 +12,7 @@ import pytest
 from daemon_harness import DaemonHarness
 from journal_files import write_journal
 from private_bus import STANDIN, start_bus
-from probe_support import ProbeConfig, Running
+from probe_support import ProbeConfig, Running, block_with_a_directory
 
 from telemd.units import OWN_UNITS
 
@@ -182,8 +182,7 @@ def test_a_failure_that_cannot_be_remembered_is_not_sent(
         probe = journalprobe(probe_config(), bus_env, tmp_path)
         assert probe.wait_for("early.service: sent ")
         # From here on nothing can be saved (whether early.service's was or not).
-        reported.unlink(missing_ok=True)
-        reported.mkdir()
+        block_with_a_directory(reported)
         command(systemd, "start demo.service")
         command(systemd, "fail demo.service exit-code 1 1")
         assert probe.proc.wait(30) == 73
