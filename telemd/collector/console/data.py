@@ -17,8 +17,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from telemd.collector.problems.queries import PROBLEM_COLUMNS, problem_json
-from telemd.collector.problems.rollups import DAY, day_of
+from telemd.collector.problems.rollups import day_of
 from telemd.collector.store.base import Store
+from telemd.collector.store.rollups import DAY
 
 SPARK_DAYS = 30
 MACHINE_DAYS = 30

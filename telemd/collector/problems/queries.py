@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from telemd.collector.ingest.records import FieldError
-from telemd.collector.problems.rollups import DAY, day_of
+from telemd.collector.problems.rollups import day_of
 from telemd.collector.problems.signature import ProblemKind
 from telemd.collector.problems.top import top_problems
 from telemd.collector.server import params
 from telemd.collector.store.query import SELECT_COLUMNS, record_json
+from telemd.collector.store.rollups import DAY
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Store

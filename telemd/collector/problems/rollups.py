@@ -28,11 +28,11 @@ from telemd.collector.problems.signature import (
     problem_of,
     record_kind,
 )
+from telemd.collector.store.rollups import DAY
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session
 
-DAY = 86400
 # Statements whose results nobody reads, to run in one round trip.
 Later = list[tuple[str, Sequence[object]]]
 
