@@ -14,7 +14,12 @@ import pytest
 
 from telemd.collector.events.model import Event
 from telemd.collector.ingest.writer import Writer
-from telemd.collector.jsonstream.commit import Stream, StreamCommitter
+from telemd.collector.jsonstream.commit import (
+    MAX_GROUP_BYTES,
+    MAX_WAITING_BYTES,
+    Stream,
+    StreamCommitter,
+)
 from telemd.collector.jsonstream.events import to_event
 from telemd.collector.store.base import StorageError, Store
 
@@ -107,6 +112,44 @@ def test_a_trickle_is_committed_at_once(store: Store, writer: Writer) -> None:
 
     run(scenario)
     assert committer.groups == 3
+
+
+async def hands_at_once(stream: Stream, tag: str, size: int) -> asyncio.Future[None]:
+    """Hand one event of `size` bytes; the future is done unless `hand` had to wait."""
+    handing = asyncio.ensure_future(stream.hand(events(tag, 1), size))
+    await asyncio.sleep(0)  # runs `hand` up to its first wait, if any
+    return handing
+
+
+def test_a_lone_stream_fills_the_next_groups_room_then_waits(store: Store, writer: Writer) -> None:
+    """One stream's transactions grow to a group's size (fewer commits an event), while
+    the memory of all the streams waiting together stays within a group's bytes."""
+    committer = StreamCommitter(writer, store, lambda: NOW)
+    room = MAX_GROUP_BYTES // MAX_WAITING_BYTES
+
+    async def scenario() -> tuple[Stream, Stream]:
+        gate, job = await held(writer)
+        lone = committer.stream("telemetry-post", "192.0.2.1", {})
+        await lone.hand(events("first", 1), 10)
+        await asyncio.sleep(0)  # the committer takes it and waits for the writer
+        for i in range(room):  # past its own fill, within the group's room
+            assert (await hands_at_once(lone, f"fill{i}", MAX_WAITING_BYTES)).done(), i
+        over = await hands_at_once(lone, "over", MAX_WAITING_BYTES)
+        assert not over.done()
+        # Another stream still hands its first batch, and then waits too.
+        other = committer.stream("telemetry-post", "192.0.2.2", {})
+        assert (await hands_at_once(other, "other", MAX_WAITING_BYTES)).done()
+        other_over = await hands_at_once(other, "other-over", MAX_WAITING_BYTES)
+        assert not other_over.done()
+        gate.set()
+        await asyncio.gather(job, over, other_over)
+        await lone.flush()
+        await other.flush()
+        return lone, other
+
+    lone, other = run(scenario)
+    assert (lone.stored, other.stored) == (room + 2, 2)
+    assert len(stored(store)) == room + 4
 
 
 def test_a_failed_stream_keeps_its_neighbours_and_tries_nothing_after_the_failure(
