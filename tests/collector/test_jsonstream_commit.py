@@ -15,8 +15,9 @@ import pytest
 from telemd.collector.events.model import Event
 from telemd.collector.ingest.writer import Writer
 from telemd.collector.jsonstream.commit import (
-    MAX_GROUP_BYTES,
     MAX_WAITING_BYTES,
+    ROOM_BYTES,
+    SMALL_EVENT_BYTES,
     Stream,
     StreamCommitter,
 )
@@ -114,32 +115,35 @@ def test_a_trickle_is_committed_at_once(store: Store, writer: Writer) -> None:
     assert committer.groups == 3
 
 
-async def hands_at_once(stream: Stream, tag: str, size: int) -> asyncio.Future[None]:
-    """Hand one event of `size` bytes; the future is done unless `hand` had to wait."""
-    handing = asyncio.ensure_future(stream.hand(events(tag, 1), size))
+async def hands_at_once(stream: Stream, tag: str, n: int, size: int) -> asyncio.Future[None]:
+    """Hand `n` events of `size` bytes in all; the future is done unless `hand` had to wait."""
+    handing = asyncio.ensure_future(stream.hand(events(tag, n), size))
     await asyncio.sleep(0)  # runs `hand` up to its first wait, if any
     return handing
 
 
-def test_a_lone_stream_fills_the_next_groups_room_then_waits(store: Store, writer: Writer) -> None:
-    """One stream's transactions grow to a group's size (fewer commits an event), while
-    the memory of all the streams waiting together stays within a group's bytes."""
+def test_a_lone_stream_of_small_events_fills_the_room_then_waits(
+    store: Store, writer: Writer
+) -> None:
+    """A stream of small events commits more of them a transaction, while the
+    memory of all the streams waiting together stays within ROOM_BYTES."""
     committer = StreamCommitter(writer, store, lambda: NOW)
-    room = MAX_GROUP_BYTES // MAX_WAITING_BYTES
+    n, size = 1000, 200_000  # 200 bytes an event: small; a batch is past a stream's own fill
+    room = ROOM_BYTES // size
 
     async def scenario() -> tuple[Stream, Stream]:
         gate, job = await held(writer)
         lone = committer.stream("telemetry-post", "192.0.2.1", {})
         await lone.hand(events("first", 1), 10)
         await asyncio.sleep(0)  # the committer takes it and waits for the writer
-        for i in range(room):  # past its own fill, within the group's room
-            assert (await hands_at_once(lone, f"fill{i}", MAX_WAITING_BYTES)).done(), i
-        over = await hands_at_once(lone, "over", MAX_WAITING_BYTES)
+        for i in range(room):
+            assert (await hands_at_once(lone, f"fill{i}", n, size)).done(), i
+        over = await hands_at_once(lone, "over", n, size)
         assert not over.done()
-        # Another stream still hands its first batch, and then waits too.
+        # Another stream still hands its own fill, and then waits too.
         other = committer.stream("telemetry-post", "192.0.2.2", {})
-        assert (await hands_at_once(other, "other", MAX_WAITING_BYTES)).done()
-        other_over = await hands_at_once(other, "other-over", MAX_WAITING_BYTES)
+        assert (await hands_at_once(other, "other", n, size)).done()
+        other_over = await hands_at_once(other, "other-over", n, size)
         assert not other_over.done()
         gate.set()
         await asyncio.gather(job, over, other_over)
@@ -148,8 +152,33 @@ def test_a_lone_stream_fills_the_next_groups_room_then_waits(store: Store, write
         return lone, other
 
     lone, other = run(scenario)
-    assert (lone.stored, other.stored) == (room + 2, 2)
-    assert len(stored(store)) == room + 4
+    assert (lone.stored, other.stored) == (1 + (room + 1) * n, 2 * n)
+    assert len(stored(store)) == 1 + (room + 3) * n
+
+
+def test_big_events_keep_to_their_streams_own_fill(store: Store, writer: Writer) -> None:
+    committer = StreamCommitter(writer, store, lambda: NOW)
+    big = SMALL_EVENT_BYTES + 1
+
+    async def scenario() -> Stream:
+        gate, job = await held(writer)
+        lone = committer.stream("telemetry-post", "192.0.2.1", {})
+        await lone.hand(events("first", 1), 10)
+        await asyncio.sleep(0)  # the committer takes it and waits for the writer
+        handed = 0
+        while True:  # room enough for more, but not for events this big
+            handing = await hands_at_once(lone, f"big{handed}", 1, big)
+            if not handing.done():
+                break
+            handed += 1
+        assert handed == MAX_WAITING_BYTES // big
+        gate.set()
+        await asyncio.gather(job, handing)
+        await lone.flush()
+        return lone
+
+    lone = run(scenario)
+    assert lone.stored == 1 + MAX_WAITING_BYTES // big + 1
 
 
 def test_a_failed_stream_keeps_its_neighbours_and_tries_nothing_after_the_failure(
