@@ -62,7 +62,7 @@ class DumpFile:
 
 
 class NotSaved(Exception):
-    """What was sent cannot be remembered: stop before sending more."""
+    """What is sent cannot be remembered: stop before sending (more)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,21 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     files = [file for name in names if (file := _read(directory, name)) is not None]
     sent.keep_only(file.identity for file in files)
     new = [file for file in files if file.identity not in sent]
-    if new or sent.changed:
-        try:
-            sent.save()  # proves it can be saved before anything is sent
-        except OSError as exc:
-            log(PROG, f"cannot save {sent.path}: {exc.strerror}; sending nothing")
-            return EXIT_CANNOT_SAVE
     try:
         status = _handle(new, directory, sent, settings, options)
         if sent.changed:
-            sent.save()
+            _save(sent, "its files may be reported again")
     except NotSaved as exc:
-        log(PROG, f"{exc}; stopping")
-        return EXIT_CANNOT_SAVE
-    except OSError as exc:
-        log(PROG, f"cannot save {sent.path}: {exc.strerror}")
+        log(PROG, str(exc))
         return EXIT_CANNOT_SAVE
     return status
 
@@ -110,29 +101,28 @@ def main(argv: list[str] | None = None) -> int:
 def _handle(
     new: list[DumpFile], directory: str, sent: SentFiles, settings: ProbeSettings, options: Options
 ) -> int:
-    """Send the dumps of the files not sent yet; the exit status."""
+    """Send the dumps of the files not sent yet, then drop the compressed ones; the exit status."""
     identities: dict[str, str] = {}
     parts: list[Part] = []
     for file in new:
-        if is_compressed(file.name):
-            _drop_compressed(directory, file, sent, settings)
-            continue
-        part = read_part(file.name, file.data.decode("utf-8", "replace"), file.mtime)
+        part = None if is_compressed(file.name) else read_part(file.name, _text(file), file.mtime)
         if part is not None:
             parts.append(part)
             identities[file.name] = file.identity
     status = 0
-    for dump in group_dumps(parts):
+    for index, dump in enumerate(group_dumps(parts)):
         dump_identities = [identities[name] for name in dump.names]
         sent.add(dump_identities)
-        _save(sent)  # before sending: a run stopped after it does not send the dump again
+        # Saved before sending (the first save proves it can be): a run
+        # stopped after sending does not send the dump again.
+        _save(sent, "stopping" if index else "sending nothing")
         error = _send(dump, directory, settings, options)
         if error is not None and error.code not in _NEVER_ACCEPTED:
             sent.discard(dump_identities)  # not taken: sent again at the next run
-            _save(sent)
-            if isinstance(error, DaemonUnavailable):
-                return 1  # every dump left stays for the next run
+            _save(sent, "stopping")
             status = 1
+            if isinstance(error, DaemonUnavailable):
+                break  # every dump left stays for the next run
             continue
         if error is not None:
             status = 1
@@ -143,7 +133,14 @@ def _handle(
             sent.discard(dump_identities)  # gone: nothing left to remember
         else:
             log(PROG, f"{directory}: {_label(dump)}: {failure}; it was sent, not sent again")
+    for file in new:
+        if is_compressed(file.name):
+            _drop_compressed(directory, file, sent, settings)
     return status
+
+
+def _text(file: DumpFile) -> str:
+    return file.data.decode("utf-8", "replace")
 
 
 def _drop_compressed(
@@ -163,11 +160,11 @@ def _drop_compressed(
     sent.add((file.identity,))
 
 
-def _save(sent: SentFiles) -> None:
+def _save(sent: SentFiles, then: str) -> None:
     try:
         sent.save()
     except OSError as exc:
-        raise NotSaved(f"cannot save {sent.path}: {exc.strerror}") from None
+        raise NotSaved(f"cannot save {sent.path}: {exc.strerror}; {then}") from None
 
 
 def _read(directory: str, name: str) -> DumpFile | None:
