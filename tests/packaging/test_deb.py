@@ -251,9 +251,12 @@ def test_postinst_creates_users_and_directories_postrm_purges(
     (installed / "var/spool/telemetry/spool.sqlite").write_text("x")
     (installed / "etc/telemetrics/opt-in").touch()
     (installed / "etc/telemetrics/telemetrics.toml").write_text("# the admin's\n")
+    (installed / "var/lib/pstoreprobe").mkdir()  # systemd makes it when pstoreprobe runs
+    (installed / "var/lib/pstoreprobe/pstoreprobe.sent").write_text("")
     run_script(ctl, "postrm", "purge", installed, stubs)
     assert not (installed / "var/spool/telemetry").exists()
     assert not (installed / "var/lib/telemetry").exists()
+    assert not (installed / "var/lib/pstoreprobe").exists()
     assert not (installed / "etc/telemetrics/opt-in").exists()
     assert (installed / "etc/telemetrics/telemetrics.toml").exists()
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-from daemon_harness import DaemonHarness
-from probe_support import ProbeConfig, probe
+import pytest
+from daemon_harness import DaemonHarness, command
+from probe_support import ProbeConfig, block_with_a_directory, probe
 from telemd_probes.pstore.dump import crash_event, group_dumps, read_part
 
 KLOG = Path(__file__).resolve().parent.parent / "data" / "klog"
@@ -45,6 +51,78 @@ def make_pstore(tmp_path: Path) -> Path:
     return pstore
 
 
+SENT_NAME = "pstoreprobe.sent"
+# Runs its arguments with `$0` bound read-only over itself, in a mount
+# namespace of their own: the host's mounts are left alone.
+READ_ONLY = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+
+
+class Undeletable:
+    """A pstore directory the probe can read but not remove files from, made so a real way.
+
+    `read-only`: bound read-only in the probe's own user and mount namespace
+    (EROFS, as a pstore mounted read-only). `immutable`: `chattr +i` on the
+    directory (EPERM, as a backend that refuses the erase); root may still
+    not unlink from it.
+    """
+
+    def __init__(self, way: str, directory: Path) -> None:
+        self.way = way
+        self.directory = directory
+        self.wrapper: list[str] = []
+        if way == "read-only":
+            unshare = shutil.which("unshare")
+            if unshare is None:
+                pytest.skip("needs unshare (Debian package util-linux)")
+            self.wrapper = [unshare, "--user", "--map-root-user", "--mount"]
+            self.wrapper += ["sh", "-c", READ_ONLY, str(directory)]
+            tried = subprocess.run([*self.wrapper, "true"], capture_output=True, text=True)
+            if tried.returncode != 0:
+                pytest.skip(f"cannot bind a directory read-only here: {tried.stderr.strip()}")
+        else:
+            self._chattr("+i")
+
+    def _chattr(self, flag: str) -> None:
+        chattr = shutil.which("chattr")
+        if chattr is None:
+            pytest.skip("needs chattr (Debian package e2fsprogs)")
+        tried = subprocess.run([chattr, flag, str(self.directory)], capture_output=True, text=True)
+        if tried.returncode != 0:  # not root, or a filesystem without the flag
+            pytest.skip(f"cannot make a directory immutable here: {tried.stderr.strip()}")
+
+    def probe(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.wrapper, command("pstoreprobe"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    @contextlib.contextmanager
+    def changeable(self) -> Iterator[None]:
+        """The directory as the test may change it (the read-only bind is the probe's only)."""
+        if self.way == "immutable":
+            self._chattr("-i")
+        try:
+            yield
+        finally:
+            if self.way == "immutable":
+                self._chattr("+i")
+
+    def release(self) -> None:
+        if self.way == "immutable":
+            self._chattr("-i")
+
+
+@pytest.fixture(params=["read-only", "immutable"])
+def undeletable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Undeletable]:
+    pstore = make_pstore(tmp_path)
+    way = Undeletable(request.param, pstore)
+    yield way
+    way.release()
+
+
 def test_each_dump_is_sent_once_and_its_files_removed(
     daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
 ) -> None:
@@ -67,13 +145,114 @@ def test_each_dump_is_sent_once_and_its_files_removed(
     assert len(daemon.records()) == 2
 
 
-def test_pstore_keep_keeps_the_files(
+def test_a_dump_that_cannot_be_removed_is_sent_once_across_three_runs(
+    daemon: DaemonHarness, probe_config: ProbeConfig, undeletable: Undeletable
+) -> None:
+    before = sorted(os.listdir(undeletable.directory))
+    config = str(probe_config())
+    first = undeletable.probe("--dir", str(undeletable.directory), "-f", config)
+    assert first.returncode == 0, first.stderr  # only the removal failed
+    reason = (
+        "Read-only file system" if undeletable.way == "read-only" else "Operation not permitted"
+    )
+    failed = [line for line in first.stderr.splitlines() if "cannot remove" in line]
+    assert len(failed) == 3  # each dump once (the compressed one too), with its reason
+    assert all(reason in line for line in failed)
+    for _ in range(2):
+        again = undeletable.probe("--dir", str(undeletable.directory), "-f", config)
+        assert (again.returncode, again.stderr) == (0, "")
+    assert len(daemon.records()) == 2
+    assert sorted(os.listdir(undeletable.directory)) == before
+
+
+def test_a_new_dump_beside_one_that_cannot_be_removed_is_sent(
+    daemon: DaemonHarness, probe_config: ProbeConfig, undeletable: Undeletable
+) -> None:
+    config = str(probe_config())
+    assert undeletable.probe("--dir", str(undeletable.directory), "-f", config).returncode == 0
+    with undeletable.changeable():
+        (undeletable.directory / "dmesg-ramoops-1").write_text(
+            "Oops#2 Part1\n" + "".join(kernel_lines("bug_x86_nullderef"))
+        )
+    result = undeletable.probe("--dir", str(undeletable.directory), "-f", config)
+    assert result.returncode == 0, result.stderr
+    assert "Oops#2 (1 parts): ext4_readdir [ext4]: sent" in result.stderr
+    assert len(daemon.records()) == 3
+
+
+def test_the_state_forgets_dumps_whose_files_are_gone(
+    daemon: DaemonHarness, probe_config: ProbeConfig, undeletable: Undeletable
+) -> None:
+    config = str(probe_config())
+    sent = Path(daemon.state_dir) / SENT_NAME
+    assert undeletable.probe("--dir", str(undeletable.directory), "-f", config).returncode == 0
+    assert len(sent.read_text().split()) == 5  # the files of two dumps sent, one compressed
+    with undeletable.changeable():
+        (undeletable.directory / "dmesg-ramoops-0").unlink()
+    assert undeletable.probe("--dir", str(undeletable.directory), "-f", config).returncode == 0
+    assert len(sent.read_text().split()) == 4
+    with undeletable.changeable():
+        for path in undeletable.directory.iterdir():
+            path.unlink()
+    result = undeletable.probe("--dir", str(undeletable.directory), "-f", config)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert sent.read_text() == ""
+    assert len(daemon.records()) == 2
+
+
+def test_an_unsavable_state_sends_nothing(
+    daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    pstore = make_pstore(tmp_path)
+    before = sorted(os.listdir(pstore))
+    block_with_a_directory(Path(daemon.state_dir) / SENT_NAME)
+    result = probe("pstoreprobe", "--dir", str(pstore), "-f", str(probe_config()))
+    assert result.returncode == 73
+    assert f"cannot save {daemon.state_dir}/{SENT_NAME}" in result.stderr
+    assert "sending nothing" in result.stderr
+    assert daemon.records() == []
+    assert sorted(os.listdir(pstore)) == before
+
+
+def test_the_state_directory_can_be_given_on_the_command_line(
+    daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    state = tmp_path / "pstore-state"
+    state.mkdir()
+    config = str(probe_config(pstore_keep=True))
+    pstore = make_pstore(tmp_path)
+    for _ in range(2):
+        result = probe("pstoreprobe", "--dir", str(pstore), "-S", str(state), "-f", config)
+        assert result.returncode == 0, result.stderr
+    assert len((state / SENT_NAME).read_text().split()) == 5  # the compressed dump too
+    assert not (Path(daemon.state_dir) / SENT_NAME).exists()
+    assert len(daemon.records()) == 2
+
+
+def test_a_second_run_leaves_the_dumps_to_the_one_running(
+    daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
+) -> None:
+    pstore = make_pstore(tmp_path)
+    before = sorted(os.listdir(pstore))
+    lock = Path(daemon.state_dir) / f"{SENT_NAME}.lock"
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a run in progress holds it
+        result = probe("pstoreprobe", "--dir", str(pstore), "-f", str(probe_config()))
+    assert result.returncode == 0
+    assert "another pstoreprobe is handling the dumps" in result.stderr
+    assert daemon.records() == []
+    assert sorted(os.listdir(pstore)) == before
+
+
+def test_pstore_keep_keeps_the_files_and_sends_them_once(
     daemon: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
 ) -> None:
     pstore = make_pstore(tmp_path)
     before = sorted(os.listdir(pstore))
     config = probe_config(pstore_keep=True, pstore_dir=str(pstore))
     assert probe("pstoreprobe", "-f", str(config)).returncode == 0
+    again = probe("pstoreprobe", "-f", str(config))
+    assert (again.returncode, again.stderr) == (0, "")
     assert sorted(os.listdir(pstore)) == before
     assert len(daemon.records()) == 2
 
@@ -82,10 +261,15 @@ def test_without_a_daemon_the_files_stay_for_the_next_boot(
     harness: DaemonHarness, probe_config: ProbeConfig, tmp_path: Path
 ) -> None:
     pstore = make_pstore(tmp_path)
+    harness.state_dir.mkdir()  # as tmpfiles.d makes it at boot, before telemd starts
     result = probe("pstoreprobe", "--dir", str(pstore), "-f", str(probe_config()))
     assert result.returncode == 1
     assert "not recorded: telemd is not running" in result.stderr
     assert len(os.listdir(pstore)) == 5  # only the compressed dump went
+    harness.start()
+    later = probe("pstoreprobe", "--dir", str(pstore), "-f", str(probe_config()))
+    assert later.returncode == 0, later.stderr
+    assert len(harness.records()) == 2
 
 
 def test_parts_of_two_boots_with_one_count_stay_apart() -> None:

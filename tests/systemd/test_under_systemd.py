@@ -173,6 +173,49 @@ def test_a_coredump_is_sent_once_across_restarts(machine: Machine) -> None:
     assert [r for r in collected(machine) if "journal" in str(r["classification"])] == []
 
 
+PSTORE_DUMP = "Panic#1 Part1\\n<0>[    1.000000] Kernel panic - not syncing: scenario\\n"
+# A container has no /sys/fs/pstore: the unit is pointed at a directory
+# (through a configuration file only the probe reads) in its place, the rest
+# (root without capabilities, the sandbox, StateDirectory=) left as shipped.
+PSTORE_DROP_IN = """\
+[Unit]
+ConditionDirectoryNotEmpty=
+ConditionDirectoryNotEmpty=/srv/pstore
+[Service]
+Environment=TELEMD_CONFIG=/etc/telemetrics/pstore.toml
+ReadWritePaths=
+ReadWritePaths=/srv/pstore
+"""
+
+
+def test_a_pstore_dump_that_cannot_be_removed_is_sent_once(machine: Machine) -> None:
+    machine.run(
+        "mkdir /srv/pstore"
+        f" && printf '{PSTORE_DUMP}' > /srv/pstore/dmesg-ramoops-0"
+        " && chmod 0440 /srv/pstore/dmesg-ramoops-0"
+        " && chattr +i /srv/pstore"  # root cannot remove the dump it sent
+        " && echo 'pstore_dir = \"/srv/pstore\"' > /etc/telemetrics/pstore.toml"
+        " && mkdir /run/systemd/system/pstoreprobe.service.d"
+    )
+    machine.run("cat > /run/systemd/system/pstoreprobe.service.d/dir.conf", stdin=PSTORE_DROP_IN)
+    machine.run("systemctl daemon-reload")
+    try:
+        for _ in range(3):  # a oneshot: start returns once the probe is done
+            started = machine.run("systemctl start pstoreprobe.service", check=False)
+            assert started.returncode == 0, unit_log(machine, "pstoreprobe.service")
+        panics = wait_for_records(machine, "org.clearlinux/kernel/panic", 1)
+        log = unit_log(machine, "pstoreprobe.service")
+        assert len(panics) == 1, log
+        assert log.count("cannot remove dmesg-ramoops-0: Operation not permitted") == 1, log
+        assert machine.run("wc -l < /var/lib/pstoreprobe/pstoreprobe.sent").stdout == "1\n"
+        assert machine.run("stat -c %U:%a /var/lib/pstoreprobe").stdout == "root:700\n"
+    finally:
+        machine.run(
+            "chattr -i /srv/pstore; rm -rf /srv/pstore /etc/telemetrics/pstore.toml"
+            " /run/systemd/system/pstoreprobe.service.d && systemctl daemon-reload"
+        )
+
+
 def test_reload_without_procps_running_or_idle(machine: Machine) -> None:
     assert machine.run("test -e /bin/kill || test -e /usr/bin/kill", check=False).returncode != 0
     machine.run(f"{RECORD_GEN} wake")  # telemd runs
@@ -234,7 +277,8 @@ def test_purge_stops_first_then_removes_the_data(machine: Machine) -> None:
     machine.run(f"{APT} purge telemd telemd-collector")
     assert active_units(machine) == set()
     assert running_from_the_packages(machine) == []
-    for path in ("/var/spool/telemetry", "/var/lib/telemetry", "/run/telemd", "/run/telem-0"):
+    paths = ("/var/spool/telemetry", "/var/lib/telemetry", "/var/lib/pstoreprobe", "/run/telemd")
+    for path in (*paths, "/run/telem-0"):
         assert machine.run(f"test -e {path}", check=False).returncode != 0, path
 
 

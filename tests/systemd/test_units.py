@@ -212,6 +212,16 @@ def test_the_pstore_probe_may_remove_the_dumps_it_reported() -> None:
     assert unit.all("Service", "User") == [] and unit.all("Service", "DynamicUser") == []
 
 
+def test_the_pstore_probe_remembers_what_it_sent_in_a_directory_it_may_write() -> None:
+    # Root without CAP_DAC_OVERRIDE cannot write the telemetry user's
+    # directory: the state directory is the probe's own, made by systemd.
+    unit = Unit("pstoreprobe.service")
+    state = "/var/lib/" + unit.one("Service", "StateDirectory")
+    argv = shlex.split(unit.one("Service", "ExecStart"))
+    assert argv[argv.index("--state-dir") + 1] == state
+    assert unit.one("Service", "StateDirectoryMode") == "0700"
+
+
 @pytest.mark.parametrize(
     "service", ["klogscanner.service", "journalprobe.service", "crashprobe-journal.service"]
 )
