@@ -120,7 +120,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.app = _offering_stream_body(self.app, self.stream_body)
-        if len(self.connections) > self.limits.max_connections and not self._make_room():
+        if len(self.connections) > self.limits.max_connections and not self.make_room(self):
             self.closing.closed(f"more than {self.limits.max_connections} connections", self.client)
             transport.write(FULL_ANSWER)
             transport.close()
@@ -222,13 +222,14 @@ class GuardedH11Protocol(H11Protocol):
             )
         self.transport.close()
 
-    def _make_room(self) -> bool:
-        """Close the connection that has waited longest for a request head."""
-        for other in self.waiting:
-            if other is not self:
-                self.waiting.pop(other)
-                self.closing.closed(
-                    f"shed to stay within {self.limits.max_connections} connections", other.client
+    @classmethod
+    def make_room(cls, sparing: object) -> bool:
+        """Close the connection that has waited longest for a request head, but not `sparing`."""
+        for other in cls.waiting:
+            if other is not sparing:
+                cls.waiting.pop(other)
+                cls.closing.closed(
+                    f"shed to stay within {cls.limits.max_connections} connections", other.client
                 )
                 other.transport.abort()  # nothing to say to it, and no waiting on it
                 return True
