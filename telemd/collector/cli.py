@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve plain HTTP on a non-loopback address (behind a TLS proxy)",
     )
     serve.add_argument(
-        "--header-timeout", help="seconds a request head may take to arrive (default 10)"
+        "--header-timeout",
+        help="seconds a TLS handshake, and then a request head, may take (default 10)",
     )
     serve.add_argument(
         "--body-timeout",
@@ -215,6 +216,7 @@ def serve(config: CollectorConfig) -> int:
     from telemd.collector.jsonstream.wsprotocol import CountingWSProtocol
     from telemd.collector.server.app import Collector, create_app
     from telemd.collector.server.connections import (
+        LISTEN_BACKLOG,
         ConnectionLimits,
         fit_descriptor_limit,
         guarded_protocol,
@@ -263,6 +265,9 @@ def serve(config: CollectorConfig) -> int:
         # and would answer 503 to everyone once they are many.
         http=guarded_protocol(limits, with_client_cert=bool(config.client_ca)),
         timeout_keep_alive=config.keep_alive_timeout,
+        # A burst waits in the kernel's queue; what one turn of the loop
+        # accepts has descriptors kept for it (fit_descriptor_limit).
+        backlog=LISTEN_BACKLOG,
         # The Go client's WebSocket on `/`: wsproto, which works beside
         # h11, with pings counted and one event at most MAX_VALUE bytes.
         ws=CountingWSProtocol,

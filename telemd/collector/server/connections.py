@@ -40,8 +40,15 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("telemd.collector")
 LOG_INTERVAL = 60.0
-# Descriptors kept beside connections: database, log, TLS files, worker threads.
-DESCRIPTOR_RESERVE = 64
+# The listen backlog, and so how many connections asyncio accepts in one
+# turn of the loop, before the guard can shed any for them.
+LISTEN_BACKLOG = 128
+# Descriptors kept beside counted connections: database, log, TLS files,
+# worker threads, the connections accepted in one turn that wait for room,
+# and those shed for them, whose descriptors close a turn later. Without
+# them a burst meets EMFILE, and asyncio then logs each failed accept of the
+# turn and stops accepting for a second.
+DESCRIPTOR_RESERVE = 2 * LISTEN_BACKLOG + 64
 
 
 def _answer(status: str, message: str) -> bytes:
@@ -259,8 +266,9 @@ def guarded_protocol(
 def fit_descriptor_limit(max_connections: int) -> int:
     """Raise the soft descriptor limit to what max_connections needs; the cap that fits.
 
-    Each connection is a descriptor, and the store, logs and TLS files need
-    some beside (DESCRIPTOR_RESERVE). If the hard limit is too low, the cap
+    Each connection is a descriptor, and the store, logs, TLS files and a
+    turn's accepted connections need some beside (DESCRIPTOR_RESERVE). If
+    the hard limit is too low, the cap
     is lowered to fit and a warning says so.
     """
     import resource
