@@ -102,6 +102,27 @@ def test_a_stalled_client_hello_is_closed_at_header_timeout(
     assert held >= HEADER_TIMEOUT * 0.9
 
 
+def test_unfinished_handshakes_do_not_hold_up_a_stop(
+    start_collector: Callable[..., CollectorProcess], tls_files: tuple[str, str, str]
+) -> None:
+    server = start_collector(tls=tls_files, args=["--header-timeout", "60"])
+    hello = client_hello()
+    silent = [connect(server) for _ in range(10)]
+    for sock in silent[:5]:
+        sock.sendall(hello[: len(hello) // 2])
+    with server.client() as client:  # one whole handshake, so that the others are known
+        assert client.get("/healthz").status_code == 200
+    began = time.monotonic()
+    assert server.stop() == 0, server.log()
+    stopped_in = time.monotonic() - began
+    held = [seconds_until_closed(sock, began, 5) for sock in silent]
+    for sock in silent:
+        sock.close()
+    assert stopped_in < 5, server.log()
+    assert max(held) < 5
+    assert "Traceback" not in server.log(), server.log()
+
+
 @pytest.fixture
 def crowd_descriptors() -> Iterator[None]:
     """This process holds the silent sockets."""

@@ -48,7 +48,9 @@ class HandshakeGuard(asyncio.Protocol):
     def __init__(self, **uvicorn_args: Any) -> None:
         """`uvicorn_args`: what uvicorn gives a protocol, kept for the h11 protocol."""
         self.uvicorn_args = uvicorn_args
-        self.established: set[Any] = uvicorn_args["server_state"].connections
+        # uvicorn's connections, which the h11 guard counts: a handshake is
+        # one of them, and uvicorn's shutdown calls shutdown() on each.
+        self.connections: set[Any] = uvicorn_args["server_state"].connections
         self.raw: asyncio.Transport | None = None
         self.client: tuple[str, int] | None = None
         self.app: GuardedH11Protocol | None = None
@@ -68,8 +70,9 @@ class HandshakeGuard(asyncio.Protocol):
         # then no byte may reach this protocol in the clear.
         transport.pause_reading()
         self.handshaking[self] = None
+        self.connections.add(self)
         limits = self.protocol_class.limits
-        if len(self.handshaking) + len(self.established) > limits.max_connections:
+        if len(self.connections) > limits.max_connections:
             self._make_room()
         loop = asyncio.get_running_loop()
         self.deadline = loop.call_later(limits.header_timeout, self._too_slow)
@@ -123,11 +126,18 @@ class HandshakeGuard(asyncio.Protocol):
         if self.app is not None:
             self.app.connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """The collector stops: a handshake not done is not waited for."""
+        self._leave()
+        if self.raw is not None:
+            self.raw.abort()
+
     def _leave(self) -> None:
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
         self.handshaking.pop(self, None)
+        self.connections.discard(self)
 
     def _too_slow(self) -> None:
         self.deadline = None
