@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve plain HTTP on a non-loopback address (behind a TLS proxy)",
     )
     serve.add_argument(
-        "--header-timeout", help="seconds a request head may take to arrive (default 10)"
+        "--header-timeout",
+        help="seconds a TLS handshake, and then a request head, may take (default 10)",
     )
     serve.add_argument(
         "--body-timeout",
@@ -215,10 +216,12 @@ def serve(config: CollectorConfig) -> int:
     from telemd.collector.jsonstream.wsprotocol import CountingWSProtocol
     from telemd.collector.server.app import Collector, create_app
     from telemd.collector.server.connections import (
+        LISTEN_BACKLOG,
         ConnectionLimits,
         fit_descriptor_limit,
         guarded_protocol,
     )
+    from telemd.collector.server.handshake import HandshakeGuardedConfig
 
     collector_config.check_listening(config)
     client_certs: dict[str, Any] = {}
@@ -238,43 +241,49 @@ def serve(config: CollectorConfig) -> int:
         body_timeout=config.body_timeout,
         max_connections=fit_descriptor_limit(config.max_connections),
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Collector(config, store)),
-            host=config.host,
-            port=config.port,
-            ssl_certfile=config.certfile,
-            ssl_keyfile=config.keyfile,
-            log_level=config.log_level,
-            # The handler set up above takes uvicorn's lines too: with its
-            # own configuration (and before 0.18, its "uvicorn" logger passing
-            # them on to the root) each line was written twice.
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            lifespan="on",
-            # h11, even where httptools is installed: h11 bounds a request's
-            # head (16 KiB) and answers 400 beyond; uvicorn's httptools
-            # protocol buffers headers without a limit. The guard adds head
-            # and body deadlines and the connection cap; uvicorn's own
-            # limit_concurrency is left unset, as it counts slow connections
-            # and would answer 503 to everyone once they are many.
-            http=guarded_protocol(limits, with_client_cert=bool(config.client_ca)),
-            timeout_keep_alive=config.keep_alive_timeout,
-            # The Go client's WebSocket on `/`: wsproto, which works beside
-            # h11, with pings counted and one event at most MAX_VALUE bytes.
-            ws=CountingWSProtocol,
-            ws_max_size=MAX_VALUE,
-            **client_certs,
-        )
+    # TLS handshakes run under the connection guard too, not asyncio's own
+    # (60 s each, and not counted): see telemd.collector.server.handshake.
+    uvicorn_config = HandshakeGuardedConfig(
+        create_app(Collector(config, store)),
+        host=config.host,
+        port=config.port,
+        ssl_certfile=config.certfile,
+        ssl_keyfile=config.keyfile,
+        log_level=config.log_level,
+        # The handler set up above takes uvicorn's lines too: with its
+        # own configuration (and before 0.18, its "uvicorn" logger passing
+        # them on to the root) each line was written twice.
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        # h11, even where httptools is installed: h11 bounds a request's
+        # head (16 KiB) and answers 400 beyond; uvicorn's httptools
+        # protocol buffers headers without a limit. The guard adds head
+        # and body deadlines and the connection cap; uvicorn's own
+        # limit_concurrency is left unset, as it counts slow connections
+        # and would answer 503 to everyone once they are many.
+        http=guarded_protocol(limits, with_client_cert=bool(config.client_ca)),
+        timeout_keep_alive=config.keep_alive_timeout,
+        # A burst waits in the kernel's queue; what one turn of the loop
+        # accepts has descriptors kept for it (fit_descriptor_limit).
+        backlog=LISTEN_BACKLOG,
+        # The Go client's WebSocket on `/`: wsproto, which works beside
+        # h11, with pings counted and one event at most MAX_VALUE bytes.
+        ws=CountingWSProtocol,
+        ws_max_size=MAX_VALUE,
+        **client_certs,
     )
+    server = uvicorn.Server(uvicorn_config)
     # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the
     # handler that was in place before it; with this one, a drained shutdown
     # ends in exit status 0 rather than death by signal.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     try:
-        server.run()
+        # A socket of our own: uvicorn then names the scheme by its TLS files
+        # (https) rather than by the context the guard took from it.
+        server.run(sockets=[uvicorn_config.bind_socket()])
     except SystemExit:  # uvicorn's way to say it could not start (port taken, bad TLS files)
         pass
     finally:

@@ -129,8 +129,10 @@ class CollectorProcess:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         tls: tuple[str, str, str] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> None:
-        """`tls` = (certfile, keyfile, CA bundle the client trusts).
+        """`tls` = (certfile, keyfile, CA bundle the client trusts); `wrapper`
+        runs the collector, e.g. `prlimit --nofile=200:200 --`.
 
         `token` has every scope; `client()` sends it unless told otherwise.
         """
@@ -142,7 +144,7 @@ class CollectorProcess:
         self.base_url = f"{self.scheme}://127.0.0.1:{self.port}"
         self.log_path = os.path.join(workdir, f"collector-{self.port}.log")
         argv = [
-            sys.executable, "-m", "telemd.collector", "serve",
+            *wrapper, sys.executable, "-m", "telemd.collector", "serve",
             "--db", db_url, "--host", "127.0.0.1", "--port", str(self.port),
             "--log-level", "warning", *args,
         ]  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import selectors
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -82,13 +83,21 @@ class Closings(threading.Thread):
         return self.held
 
 
-def healthz_latencies(base_url: str, probes: int) -> list[float]:
-    """Seconds each GET /healthz took on a new connection, connecting included."""
+def healthz_latencies(
+    base_url: str, probes: int, context: ssl.SSLContext | None = None
+) -> list[float]:
+    """Seconds each GET /healthz took on a new connection, connecting (and with
+    `context`, the TLS handshake) included."""
     url = urllib.parse.urlsplit(base_url)
+    host = url.hostname or "127.0.0.1"
     latencies = []
     for _ in range(probes):
         started = time.monotonic()
-        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+        conn = (
+            http.client.HTTPSConnection(host, url.port, timeout=10, context=context)
+            if context
+            else http.client.HTTPConnection(host, url.port, timeout=10)
+        )
         try:
             conn.request("GET", "/healthz")
             answer = conn.getresponse()

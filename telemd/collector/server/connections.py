@@ -40,8 +40,15 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("telemd.collector")
 LOG_INTERVAL = 60.0
-# Descriptors kept beside connections: database, log, TLS files, worker threads.
-DESCRIPTOR_RESERVE = 64
+# The listen backlog, and so how many connections asyncio accepts in one
+# turn of the loop, before the guard can shed any for them.
+LISTEN_BACKLOG = 128
+# Descriptors kept beside counted connections: database, log, TLS files,
+# worker threads, the connections accepted in one turn that wait for room,
+# and those shed for them, whose descriptors close a turn later. Without
+# them a burst meets EMFILE, and asyncio then logs each failed accept of the
+# turn and stops accepting for a second.
+DESCRIPTOR_RESERVE = 2 * LISTEN_BACKLOG + 64
 
 
 def _answer(status: str, message: str) -> bytes:
@@ -120,7 +127,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.app = _offering_stream_body(self.app, self.stream_body)
-        if len(self.connections) > self.limits.max_connections and not self._make_room():
+        if len(self.connections) > self.limits.max_connections and not self.make_room(self):
             self.closing.closed(f"more than {self.limits.max_connections} connections", self.client)
             transport.write(FULL_ANSWER)
             transport.close()
@@ -222,13 +229,14 @@ class GuardedH11Protocol(H11Protocol):
             )
         self.transport.close()
 
-    def _make_room(self) -> bool:
-        """Close the connection that has waited longest for a request head."""
-        for other in self.waiting:
-            if other is not self:
-                self.waiting.pop(other)
-                self.closing.closed(
-                    f"shed to stay within {self.limits.max_connections} connections", other.client
+    @classmethod
+    def make_room(cls, sparing: object) -> bool:
+        """Close the connection that has waited longest for a request head, but not `sparing`."""
+        for other in cls.waiting:
+            if other is not sparing:
+                cls.waiting.pop(other)
+                cls.closing.closed(
+                    f"shed to stay within {cls.limits.max_connections} connections", other.client
                 )
                 other.transport.abort()  # nothing to say to it, and no waiting on it
                 return True
@@ -258,8 +266,9 @@ def guarded_protocol(
 def fit_descriptor_limit(max_connections: int) -> int:
     """Raise the soft descriptor limit to what max_connections needs; the cap that fits.
 
-    Each connection is a descriptor, and the store, logs and TLS files need
-    some beside (DESCRIPTOR_RESERVE). If the hard limit is too low, the cap
+    Each connection is a descriptor, and the store, logs, TLS files and a
+    turn's accepted connections need some beside (DESCRIPTOR_RESERVE). If
+    the hard limit is too low, the cap
     is lowered to fit and a warning says so.
     """
     import resource
