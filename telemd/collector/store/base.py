@@ -211,6 +211,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "DROP INDEX records_received",
         "CREATE INDEX records_received ON records (received_at, machine_id)",
     ),
+    record_rollups.CLASS_TOTALS_MIGRATION,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

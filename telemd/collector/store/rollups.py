@@ -1,7 +1,8 @@
 """The summary's counts, kept at ingest so that reading them never scans records.
 
-Three tables: records per (classification, severity, hour) with the last
-time one was received, per (machine, day), and per machine. The writer adds each
+Four tables: records per (classification, severity, hour) with the last
+time one was received, per (classification, severity) in all, per (machine,
+day), and per machine. The writer adds each
 transaction's new records to them in the same transaction; the retention
 purge takes away what it deletes. Every change is an upsert that adds
 (`n = n + excluded.n`), never a read-modify-write, so several collector
@@ -31,6 +32,7 @@ DAY = 86400
 CLASS_TABLE = "rollup_class_hours"
 MACHINE_TABLE = "rollup_machine_days"
 MACHINE_TOTAL_TABLE = "rollup_machines"
+CLASS_TOTAL_TABLE = "rollup_classes"
 # Rows per upsert statement: far below either engine's limit on parameters.
 ROWS_PER_STATEMENT = 500
 RECENT_SEVERE = 5
@@ -83,6 +85,22 @@ def migration(engine: str) -> tuple[str, ...]:
         "SELECT machine_id, count(*) FROM records GROUP BY machine_id",
     )
 
+
+# Migration 13: the summary of every record read 68 x 720 hour rows at
+# 10,000,000 records over 30 days (8.7 ms), where totals are a row per
+# (classification, severity).
+CLASS_TOTALS_MIGRATION = (
+    f"""CREATE TABLE {CLASS_TOTAL_TABLE} (
+        classification TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        n BIGINT NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (classification, severity)
+    )""",
+    f"INSERT INTO {CLASS_TOTAL_TABLE} (classification, severity, n, last_seen) "
+    f"SELECT classification, severity, sum(n), max(last_seen) FROM {CLASS_TABLE} "
+    "GROUP BY classification, severity",
+)
 
 Statement = tuple[str, Sequence[object]]
 
@@ -138,17 +156,30 @@ def count_statements(
 ) -> list[Statement]:
     """Upserts of (classification, severity, hour, n, last_seen) and (machine_id, day, n) deltas.
 
-    A machine's day deltas also go to its total.
+    The deltas also go to the totals per (classification, severity) and per machine.
     """
     statements: list[Statement] = []
     if class_rows:
+        last_seen = f"last_seen = {_greatest(engine)}(r.last_seen, excluded.last_seen)"
         statements += _upsert(
             engine,
             f"INSERT INTO {CLASS_TABLE} AS r (classification, severity, hour, n, last_seen)",
             ("text", "integer", "bigint", "bigint", "double precision"),
             "ON CONFLICT (classification, severity, hour) DO UPDATE SET n = r.n + excluded.n, "
-            f"last_seen = {_greatest(engine)}(r.last_seen, excluded.last_seen)",
+            + last_seen,
             sorted(class_rows),
+        )
+        class_totals: dict[tuple[str, int], tuple[int, float]] = {}
+        for classification, severity, _, n, last in class_rows:
+            total, latest = class_totals.get((classification, severity), (0, last))
+            class_totals[classification, severity] = (total + n, max(latest, last))
+        statements += _upsert(
+            engine,
+            f"INSERT INTO {CLASS_TOTAL_TABLE} AS r (classification, severity, n, last_seen)",
+            ("text", "integer", "bigint", "double precision"),
+            "ON CONFLICT (classification, severity) DO UPDATE SET n = r.n + excluded.n, "
+            + last_seen,
+            sorted((c, s, n, last) for (c, s), (n, last) in class_totals.items()),
         )
     if machine_rows:
         statements += _upsert(
@@ -201,6 +232,7 @@ def forget(session: Session, engine: str, where: str, params: Sequence[object]) 
         )
     )
     session.execute(f"DELETE FROM {CLASS_TABLE} WHERE n <= 0")
+    session.execute(f"DELETE FROM {CLASS_TOTAL_TABLE} WHERE n <= 0")
     session.execute(f"DELETE FROM {MACHINE_TABLE} WHERE n <= 0")
     session.execute(f"DELETE FROM {MACHINE_TOTAL_TABLE} WHERE n <= 0")
 
@@ -232,8 +264,7 @@ def class_counts(session: Session, since: float | None) -> list[tuple[Any, ...]]
     """(classification, severity, count, last received_at) per classification and severity."""
     if since is None:
         return session.fetch(
-            f"SELECT classification, severity, sum(n), max(last_seen) FROM {CLASS_TABLE} "
-            "GROUP BY classification, severity"
+            f"SELECT classification, severity, n, last_seen FROM {CLASS_TOTAL_TABLE}"
         )
     edge = _edge(since, HOUR)
     # Records taken away are older than any kept: they bring no last_seen.
@@ -250,7 +281,7 @@ def class_counts(session: Session, since: float | None) -> list[tuple[Any, ...]]
 
 def severity_counts(session: Session) -> list[tuple[Any, ...]]:
     """(severity, count) of every record stored."""
-    return session.fetch(f"SELECT severity, sum(n) FROM {CLASS_TABLE} GROUP BY severity")
+    return session.fetch(f"SELECT severity, sum(n) FROM {CLASS_TOTAL_TABLE} GROUP BY severity")
 
 
 def machine_counts(session: Session, since: float | None) -> list[tuple[Any, ...]]:

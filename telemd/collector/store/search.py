@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from telemd.collector.store.query import EXACT_FILTERS, SELECT_COLUMNS, WILDCARD, RecordQuery
-from telemd.collector.store.rollups import CLASS_TABLE
+from telemd.collector.store.rollups import CLASS_TOTAL_TABLE
 
 if TYPE_CHECKING:
     from telemd.collector.store.base import Session
@@ -188,7 +188,7 @@ def classifications_matching(session: Session, pattern: str, engine: str) -> lis
     return [
         str(row[0])
         for row in session.fetch(
-            f"SELECT DISTINCT classification FROM {CLASS_TABLE}{where.sql}", where.params
+            f"SELECT DISTINCT classification FROM {CLASS_TOTAL_TABLE}{where.sql}", where.params
         )
     ]
 
