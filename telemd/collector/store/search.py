@@ -117,11 +117,16 @@ def record_where(query: RecordQuery, engine: str) -> Where:
         else:
             clauses.append("classification LIKE ?")
             params.append(like_pattern(query.classification))
+    # select_records walks the time range as a range of ids (id_range): the
+    # times only filter the rows at its ends. As plain column conditions
+    # PostgreSQL multiplied their selectivity by the ids', which say the same,
+    # estimated 281 rows for 83,750, and sorted them all from a bitmap of
+    # both indexes (400 ms at 10,000,000 records, against 9 walking the ids).
     if query.since is not None:
-        clauses.append("received_at >= ?")
+        clauses.append("received_at + 0 >= ?")
         params.append(query.since)
     if query.until is not None:
-        clauses.append("received_at < ?")
+        clauses.append("received_at + 0 < ?")
         params.append(query.until)
     if query.q is not None:
         if engine == "sqlite":
