@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import socket
+import ssl
 import struct
 import time
 import zlib
@@ -146,8 +147,17 @@ def _frame(first: int, payload: bytes) -> bytes:
 class RawWebSocket:
     """A WebSocket client on a bare socket: the test decides what each write holds."""
 
-    def __init__(self, port: int, path: str = "/", headers: str = "", deflate: bool = True):
+    def __init__(
+        self,
+        port: int,
+        path: str = "/",
+        headers: str = "",
+        deflate: bool = True,
+        tls: ssl.SSLContext | None = None,
+    ):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        if tls is not None:  # wss://, as the Go client dials an https server
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         key = base64.b64encode(os.urandom(16)).decode()
         offer = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if deflate else ""
         self.sock.sendall(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 import zlib
 from collections.abc import Callable
@@ -160,6 +161,39 @@ def test_the_websockets_library_as_a_client(
             pass
     assert counts == sorted(counts) and counts[-1] == 6
     assert len(stored_events(server)) == 5
+
+
+def test_the_stream_over_tls_through_the_handshake_guard(
+    start_collector: Callable[..., CollectorProcess], tls_files: tuple[str, str, str]
+) -> None:
+    """wss://: the upgrade and the counts on a connection whose TLS handshake the
+    collector ran itself (server/handshake.py), raw and through the websockets library."""
+    server = start_collector(tls=tls_files)
+    context = ssl.create_default_context(cafile=tls_files[2])
+    ws = RawWebSocket(server.port, tls=context)
+    assert ws.status == 101 and ws.deflated
+    ws.send(
+        frame(TEXT, slog_line(1), deflate=True),
+        frame(BINARY, slog_line(2), deflate=True),
+        frame(BINARY, b""),
+    )
+    replies = []
+    while (reply := ws.receive())[0] != CLOSE:
+        replies.append(reply)
+    assert replies[-1] == (TEXT, b"3") and all(opcode == TEXT for opcode, _ in replies)
+    ws.close()
+    counts = []
+    with websockets_sync.connect(f"wss://127.0.0.1:{server.port}/", ssl=context) as client:
+        for n in range(3, 6):
+            client.send(slog_line(n).decode())
+        client.send(b"")
+        try:
+            while True:
+                counts.append(int(client.recv(timeout=10)))
+        except ConnectionClosedOK:
+            pass
+    assert counts[-1] == 4
+    assert [e["payload"]["n"] for e in stored_events(server)] == [1, 2, 3, 4, 5]
 
 
 def test_ingest_auth_token_is_asked_before_the_handshake(
