@@ -9,6 +9,7 @@ import ssl
 import struct
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from access_tokens import make_token
@@ -145,13 +146,11 @@ def test_a_message_over_1_mib_closes_with_1009(
     assert len(stored_events(server)) == 1
 
 
-def test_the_websockets_library_as_a_client(
-    start_collector: Callable[..., CollectorProcess],
-) -> None:
-    server = start_collector()
+def library_counts(url: str, numbers: range, **options: Any) -> list[int]:
+    """Send slog lines and the terminator with the websockets library; the counts heard."""
     counts = []
-    with websockets_sync.connect(f"ws://127.0.0.1:{server.port}/") as ws:
-        for n in range(5):
+    with websockets_sync.connect(url, **options) as ws:
+        for n in numbers:
             ws.send(slog_line(n).decode())
         ws.send(b"")
         try:
@@ -159,6 +158,14 @@ def test_the_websockets_library_as_a_client(
                 counts.append(int(ws.recv(timeout=10)))
         except ConnectionClosedOK:
             pass
+    return counts
+
+
+def test_the_websockets_library_as_a_client(
+    start_collector: Callable[..., CollectorProcess],
+) -> None:
+    server = start_collector()
+    counts = library_counts(f"ws://127.0.0.1:{server.port}/", range(5))
     assert counts == sorted(counts) and counts[-1] == 6
     assert len(stored_events(server)) == 5
 
@@ -182,16 +189,7 @@ def test_the_stream_over_tls_through_the_handshake_guard(
         replies.append(reply)
     assert replies[-1] == (TEXT, b"3") and all(opcode == TEXT for opcode, _ in replies)
     ws.close()
-    counts = []
-    with websockets_sync.connect(f"wss://127.0.0.1:{server.port}/", ssl=context) as client:
-        for n in range(3, 6):
-            client.send(slog_line(n).decode())
-        client.send(b"")
-        try:
-            while True:
-                counts.append(int(client.recv(timeout=10)))
-        except ConnectionClosedOK:
-            pass
+    counts = library_counts(f"wss://127.0.0.1:{server.port}/", range(3, 6), ssl=context)
     assert counts[-1] == 4
     assert [e["payload"]["n"] for e in stored_events(server)] == [1, 2, 3, 4, 5]
 
