@@ -319,7 +319,12 @@ class Delivery:
             return
         finally:
             self._reserved = (self._reserved[0] - len(request.records), self._reserved[1] - size)
-        answered = self._handle(request, reply)
+        if transport is not self.transport:
+            # Posted before a reload: a refusal from the former server says nothing
+            # of the records under the present one, nor a success of its answers.
+            answered = self._handle_former(request, reply)
+        else:
+            answered = self._handle(request, reply)
         if answered:
             # Only what the server answered for counts against the rate
             # limits: failed attempts would otherwise eat the budget.
@@ -329,6 +334,35 @@ class Delivery:
         # Woken only once the task has left _requests, so the slot is free.
         self._requests.discard(task)
         self._wake.set()
+
+    def _handle_former(self, request: Request, reply: Reply) -> int:
+        """Settle what the server of the former configuration stored; put back the rest.
+
+        Its refusals are not held against the records (nor its successes used to
+        judge refusals): the present server may take them.
+        """
+        records = list(request.records)
+        stored: list[Outgoing] = []
+        if verdict(reply.status, batch=len(records) > 1) == "delivered":
+            if self.settings.post_format != "ndjson":
+                stored = records
+            else:
+                verdicts = batch_verdicts(reply, records)
+                stored = [r for r in records if verdicts[r.record_id][0] == "delivered"]
+        if stored:
+            self._settle([(r, "delivered", reply.status, "") for r in stored])
+        settled = {r.seq for r in stored}
+        rest = [r for r in records if r.seq not in settled]
+        if rest:
+            log.warning(
+                "the former server answered %d (%s) after the reload; %d records go to the "
+                "present one",
+                reply.status,
+                error_message(reply),
+                len(rest),
+            )
+            self._untake(rest)
+        return len(stored)
 
     def _handle(self, request: Request, reply: Reply) -> int:
         """Settle or put back the request's records; return how many were answered."""

@@ -238,3 +238,39 @@ def test_sighup_rebuilds_tls(delivering: DaemonHarness, sink: HttpSink, tmp_path
     delivering.signal(signal.SIGHUP)
     assert delivering.wait_for_log(f"{record_id} delivered")
     assert sink.record_ids == {record_id}
+
+
+def test_a_refusal_from_the_server_before_a_reload_is_not_held_against_the_record(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    """A request in flight when SIGHUP points the daemon at another server: the former
+    server's 400 for its telemetry id, arriving after the reload, once made the record
+    a suspect of the new configuration, rejected when nothing contradicted it."""
+    former = HttpSink(tmp_path / "former", behaviour=Behaviour(hang=True))
+    harness = DaemonHarness(
+        tmp_path / "telemd",
+        server=former.url,
+        cainfo=str(former.ca_file),
+        post_format="json",
+        retry_initial=0.05,
+        retry_max=0.4,
+        request_timeout=30.0,
+        uid_records_per_minute=-1,
+    )
+    try:
+        harness.start()
+        [record_id] = send(harness, 1)
+        assert former.wait_for_requests(1)
+        harness.write_config(server=sink.url, cainfo=str(sink.ca_file))
+        mark = len(harness.log)
+        harness.signal(signal.SIGHUP)
+        assert harness.wait_for_log("configuration reloaded", after=mark)
+        former.behaviour = Behaviour(status=400, body=b'{"message": "Telemetry ID mismatch"}')
+        former.release()
+        assert harness.wait_for_log("the former server answered 400", after=mark)
+        assert harness.wait_for_log(f"{record_id} delivered", after=mark)
+    finally:
+        harness.stop()
+        former.stop()
+    assert sink.record_ids == {record_id}
+    assert fates(harness) == {record_id: "delivered"}
