@@ -33,6 +33,15 @@ def quantiles(latencies: list[float]) -> tuple[float, float, float]:
     return ordered[len(ordered) // 2] * 1000, p99 * 1000, ordered[-1] * 1000
 
 
+def raise_descriptor_limit(connections: int) -> None:
+    """Room for `connections` held open by this process and as many in the server's."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * connections + 512
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        raise SystemExit(f"needs {wanted} file descriptors; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1000)
@@ -40,11 +49,7 @@ def main() -> int:
     parser.add_argument("--header-timeout", type=float, default=10.0)
     args = parser.parse_args()
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 2 * args.connections + 512
-    if hard != resource.RLIM_INFINITY and hard < wanted:
-        raise SystemExit(f"needs {wanted} file descriptors; the hard limit is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    raise_descriptor_limit(args.connections)
 
     with tempfile.TemporaryDirectory() as tmp:
         return measure(args, Path(tmp))

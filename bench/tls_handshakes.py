@@ -19,8 +19,6 @@ newer ones instead.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import resource
 import ssl
 import sys
 import tempfile
@@ -31,20 +29,8 @@ sys.path[:0] = [str(ROOT / "tests" / name) for name in ("", "collector", "faults
 
 from collector_proc import CollectorProcess  # noqa: E402
 from slow_clients import Closings, healthz_latencies, open_slow  # noqa: E402
-from slowloris import quantiles  # noqa: E402
-
-
-def half_client_hello() -> bytes:
-    """The first half of the ClientHello a real TLS client sends first."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    outgoing = ssl.MemoryBIO()
-    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname="127.0.0.1")
-    with contextlib.suppress(ssl.SSLWantReadError):  # it waits for the server's answer
-        tls.do_handshake()
-    hello = outgoing.read()
-    return hello[: len(hello) // 2]
+from slowloris import quantiles, raise_descriptor_limit  # noqa: E402
+from tls_hello import client_hello  # noqa: E402
 
 
 def main() -> int:
@@ -55,11 +41,7 @@ def main() -> int:
     parser.add_argument("--max-connections", type=int, default=4096)
     args = parser.parse_args()
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 2 * args.connections + 512
-    if hard != resource.RLIM_INFINITY and hard < wanted:
-        raise SystemExit(f"needs {wanted} file descriptors; the hard limit is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    raise_descriptor_limit(args.connections)
 
     with tempfile.TemporaryDirectory() as tmp:
         return measure(args, Path(tmp))
@@ -88,7 +70,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> int:
     ).wait_ready()
     try:
         baseline = healthz_latencies(server.base_url, args.probes, context)
-        half = open_slow(server.port, args.connections // 10, half_client_hello())
+        hello = client_hello()
+        half = open_slow(server.port, args.connections // 10, hello[: len(hello) // 2])
         silent = open_slow(server.port, args.connections - len(half), b"")
         closings = Closings({**half, **silent}, timeout=args.header_timeout + 60)
         closings.start()

@@ -13,13 +13,13 @@ import json
 import resource
 import shutil
 import socket
-import ssl
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from collector_proc import CollectorProcess
+from tls_hello import client_hello
 
 HEADER_TIMEOUT = 1.0
 # Generous for a shared 2-core machine: without the bound, asyncio holds them 60 s.
@@ -56,18 +56,6 @@ def seconds_until_closed(sock: socket.socket, opened: float, bound: float) -> fl
     except TimeoutError:
         pass
     pytest.fail(f"connection still open {bound:g} s after it was made")
-
-
-def client_hello() -> bytes:
-    """The first flight a real TLS client sends: one ClientHello record."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    outgoing = ssl.MemoryBIO()
-    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname="127.0.0.1")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
 
 
 def test_silent_connections_are_closed_at_header_timeout(
